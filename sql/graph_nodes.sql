@@ -1,0 +1,34 @@
+-- Synonymy-graph nodes: one per (locale, normalized utterance) with interpretation and success statistics.
+-- inputs: turn_friction, node_intents
+with display_forms as (
+  select locale, utt_norm, utt, count(*) as n,
+         row_number() over (partition by locale, utt_norm order by count(*) desc, utt) as rk
+  from turn_friction
+  group by locale, utt_norm, utt
+),
+users as (
+  select locale, utt_norm, count(distinct user_key) as n_users
+  from turn_friction
+  group by locale, utt_norm
+),
+ranked_intents as (
+  select i.*, row_number() over (partition by locale, utt_norm order by n_events desc, intent) as rk
+  from node_intents i
+),
+totals as (
+  select locale, utt_norm, sum(n_events) as n_events, sum(n_defective) as n_friction
+  from node_intents
+  group by locale, utt_norm
+)
+select md5(concat(t.locale, '|', t.utt_norm)) as node_id,
+       t.locale, t.utt_norm, d.utt,
+       t.n_events, u.n_users, t.n_friction,
+       t.n_friction / cast(t.n_events as double) as defect_rate,
+       case when r.intent = '' then null else r.intent end as top_intent,
+       r.n_events / cast(t.n_events as double) as top_intent_share,
+       t.n_events - t.n_friction as n_success
+from totals t
+join users u on u.locale = t.locale and u.utt_norm = t.utt_norm
+join display_forms d on d.locale = t.locale and d.utt_norm = t.utt_norm and d.rk = 1
+join ranked_intents r on r.locale = t.locale and r.utt_norm = t.utt_norm and r.rk = 1
+order by t.locale, t.utt_norm

@@ -1,0 +1,20 @@
+-- Outcomes per (utterance, interpretation): how often the system's reading of this text held.
+-- A turn is defective when it shows friction or the user rephrased it.
+-- inputs: turn_friction, scored_pairs (pairs with is_rephrase)
+with rephrased as (
+  select distinct event_id_a as event_id from scored_pairs where is_rephrase
+),
+outcomes as (
+  select f.locale, f.utt_norm, coalesce(f.nlu_intent, '') as intent, f.user_key,
+         case when f.friction >= 0.5 or r.event_id is not null then 1 else 0 end as defective
+  from turn_friction f
+  left join rephrased r on f.event_id = r.event_id
+)
+select locale, utt_norm, intent,
+       count(*) as n_events,
+       count(distinct user_key) as n_users,
+       sum(defective) as n_defective,
+       count(distinct case when defective = 0 then user_key end) as n_success_users
+from outcomes
+group by locale, utt_norm, intent
+order by locale, utt_norm, intent

@@ -1,0 +1,39 @@
+import os
+import sys
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+os.environ.setdefault("SPARK_LOCAL_IP", "127.0.0.1")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+ROOT = Path(__file__).resolve().parent.parent
+SAMPLE_LOGS = ROOT / "sample_logs"
+
+
+def make_turns(rows: list[dict]) -> pa.Table:
+    """Curated turns (TURNS_SCHEMA) from short dicts: user, t (seconds), utt, and optional fields."""
+    from selflearn import contract, text
+
+    columns = {name: [] for name in contract.TURNS_SCHEMA.names}
+    for i, row in enumerate(rows):
+        ts_ms = int(row["t"] * 1000) + 1_793_000_000_000
+        values = {
+            "event_id": row.get("event_id", f"e{i:05d}"), "user_key": row["user"],
+            "session_id": row.get("session"), "locale": row.get("locale", "en-US"), "day": "2026-10-25",
+            "ts_ms": ts_ms, "utterance": row["utt"], "utt": text.display_text(row["utt"]),
+            "utt_norm": text.normalize(row["utt"]), "nlu_intent": row.get("intent"),
+            "nlu_slots": row.get("slots", []), "nlu_confidence": row.get("conf"),
+            "response_status": row.get("status"), "barge_in": row.get("barge"), "source_file": "inline",
+        }
+        for name in columns:
+            columns[name].append(values[name])
+    return pa.table(columns, schema=contract.TURNS_SCHEMA)
+
+
+@pytest.fixture
+def turns_factory():
+    return make_turns

@@ -1,10 +1,10 @@
 """The ordered stages of a run, on one engine, with timings, counts and a manifest.
 
-ingest -> window -> friction & turn pairs -> embed unique texts -> rephrase scores -> node statistics
--> rewrite edges -> variants (kNN) -> synonymy graph & absorbing chain -> weak labels -> exports.
-Every output is written atomically; a re-run over the same inputs gives byte-identical outputs, and a run
-killed at any point and restarted ends with the same outputs (ingest skips finished files, the embedding
-cache keeps finished vectors, everything else is recomputed from curated data).
+ingest -> window -> friction -> pairs -> embed -> rephrase -> nodes -> edges -> variants -> graph -> labels
+-> export. `PipelineRun` has one method per stage (Prefect wraps each in a task); `run()` calls them in order.
+Every output is written atomically; a re-run over the same inputs gives identical outputs, and a run killed
+at any point and restarted ends with the same outputs (ingest skips finished files, the embedding cache keeps
+finished vectors, everything downstream is recomputed from curated data).
 """
 from __future__ import annotations
 
@@ -12,13 +12,11 @@ import hashlib
 import json
 import platform
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
-import numpy as np
 import pandas as pd
 import pyarrow as pa
 
@@ -27,7 +25,6 @@ from selflearn import contract
 from selflearn.config import Config
 from selflearn.embedders import DEFAULT_THRESHOLDS, EmbeddingCache, get_embedder
 from selflearn.engines.base import get_engine
-from selflearn.io import atomic_write_parquet
 from selflearn.stages import export, friction, graph, labels, rephrase, variants
 from selflearn.stages.ingest import ingest
 
@@ -44,144 +41,172 @@ class RunResult:
     timings: dict[str, float] = field(default_factory=dict)
 
 
-class _Clock:
-    def __init__(self, say: Callable[[str], None]):
-        self.timings: dict[str, float] = {}
-        self.say = say
+class PipelineRun:
+    """State of one run; each public method is one stage and records its wall time."""
 
-    @contextmanager
-    def stage(self, name: str):
-        number = STAGES.index(name) + 1
-        self.say(f"[{number:>2}/{len(STAGES)}] {name} ...")
+    def __init__(self, logs: str, out_dir: str | Path, cfg: Config, say: Callable[[str], None] = print,
+                 engine_options: dict | None = None):
+        self.logs, self.out, self.cfg, self.say = logs, Path(out_dir), cfg, say
+        self.out.mkdir(parents=True, exist_ok=True)
+        self.engine = get_engine(cfg.run.engine, **(engine_options or {}))
+        self.min_users = cfg.privacy.min_users
+        self.timings: dict[str, float] = {}
+        self.data: dict[str, Any] = {}
+
+    def _timed(self, name: str, fn: Callable[[], Any]) -> Any:
+        self.say(f"[{STAGES.index(name) + 1:>2}/{len(STAGES)}] {name} ...")
         start = time.perf_counter()
-        yield
+        result = fn()
         self.timings[name] = round(time.perf_counter() - start, 3)
+        return result
+
+    def stage(self, name: str) -> Any:
+        return self._timed(name, getattr(self, f"_{name}"))
+
+    def run_all(self) -> RunResult:
+        try:
+            for name in STAGES:
+                self.stage(name)
+            return self.result()
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.engine.close()
+
+    # ------------------------------------------------------------------ stages
+    def _ingest(self):
+        self.report = ingest(self.logs, self.out, self.cfg, progress=self.cfg.run.progress)
+        return self.report.totals()
+
+    def _window(self):
+        all_turns = self.engine.load_parquet(self.report.curated_files, contract.TURNS_SCHEMA)
+        self.turns = self.engine.sql("window_turns", {"turns": all_turns}, {"window_days": self.cfg.run.window_days})
+
+    def _friction(self):
+        self.turn_friction = friction.turn_friction(self.engine, self.turns, self.cfg)
+
+    def _pairs(self):
+        self.pairs = friction.turn_pairs(self.engine, self.turn_friction, self.cfg)
+
+    def _embed(self):
+        cfg = self.cfg.embedding
+        self.embedder = get_embedder(cfg)
+        cache = EmbeddingCache(Path(cfg.cache_dir) if cfg.cache_dir else self.out / "cache" / "embeddings",
+                               self.embedder)
+        texts = self.engine.to_arrow(self.engine.sql("unique_texts", {"turn_friction": self.turn_friction}))
+        self.texts = texts.column("utt_norm").to_pylist()
+        self.vectors = cache.embed(self.texts, progress=self.cfg.run.progress)
+        self.embed_stats = {"unique_texts": len(self.texts), "embedded": cache.stats.get("misses", 0),
+                            "cache_hits": cache.stats.get("hits", 0), "embedder": self.embedder.name}
+        self.say(f"      embedded {self.embed_stats['embedded']} new of {len(self.texts)} unique texts "
+                 f"with {self.embedder.name}")
+
+    def _rephrase(self):
+        scorer = partial(rephrase.score_pairs, vectors=rephrase.VectorLookup(self.texts, self.vectors),
+                         embedder_name=self.embedder.name, threshold=self.cfg.rephrase.threshold)
+        self.scored = self.engine.map_batches(self.pairs, scorer, contract.REPHRASE_PAIRS_SCHEMA)
+        # internal, not released: per-turn-pair scores for evaluation and debugging
+        self.engine.write_parquet(self.scored, self.out / "work" / "scored_pairs.parquet")
+
+    def _nodes(self):
+        intents = self.engine.sql("node_intents", {"turn_friction": self.turn_friction, "scored_pairs": self.scored})
+        self.nodes = self.engine.to_arrow(self.engine.sql(
+            "graph_nodes", {"turn_friction": self.turn_friction, "node_intents": intents})).to_pandas()
+        self.node_intents = self.engine.to_arrow(intents).to_pandas()
+
+    def _edges(self):
+        self.rewrite_edges = self.engine.to_arrow(
+            self.engine.sql("rephrase_edges", {"scored_pairs": self.scored})).to_pandas()
+
+    def _variants(self):
+        cfg, nodes = self.cfg, self.nodes
+        row_of_text = {t: i for i, t in enumerate(self.texts)}
+        node_vectors = self.vectors[[row_of_text[t] for t in nodes["utt_norm"]]] if len(nodes) else self.vectors[:0]
+        same_default, cross_default = DEFAULT_THRESHOLDS.get(cfg.embedding.backend, (0.8, 0.8))
+        self.is_failing = variants.failing_mask(nodes, cfg.labels.failing_defect_rate, self.min_users)
+        is_target = variants.target_mask(nodes, cfg.labels.success_defect_rate, cfg.labels.min_target_share,
+                                         self.min_users)
+        self.variant_edges, self.index_kinds = variants.find_variants(
+            nodes, node_vectors, is_failing=self.is_failing, is_target=is_target, k=cfg.variants.k,
+            min_similarity=cfg.variants.min_similarity or same_default,
+            cross_lingual_min_similarity=cfg.variants.cross_lingual_min_similarity or cross_default,
+            exact_max_vectors=cfg.variants.exact_max_vectors, use_gpu=cfg.variants.use_gpu == "auto")
+
+    def _graph(self):
+        self.synonymy = graph.assemble(self.nodes, self.node_intents, self.rewrite_edges, self.variant_edges)
+
+    def _labels(self):
+        lc = self.cfg.labels
+        decisions, self.abstained = labels.decide(
+            self.synonymy, self.is_failing, min_confidence=lc.min_confidence, min_users=self.min_users,
+            variant_weight=lc.variant_weight, cross_lingual_weight=lc.cross_lingual_weight)
+        slots = fetch_target_slots(self.engine, self.turn_friction, decisions, self.synonymy.nodes)
+        self.weak = labels.finalize(decisions, self.synonymy.nodes, slots)
+
+    def _export(self):
+        out, nodes = self.out, self.nodes
+        locales = sorted(nodes["locale"].unique().tolist()) if len(nodes) else []
+        export.write_weak_labels(self.weak, out)
+        self.per_locale = export.write_massive_jsonl(self.weak, out, locales)
+        self.released = export.write_graph(self.synonymy.nodes, self.synonymy.edges, out, self.min_users)
+        self.n_rewrites = export.write_rewrite_pairs(self.rewrite_edges, nodes, out, self.min_users)
+        counts = self.engine.to_arrow(self.engine.sql("locale_counts", {"turns": self.turns,
+                                                                       "scored_pairs": self.scored}))
+        self.funnel = make_funnel(counts.to_pandas(), nodes, self.is_failing, self.weak)
+        export.write_manifest(self.manifest(), out)
+
+    # ------------------------------------------------------------------ results
+    def manifest(self) -> dict:
+        cfg = self.cfg.model_dump()
+        funnel = self.funnel
+        return {
+            "selflearn_version": selflearn.__version__,
+            "log_contract_version": contract.LOG_CONTRACT_VERSION,
+            "engine": self.engine.name,
+            "python": platform.python_version(),
+            "config": cfg,
+            "config_fingerprint": hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16],
+            "inputs": [vars(f) for f in self.report.files],
+            "rows": self.report.totals(),
+            "embedding": self.embed_stats,
+            "knn_index": self.index_kinds,
+            "counts": {
+                "turns_in_window": int(funnel["turns"].sum()), "pairs": int(funnel["pairs"].sum()),
+                "rephrases": int(funnel["rephrases"].sum()), "nodes": int(len(self.nodes)),
+                "failing_nodes": int(self.is_failing.sum()), "rewrite_edges": int(len(self.rewrite_edges)),
+                "variant_edges": int(len(self.variant_edges)), "released_nodes": self.released[0],
+                "released_edges": self.released[1], "released_rewrite_pairs": self.n_rewrites,
+                "weak_labels": int(len(self.weak)), "labels_per_locale": self.per_locale,
+                "abstained": self.abstained,
+                "components": int(self.synonymy.nodes["component"].nunique()) if len(self.nodes) else 0,
+                "longest_chain": max((len(c) for c in self.synonymy.chains), default=0),
+            },
+            "funnel": funnel.to_dict(orient="records"),
+            "timings_s": self.timings,
+        }
+
+    def result(self) -> RunResult:
+        return RunResult(self.out, self.manifest(), self.weak, self.funnel, dict(self.timings))
 
 
 def run(logs: str, out_dir: str | Path, cfg: Config, say: Callable[[str], None] = print,
         engine_options: dict | None = None) -> RunResult:
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    clock = _Clock(say)
-    progress = cfg.run.progress
-    min_users = cfg.privacy.min_users
-
-    with clock.stage("ingest"):
-        report = ingest(logs, out, cfg, progress=progress)
-    engine = get_engine(cfg.run.engine, **(engine_options or {}))
-    try:
-        with clock.stage("window"):
-            all_turns = engine.load_parquet(report.curated_files, contract.TURNS_SCHEMA)
-            turns = engine.sql("window_turns", {"turns": all_turns}, {"window_days": cfg.run.window_days})
-        with clock.stage("friction"):
-            turn_friction = friction.turn_friction(engine, turns, cfg)
-        with clock.stage("pairs"):
-            pairs = friction.turn_pairs(engine, turn_friction, cfg)
-
-        with clock.stage("embed"):
-            embedder = get_embedder(cfg.embedding)
-            cache_dir = Path(cfg.embedding.cache_dir) if cfg.embedding.cache_dir else out / "cache" / "embeddings"
-            cache = EmbeddingCache(cache_dir, embedder)
-            texts = engine.to_arrow(engine.sql("unique_texts", {"turn_friction": turn_friction}))
-            text_list = texts.column("utt_norm").to_pylist()
-            vectors = cache.embed(text_list, progress=progress)
-            lookup = rephrase.VectorLookup(text_list, vectors)
-            embed_stats = {"unique_texts": len(text_list), **cache.stats, "embedder": embedder.name}
-            say(f"      embedded {cache.stats.get('misses', 0)} new of {len(text_list)} unique texts "
-                f"with {embedder.name}")
-
-        with clock.stage("rephrase"):
-            scorer = partial(rephrase.score_pairs, vectors=lookup, embedder_name=embedder.name,
-                             threshold=cfg.rephrase.threshold)
-            scored = engine.map_batches(pairs, scorer, contract.REPHRASE_PAIRS_SCHEMA)
-            # internal (not released): per-turn-pair scores for evaluation and debugging
-            engine.write_parquet(scored, out / "work" / "scored_pairs.parquet")
-
-        with clock.stage("nodes"):
-            intents_data = engine.sql("node_intents", {"turn_friction": turn_friction, "scored_pairs": scored})
-            nodes = engine.to_arrow(engine.sql(
-                "graph_nodes", {"turn_friction": turn_friction, "node_intents": intents_data})).to_pandas()
-            node_intents = engine.to_arrow(intents_data).to_pandas()
-        with clock.stage("edges"):
-            rewrite_edges = engine.to_arrow(engine.sql("rephrase_edges", {"scored_pairs": scored})).to_pandas()
-
-        with clock.stage("variants"):
-            row_of_text = {t: i for i, t in enumerate(text_list)}
-            node_vectors = vectors[[row_of_text[t] for t in nodes["utt_norm"]]] if len(nodes) else vectors[:0]
-            same_default, cross_default = DEFAULT_THRESHOLDS.get(cfg.embedding.backend, (0.8, 0.8))
-            is_failing = variants.failing_mask(nodes, cfg.labels.failing_defect_rate, min_users)
-            is_target = variants.target_mask(nodes, cfg.labels.success_defect_rate, cfg.labels.min_target_share,
-                                             min_users)
-            variant_edges, index_kinds = variants.find_variants(
-                nodes, node_vectors, is_failing=is_failing, is_target=is_target, k=cfg.variants.k,
-                min_similarity=cfg.variants.min_similarity or same_default,
-                cross_lingual_min_similarity=cfg.variants.cross_lingual_min_similarity or cross_default,
-                exact_max_vectors=cfg.variants.exact_max_vectors, use_gpu=cfg.variants.use_gpu == "auto")
-
-        with clock.stage("graph"):
-            synonymy = graph.assemble(nodes, node_intents, rewrite_edges, variant_edges)
-
-        with clock.stage("labels"):
-            decisions, abstained = labels.decide(
-                synonymy, is_failing, min_confidence=cfg.labels.min_confidence, min_users=min_users,
-                variant_weight=cfg.labels.variant_weight, cross_lingual_weight=cfg.labels.cross_lingual_weight)
-            target_slots = fetch_target_slots(engine, turn_friction, decisions, synonymy.nodes)
-            weak = labels.finalize(decisions, synonymy.nodes, target_slots)
-
-        with clock.stage("export"):
-            locales = sorted(nodes["locale"].unique().tolist()) if len(nodes) else []
-            export.write_weak_labels(weak, out)
-            per_locale = export.write_massive_jsonl(weak, out, locales)
-            n_nodes, n_edges = export.write_graph(synonymy.nodes, synonymy.edges, out, min_users)
-            n_rewrites = export.write_rewrite_pairs(rewrite_edges, nodes, out, min_users)
-            locale_counts = engine.to_arrow(engine.sql("locale_counts", {"turns": turns, "scored_pairs": scored}))
-            funnel = make_funnel(locale_counts.to_pandas(), nodes, is_failing, weak)
-
-        manifest = {
-            "selflearn_version": selflearn.__version__,
-            "log_contract_version": contract.LOG_CONTRACT_VERSION,
-            "engine": engine.name,
-            "python": platform.python_version(),
-            "config": cfg.model_dump(),
-            "config_fingerprint": hashlib.sha256(json.dumps(cfg.model_dump(), sort_keys=True).encode()).hexdigest()[:16],
-            "inputs": [vars(f) for f in report.files],
-            "rows": report.totals(),
-            "embedding": embed_stats,
-            "knn_index": index_kinds,
-            "counts": {
-                "turns_in_window": int(funnel["turns"].sum()), "pairs": int(funnel["pairs"].sum()),
-                "rephrases": int(funnel["rephrases"].sum()),
-                "nodes": int(len(nodes)), "failing_nodes": int(is_failing.sum()),
-                "rewrite_edges": int(len(rewrite_edges)), "variant_edges": int(len(variant_edges)),
-                "released_nodes": n_nodes, "released_edges": n_edges, "released_rewrite_pairs": n_rewrites,
-                "weak_labels": int(len(weak)), "labels_per_locale": per_locale,
-                "abstained": abstained,
-                "components": int(synonymy.nodes["component"].nunique()) if len(nodes) else 0,
-                "longest_chain": max((len(c) for c in synonymy.chains), default=0),
-            },
-            "funnel": funnel.to_dict(orient="records"),
-            "timings_s": clock.timings,
-        }
-        export.write_manifest(manifest, out)
-    finally:
-        engine.close()
-    return RunResult(out, manifest, weak, funnel, clock.timings)
+    return PipelineRun(logs, out_dir, cfg, say, engine_options).run_all()
 
 
 def fetch_target_slots(engine, turn_friction, decisions: pd.DataFrame, nodes: pd.DataFrame) -> dict:
     """(locale, utt_norm) of each label target -> its slots as [{name, value}], via sql/target_slots.sql."""
     if decisions.empty:
         return {}
-    info = nodes.set_index("node_id")
-    targets = pd.DataFrame({
-        "locale": info.loc[decisions["target"], "locale"].to_numpy(),
-        "utt_norm": info.loc[decisions["target"], "utt_norm"].to_numpy(),
-        "intent": decisions["intent"].to_numpy(),
-    }).drop_duplicates(subset=["locale", "utt_norm"])
-    found = engine.to_arrow(engine.sql(
-        "target_slots", {"turn_friction": turn_friction, "targets": engine.from_arrow(pa.Table.from_pandas(
-            targets, preserve_index=False))}))
-    return {(l, u): s or [] for l, u, s in zip(found.column("locale").to_pylist(), found.column("utt_norm").to_pylist(),
+    info = nodes.set_index("node_id").loc[decisions["target"]]
+    targets = pd.DataFrame({"locale": info["locale"].to_numpy(), "utt_norm": info["utt_norm"].to_numpy(),
+                            "intent": decisions["intent"].to_numpy()}).drop_duplicates(["locale", "utt_norm"])
+    found = engine.to_arrow(engine.sql("target_slots", {
+        "turn_friction": turn_friction,
+        "targets": engine.from_arrow(pa.Table.from_pandas(targets, preserve_index=False))}))
+    return {(l, u): s or [] for l, u, s in zip(found.column("locale").to_pylist(),
+                                               found.column("utt_norm").to_pylist(),
                                                found.column("nlu_slots").to_pylist())}
 
 

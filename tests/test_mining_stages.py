@@ -1,0 +1,143 @@
+"""Rephrase scoring, absorbing chain, variants and weak-label decisions on small inline data."""
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from selflearn import contract, text
+from selflearn.stages import graph, labels, rephrase, variants
+
+
+def _pairs(rows):
+    cols = {f.name: [] for f in contract.PAIRS_SCHEMA}
+    for r in rows:
+        full = {"day": "2026-11-01", "locale": "en-US", "user_key": "u", "session_key": "s", "event_id_a": "a",
+                "event_id_b": "b", "utt_a": r["a"], "utt_b": r["b"], "utt_norm_a": text.normalize(r["a"]),
+                "utt_norm_b": text.normalize(r["b"]), "intent_a": r.get("ia"), "intent_b": r.get("ib"),
+                "slots_b": [], "gap_s": r["gap"], "friction_a": r["fa"], "success_b": r.get("sb", 1.0)}
+        for k in cols:
+            cols[k].append(full[k])
+    return pa.RecordBatch.from_pydict(cols, schema=contract.PAIRS_SCHEMA)
+
+
+def _lookup(batch):
+    texts = sorted(set(batch.column("utt_norm_a").to_pylist()) | set(batch.column("utt_norm_b").to_pylist()))
+    # a stand-in embedding where every text is orthogonal except those sharing a first word
+    vecs = np.zeros((len(texts), 64), dtype=np.float32)
+    for i, t in enumerate(texts):
+        vecs[i, sum(map(ord, t.split()[0])) % 64] = 1.0
+    return rephrase.VectorLookup(texts, vecs)
+
+
+def test_rephrase_after_friction_outscores_hard_negatives():
+    batch = _pairs([
+        # genuine rephrase: first turn failed (barge-in), second phrasing of the same goal succeeded quickly
+        {"a": "wake me at seven", "b": "wake me up at seven am", "ia": "weather_query", "ib": "alarm_set",
+         "gap": 4, "fa": 0.8},
+        # related-but-different follow-up after a success
+        {"a": "set an alarm for seven", "b": "list my alarms", "ia": "alarm_set", "ib": "alarm_query",
+         "gap": 5, "fa": 0.0},
+        # quick unrelated follow-up after a success
+        {"a": "play some jazz", "b": "what's the weather", "ia": "play_music", "ib": "weather_query",
+         "gap": 6, "fa": 0.0},
+        # unrelated request long after a failure
+        {"a": "wake me at seven", "b": "tell me a joke", "ia": "weather_query", "ib": "general_joke",
+         "gap": 110, "fa": 0.8},
+    ])
+    scored = rephrase.score_pairs(batch, _lookup(batch), "test-embedder", threshold=0.5)
+    scores = scored.column("rephrase_score").to_pylist()
+    assert all(0.0 <= s <= 1.0 for s in scores)
+    assert scores[0] > 0.5 and scored.column("is_rephrase")[0].as_py()
+    assert max(scores[1:]) < 0.5
+    assert scores[0] > max(scores[1:]) + 0.2
+
+
+def test_lexical_similarity_handles_scripts_without_spaces():
+    char_sim, token_sim = rephrase.lexical_similarity(
+        [text.normalize("七時にアラームをセットして")], [text.normalize("アラームを七時にセット")])
+    assert token_sim[0] > 0.5 and char_sim[0] > 0.2
+
+
+def _graph_inputs():
+    """A -> B -> C chain: A and B fail, C succeeds as alarm_set; D is an unrelated successful node."""
+    nodes = pd.DataFrame({
+        "node_id": ["A", "B", "C", "D"], "locale": ["en-US"] * 4,
+        "utt_norm": ["wake me seven", "seven wake", "set an alarm for seven", "play jazz"],
+        "utt": ["wake me seven", "seven wake", "set an alarm for seven", "play jazz"],
+        "n_events": [10, 6, 20, 30], "n_users": [8, 5, 15, 25], "n_friction": [9, 5, 1, 2],
+        "defect_rate": [0.9, 0.83, 0.05, 0.07], "top_intent": ["weather_query", None, "alarm_set", "play_music"],
+        "top_intent_share": [1.0, 1.0, 1.0, 1.0], "n_success": [1, 1, 19, 28],
+    })
+    node_intents = pd.DataFrame({
+        "locale": ["en-US"] * 4, "utt_norm": nodes["utt_norm"],
+        "intent": ["weather_query", "", "alarm_set", "play_music"],
+        "n_events": [10, 6, 20, 30], "n_users": [8, 5, 15, 25], "n_defective": [9, 5, 1, 2],
+        "n_success_users": [1, 1, 14, 23],
+    })
+    edges = pd.DataFrame({
+        "locale": ["en-US", "en-US"], "utt_norm_a": ["wake me seven", "seven wake"],
+        "utt_norm_b": ["seven wake", "set an alarm for seven"], "n_users": [4, 4], "n_events": [5, 5],
+        "n_users_any": [4, 4], "mean_score": [0.9, 0.9], "llr": [10.0, 12.0], "pmi": [2.0, 2.0],
+    })
+    return nodes, node_intents, edges
+
+
+def test_absorbing_chain_credits_the_end_of_a_rephrase_chain():
+    nodes, node_intents, edges = _graph_inputs()
+    g = graph.assemble(nodes, node_intents, edges, variants._empty_edges())
+    dist_a = g.absorption.distribution(g.row_of["A"])
+    # A's paths end in success mostly through C's alarm_set, a little through A's own reading
+    assert max(dist_a, key=dist_a.get) == "alarm_set"
+    assert dist_a["alarm_set"] > dist_a.get("weather_query", 0)
+    assert g.absorption.p_success[g.row_of["C"]] == pytest.approx(19 / 20)
+    assert g.nodes.set_index("node_id").loc["A", "component"] == g.nodes.set_index("node_id").loc["C", "component"]
+    assert g.nodes.set_index("node_id").loc["A", "component"] != g.nodes.set_index("node_id").loc["D", "component"]
+    assert ["A", "B", "C"] in g.chains
+
+
+def test_decide_labels_the_failing_utterance_and_abstains_without_evidence():
+    nodes, node_intents, edges = _graph_inputs()
+    g = graph.assemble(nodes, node_intents, edges, variants._empty_edges())
+    failing = variants.failing_mask(g.nodes, 0.5, 2)
+    decisions, abstained = labels.decide(g, failing, min_confidence=0.8, min_users=2, variant_weight=0.5,
+                                         cross_lingual_weight=0.25)
+    by_node = decisions.set_index("node_id")
+    assert by_node.loc["A", "intent"] == "alarm_set"
+    assert by_node.loc["A", "source"] == "multiturn"
+    assert by_node.loc["A", "system_intent"] == "weather_query"
+    assert 0.8 <= by_node.loc["A", "confidence"] <= 1.0
+    assert "D" not in by_node.index and "C" not in by_node.index  # successful utterances are not relabelled
+
+
+def test_conflicting_evidence_abstains():
+    votes = {"alarm_set": 2.0, "alarm_query": 2.0}
+    assert labels.confidence(votes) == (None, 0.0)
+    intent, conf = labels.confidence({"alarm_set": 3.0, "alarm_query": 1.0})
+    assert intent == "alarm_set" and conf < 0.8
+
+
+def test_project_slots_marks_values_found_in_the_failing_text():
+    annot, kept = labels.project_slots("wake me at Seven AM tomorrow",
+                                       [{"name": "time", "value": "seven am"}, {"name": "date", "value": "tomorrow"},
+                                        {"name": "place", "value": "berlin"}])
+    assert annot == "wake me at [time : Seven AM] [date : tomorrow]"
+    assert kept == [{"name": "time", "value": "Seven AM"}, {"name": "date", "value": "tomorrow"}]
+    annot, _ = labels.project_slots("कल सुबह सात बजे अलार्म लगाओ", [{"name": "time", "value": "सुबह सात बजे"}])
+    assert annot == "कल [time : सुबह सात बजे] अलार्म लगाओ"
+
+
+def test_variants_link_failing_to_similar_successful_utterances_across_locales():
+    nodes = pd.DataFrame({
+        "node_id": ["F", "S1", "S2", "X"], "locale": ["en-US", "en-US", "de-DE", "en-US"],
+        "defect_rate": [0.9, 0.0, 0.0, 0.0], "n_users": [3, 5, 5, 5], "top_intent": ["a", "b", "b", "c"],
+        "top_intent_share": [1.0, 1.0, 1.0, 1.0],
+    })
+    vecs = np.array([[1, 0, 0], [0.95, 0.31, 0], [0.9, 0, 0.43], [0, 1, 0]], dtype=np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    edges, kinds = variants.find_variants(
+        nodes, vecs, is_failing=variants.failing_mask(nodes, 0.5, 2),
+        is_target=variants.target_mask(nodes, 0.3, 0.8, 2), k=5, min_similarity=0.9,
+        cross_lingual_min_similarity=0.85, exact_max_vectors=100, use_gpu=False)
+    got = set(zip(edges["src"], edges["dst"], edges["kind"]))
+    assert got == {("F", "S1", "cross_user"), ("F", "S2", "cross_lingual")}
+    assert kinds == ["flat-cpu"]

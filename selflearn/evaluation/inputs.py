@@ -1,0 +1,127 @@
+"""Read and check the evaluation inputs. Every problem becomes an EvalInputError with one line of advice."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pandas as pd
+import pyarrow.parquet as pq
+
+
+class EvalInputError(ValueError):
+    """An evaluation input is missing or malformed; the message is one line saying what to do."""
+
+
+LOG_COLUMNS = ["event_id", "user_id", "locale", "ts", "utterance"]
+LOG_OPTIONAL = ["nlu_intent"]
+
+
+def parquet_files(path: Path) -> list[Path]:
+    """A Parquet file itself, or every *.parquet under a folder (hive partitions), hidden/_ files skipped."""
+    if path.is_file():
+        return [path]
+    return sorted(
+        f for f in path.rglob("*.parquet")
+        if not any(part.startswith((".", "_")) for part in f.relative_to(path).parts)
+    )
+
+
+def read_logs(logs: str | Path) -> pd.DataFrame:
+    """Log events (event_id, user_id, locale, ts_us, utterance, nlu_intent); ts of any unit/tz read as UTC.
+
+    Rows missing a required value are dropped and duplicate event ids keep their first row, as ingest does.
+    """
+    root = Path(logs)
+    if not root.exists():
+        raise EvalInputError(f"logs path {root} does not exist: --logs must point at the log folder (Parquet, "
+                             "LOG_SCHEMA)")
+    files = parquet_files(root)
+    if not files:
+        raise EvalInputError(f"no Parquet files under {root}: --logs must point at the log folder (LOG_SCHEMA)")
+    frames = []
+    for f in files:
+        names = pq.read_schema(f).names
+        missing = [c for c in LOG_COLUMNS if c not in names]
+        if missing:
+            raise EvalInputError(f"log file {f} lacks column(s) {missing}: evaluation needs {LOG_COLUMNS}")
+        cols = LOG_COLUMNS + [c for c in LOG_OPTIONAL if c in names]
+        df = pq.ParquetFile(f).read(columns=cols).to_pandas()
+        # ts may differ in unit and zone per file: bring every file to UTC microseconds before concatenating.
+        df["ts_us"] = pd.to_datetime(df.pop("ts"), utc=True).dt.as_unit("us").astype("int64")
+        if "nlu_intent" not in df:
+            df["nlu_intent"] = None
+        frames.append(df)
+    events = pd.concat(frames, ignore_index=True)
+    events = events.dropna(subset=["event_id", "user_id", "locale", "utterance"])
+    events = events.drop_duplicates("event_id", keep="first").reset_index(drop=True)
+    events["nlu_intent"] = events["nlu_intent"].astype(object).where(events["nlu_intent"].notna(), None)
+    return events
+
+
+def read_table(path: Path, required: list[str], optional: list[str], advice: str) -> pd.DataFrame:
+    """One Parquet file with its required columns; optional columns come back as None when absent."""
+    if not path.is_file():
+        raise EvalInputError(f"{path} not found: {advice}")
+    names = pq.read_schema(path).names
+    missing = [c for c in required if c not in names]
+    if missing:
+        raise EvalInputError(f"{path} lacks column(s) {missing}: {advice}")
+    df = pq.read_table(path, columns=required + [c for c in optional if c in names]).to_pandas()
+    for c in optional:
+        if c not in df:
+            df[c] = None
+    return df
+
+
+def read_truth_turns(truth_dir: Path) -> pd.DataFrame:
+    return read_table(
+        truth_dir / "turns.parquet", ["event_id", "true_intent", "system_correct"],
+        ["true_annot_utt", "true_slots"],
+        "--truth must be the simulator's truth folder (turns.parquet in TRUTH_TURNS_SCHEMA)",
+    ).drop_duplicates("event_id")
+
+
+def read_truth_pairs(truth_dir: Path) -> pd.DataFrame:
+    df = read_table(
+        truth_dir / "pairs.parquet", ["event_id_a", "event_id_b", "is_rephrase"], ["kind"],
+        "--truth must be the simulator's truth folder (pairs.parquet in TRUTH_PAIRS_SCHEMA)",
+    )
+    df["is_rephrase"] = df["is_rephrase"].fillna(False).astype(bool)
+    return df
+
+
+def read_weak_labels(run_dir: Path) -> pd.DataFrame:
+    df = read_table(
+        run_dir / "training" / "weak_labels.parquet", ["locale", "utt_norm", "intent"],
+        ["utt", "annot_utt", "slots", "confidence", "source"],
+        "--out must be a finished `selflearn run` output folder (training/weak_labels.parquet)",
+    )
+    return df.dropna(subset=["locale", "utt_norm", "intent"]).reset_index(drop=True)
+
+
+def read_run_pairs(run_dir: Path) -> pd.DataFrame:
+    df = read_table(
+        run_dir / "work" / "scored_pairs.parquet", ["event_id_a", "event_id_b", "is_rephrase"],
+        ["locale", "rephrase_score"],
+        "--out must be a finished `selflearn run` output folder (work/scored_pairs.parquet)",
+    )
+    df["is_rephrase"] = df["is_rephrase"].fillna(False).astype(bool)
+    return df
+
+
+def read_nlu_sets(truth_dir: Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The labeled seed and test sets of the closed loop (locale, utt, intent), non-empty."""
+    sets = []
+    for name in ("nlu_seed", "nlu_test"):
+        path = truth_dir / f"{name}.parquet"
+        if not path.is_file():
+            raise EvalInputError(
+                f"truth folder {truth_dir} has no {name}.parquet: the closed loop needs a labeled seed and "
+                "test set (locale, utt, intent)")
+        df = read_table(path, ["locale", "utt", "intent"], [],
+                        "the closed loop needs a labeled seed and test set (locale, utt, intent)")
+        df = df.dropna(subset=["locale", "utt", "intent"]).reset_index(drop=True)
+        if df.empty:
+            raise EvalInputError(f"{path} has no labeled rows: the closed loop needs a labeled seed and test set "
+                                 "(locale, utt, intent)")
+        sets.append(df)
+    return sets[0], sets[1]

@@ -21,12 +21,20 @@ _NO_SPACE_RANGES = (
 )
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-CARD = re.compile(r"\b(?:\d[ -]?){13,19}\b")
+CARD = re.compile(r"\b\d(?:[ -]?\d){12,18}\b")  # separators only between digits: keeps the space after
 PHONE = re.compile(r"(?<!\w)(?:\+?\d[\d ().-]{7,}\d)(?!\w)")
+# Calendar dates carry 8 digits but are slot values, not phone numbers: shielded while scrubbing.
+DATE = re.compile(r"(?<![\w.-])(?:\d{4}([-.])\d{1,2}\1\d{1,2}|\d{1,2}([-.])\d{1,2}\2\d{4})(?![\w-]|\.\d)")
+_DIGIT = re.compile(r"\d")
+_SHIELD = "\ue000"  # a private-use character: strip_controls removes it from real input before scrubbing
+# Presentation-only code points: left orphaned when the emoji they decorate is dropped from a matching key.
+_ORPHAN_JOINERS = re.compile(r"[\ufe00-\ufe0f]|(?<!\S)[\u200c\u200d]+|[\u200c\u200d]+(?!\S)")
 
 
 def strip_controls(text: str) -> str:
     """Drop control/format/unassigned code points (and lone surrogates), keep ZWJ/ZWNJ used by Indic scripts."""
+    if text.isprintable():  # C-speed fast path: printable means no character of a control category
+        return text
     return "".join(
         ch for ch in text
         if ch in "\u200c\u200d" or ch in "\t\n " or unicodedata.category(ch) not in _CONTROL_CATEGORIES
@@ -34,10 +42,17 @@ def strip_controls(text: str) -> str:
 
 
 def scrub_pii(text: str) -> str:
-    """Replace e-mail addresses, card numbers and phone numbers with placeholders."""
-    text = EMAIL.sub("<email>", text)
+    """Replace e-mail addresses, card numbers and phone numbers with placeholders (dates are kept)."""
+    if "@" in text:
+        text = EMAIL.sub("<email>", text)
+    if not _DIGIT.search(text):  # fast path: cards, dates and phones all need a digit
+        return text
     text = CARD.sub(lambda m: "<card>" if _luhn_ok(m.group()) else m.group(), text)
-    return PHONE.sub(lambda m: "<phone>" if sum(c.isdigit() for c in m.group()) >= 8 else m.group(), text)
+    dates = [] if _SHIELD in text else [m.group() for m in DATE.finditer(text)]
+    text = DATE.sub(_SHIELD, text) if dates else text
+    text = PHONE.sub(lambda m: "<phone>" if sum(c.isdigit() for c in m.group()) >= 8 else m.group(), text)
+    restore = iter(dates)
+    return re.sub(_SHIELD, lambda _: next(restore), text) if dates else text
 
 
 def _luhn_ok(candidate: str) -> bool:
@@ -57,9 +72,25 @@ def display_text(raw: str) -> str:
 
 def normalize(raw: str) -> str:
     """Matching key: NFKC, casefold, punctuation/symbols to spaces, whitespace collapsed."""
-    text = unicodedata.normalize("NFKC", display_text(raw)).casefold()
-    text = "".join(" " if unicodedata.category(ch) in _DROP_CATEGORIES and ch not in "<>" else ch for ch in text)
-    return _WS.sub(" ", text).strip()
+    return match_key(display_text(raw))
+
+
+class _MatchChars(dict):
+    """str.translate table, filled lazily per code point: punctuation/symbols -> space, the rest kept."""
+
+    def __missing__(self, code_point: int) -> str:
+        ch = chr(code_point)
+        self[code_point] = value = " " if unicodedata.category(ch) in _DROP_CATEGORIES and ch not in "<>" else ch
+        return value
+
+
+_MATCH_CHARS = _MatchChars()
+
+
+def match_key(display: str) -> str:
+    """normalize() of text already through display_text (saves scrubbing twice when both are needed)."""
+    text = unicodedata.normalize("NFKC", display).casefold().translate(_MATCH_CHARS)
+    return _WS.sub(" ", _ORPHAN_JOINERS.sub("", text)).strip()
 
 
 def _is_no_space(ch: str) -> bool:

@@ -1,0 +1,510 @@
+"""Ingest: check raw assistant logs against the log contract (v1) and write curated turns, losing nothing.
+
+Every input row ends in exactly one place: kept (curated turns), quarantined with a reason code, or counted
+as a duplicate of an event id already kept. Per file: rows_in == rows_kept + rows_quarantined + duplicates.
+
+Outputs under out_dir (file_key = short sha1 of the file's name relative to the logs root):
+    curated/turns/<file_key>.parquet   TURNS_SCHEMA, one per accounted input file (possibly empty)
+    quarantine/<file_key>.parquet      QUARANTINE_SCHEMA, only for files with quarantined rows
+    curated/_ingested.json             state: relative name -> fingerprint and account (incremental runs)
+
+Incremental: an unchanged file (same size and sha256) is skipped; a changed one is re-ingested and its
+outputs replaced. Outputs of files no longer among the inputs stay, and their event ids still count for
+dedup: logs are append-only date partitions, so yesterday's folder may be gone from today's input.
+Raw user ids are never written: user_key is a salted hash (selflearn.privacy).
+"""
+from __future__ import annotations
+
+import codecs
+import hashlib
+import json
+import logging
+import re
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tqdm import tqdm
+
+from selflearn import io, privacy, text
+from selflearn.config import Config
+from selflearn.contract import (
+    LOG_CONTRACT_VERSION,
+    LOG_SCHEMA,
+    QUARANTINE_SCHEMA,
+    REQUIRED_LOG_COLUMNS,
+    RESPONSE_STATUSES,
+    SLOTS,
+    TURNS_SCHEMA,
+)
+
+log = logging.getLogger(__name__)
+
+# Bump when ingest or selflearn.text changes what lands in curated turns: a new version re-ingests every file.
+INGEST_VERSION = "1"
+STATE_FILE = "_ingested.json"
+QUARANTINE_UTTERANCE_CHARS = 200
+
+REASONS: dict[str, str] = {
+    # a whole file (row_number -1), only with ingest.quarantine_bad_files
+    "bad_file": "not a readable Parquet file",
+    "missing_column": "a column the log contract requires is missing",
+    "bad_type": "a column has a type the log contract cannot safely cast",
+    # one row; a row failing several checks gets the first code in this order
+    "null_event_id": "event_id is null or blank",
+    "null_user_id": "user_id is null or blank",
+    "null_locale": "locale is null or blank",
+    "invalid_locale": "locale is not a BCP-47 tag such as en-US, ja-JP or zh-Hant-TW",
+    "null_ts": "ts is null",
+    "empty_utterance": "utterance is null, empty, or only whitespace / control characters",
+    "utterance_too_long": "utterance is longer than ingest.max_utterance_chars",
+    "invalid_status": f"response_status is not one of {', '.join(RESPONSE_STATUSES)}",
+    "invalid_confidence": "nlu_confidence is outside [0, 1] or NaN",
+}
+ROW_REASONS = list(REASONS)[3:]
+COUNTS = ("rows_in", "rows_kept", "rows_quarantined", "duplicates")
+_EXPECTED = {"ts": "timestamp (any unit, with or without time zone)", "nlu_confidence": "float",
+             "barge_in": "bool", "nlu_slots": "list<struct<name: string, value: string>>"}
+# language, optional script, optional region (2 letters or 3 digits); '_' is read as '-'. Variants and
+# extensions (ca-ES-valencia, en-US-u-ca-gregory) are rejected: assistant locales never need them.
+_LOCALE = re.compile(r"([a-z]{2,3})(?:-([a-z]{4}))?(?:-([a-z]{2}|\d{3}))?")
+_INVISIBLE = dict.fromkeys([0x200C, 0x200D, *range(0xFE00, 0xFE10)])  # joiners and variation selectors
+
+
+class IngestError(Exception):
+    """A one-line, human message naming the file (and column or row where relevant)."""
+
+
+@dataclass
+class FileAccount:
+    """Where one input file's rows went. source_file is relative to the logs root; fingerprint is size:sha256.
+    A file quarantined whole counts its rows (0 when even the footer is unreadable) as quarantined, although
+    the quarantine holds one row (row_number -1) for it. skipped_unchanged repeats the recorded counts."""
+    source_file: str
+    status: str  # "ingested" | "skipped_unchanged" | "quarantined_file" | "empty"
+    rows_in: int
+    rows_kept: int
+    rows_quarantined: int
+    duplicates: int
+    fingerprint: str
+
+    def check_balanced(self) -> None:
+        if self.rows_in != self.rows_kept + self.rows_quarantined + self.duplicates:
+            raise AssertionError(
+                f"ingest lost rows of {self.source_file}: rows_in={self.rows_in} != kept {self.rows_kept} + "
+                f"quarantined {self.rows_quarantined} + duplicates {self.duplicates}")
+
+
+@dataclass
+class IngestReport:
+    files: list[FileAccount]
+    curated_files: list[Path] = field(default_factory=list)  # every curated turns file now in out_dir
+
+    def totals(self) -> dict:
+        """Counts summed over the input files (skipped ones from their recorded account); checks the invariant."""
+        for account in self.files:
+            account.check_balanced()
+        out: dict = {k: sum(getattr(a, k) for a in self.files) for k in COUNTS}
+        out["files"] = len(self.files)
+        out["by_status"] = {s: sum(a.status == s for a in self.files) for s in sorted({a.status for a in self.files})}
+        return out
+
+
+class _BadFile(Exception):
+    def __init__(self, reason: str, message: str, rows: int = 0):
+        super().__init__(message)
+        self.reason, self.rows = reason, rows
+
+
+# ------------------------------------------------------------------------------------------------ discovery
+
+def discover_inputs(logs: str) -> list[Path]:
+    """Input files: one Parquet file, a folder (recursive; hive partitions such as day=2026-11-01/ are fine;
+    hidden and _-prefixed names skipped) or a glob; sorted by name relative to the logs root."""
+    return _discover(logs)[1]
+
+
+def _discover(logs: str) -> tuple[Path, list[Path]]:
+    root, files = io.find_inputs(str(logs))
+    if not files:
+        raise IngestError(f"no Parquet files match {str(logs)!r}")
+    return root, files
+
+
+def file_key(source_file: str) -> str:
+    """Output file stem for an input, from its name relative to the logs root."""
+    return hashlib.sha1(source_file.encode("utf-8")).hexdigest()[:16]
+
+
+def normalize_locale(raw: str) -> str | None:
+    """'en_us' -> 'en-US', 'zh_hant_tw' -> 'zh-Hant-TW'; None when not a BCP-47-like tag."""
+    m = _LOCALE.fullmatch(raw.strip().replace("_", "-").lower())
+    if not m:
+        return None
+    lang, script, region = m.groups()
+    return lang + (f"-{script.title()}" if script else "") + (f"-{region.upper()}" if region else "")
+
+
+# ------------------------------------------------------------------------------------------------ the stage
+
+def ingest(logs: str, out_dir: Path, config: Config, progress: bool = False) -> IngestReport:
+    """Validate and curate every input file of `logs` into out_dir; see the module docstring for the layout."""
+    root, files = _discover(logs)
+    out_dir = Path(out_dir)
+    turns_dir, quarantine_dir = out_dir / "curated" / "turns", out_dir / "quarantine"
+    state_path = out_dir / "curated" / STATE_FILE
+    previous = _load_state(state_path)
+    settings = _settings_fingerprint(config)
+    changed_settings = previous["settings"] != settings
+    if changed_settings and previous["files"]:
+        log.warning("ingest settings changed since the last run (salt, max_utterance_chars or version): "
+                    "re-ingesting every input file; outputs of files no longer in the input keep the old settings")
+    recorded = {} if changed_settings else previous["files"]
+    state = {"settings": settings, "files": dict(previous["files"])}
+
+    names = [io.relative_name(p, root) for p in files]
+    accounts: dict[str, FileAccount] = {}
+    todo: list[tuple[Path, str]] = []
+    for path, name in zip(files, names, strict=True):  # pass 1: what is unchanged (a cheap hash beats re-ingesting)
+        old = recorded.get(name)
+        if old and (turns_dir / f"{file_key(name)}.parquet").exists() and not (
+                old["status"] == "quarantined_file" and not config.ingest.quarantine_bad_files):
+            try:
+                fp = io.fingerprint(path.read_bytes())
+            except OSError:
+                fp = None
+            if fp == old["fingerprint"]:
+                accounts[name] = FileAccount(**{**_account_fields(old), "status": "skipped_unchanged"})
+                continue
+        todo.append((path, name))
+
+    if todo:
+        replaced = {f"{file_key(name)}.parquet" for _, name in todo}
+        seen = _event_ids(p for p in sorted(turns_dir.glob("*.parquet")) if p.name not in replaced)
+        texts = _TextCache(config.ingest.max_utterance_chars)
+        for path, name in tqdm(todo, desc="ingest", unit="file", disable=not progress):
+            account = _ingest_file(path, name, turns_dir, quarantine_dir, config, seen, texts)
+            account.check_balanced()
+            accounts[name] = account
+            state["files"][name] = {**asdict(account), "file_key": file_key(name)}
+            io.atomic_write_json(state, state_path)
+    elif state != previous or not state_path.exists():
+        io.atomic_write_json(state, state_path)
+
+    report = IngestReport([accounts[n] for n in names], sorted(turns_dir.glob("*.parquet")))
+    report.totals()
+    return report
+
+
+def _account_fields(recorded: dict) -> dict:
+    return {k: recorded[k] for k in ("source_file", "status", "fingerprint", *COUNTS)}
+
+
+def _settings_fingerprint(config: Config) -> str:
+    settings = {"ingest_version": INGEST_VERSION, "contract": LOG_CONTRACT_VERSION,
+                "max_utterance_chars": config.ingest.max_utterance_chars,
+                "salt": hashlib.sha256(config.privacy.user_salt.encode()).hexdigest()}
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _load_state(path: Path) -> dict:
+    if not path.exists():
+        return {"settings": None, "files": {}}
+    try:
+        state = json.loads(path.read_text(encoding="utf-8"))
+        return {"settings": state["settings"], "files": dict(state["files"])}
+    except (ValueError, KeyError, TypeError):
+        log.warning("ingest state %s is unreadable: re-ingesting every input file", path)
+        return {"settings": None, "files": {}}
+
+
+def _event_ids(curated: Iterable[Path]) -> set[str]:
+    seen: set[str] = set()
+    for path in curated:
+        seen.update(pq.read_table(path, columns=["event_id"])["event_id"].to_pylist())
+    return seen
+
+
+def _ingest_file(path: Path, name: str, turns_dir: Path, quarantine_dir: Path, config: Config,
+                 seen: set[str], texts: _TextCache) -> FileAccount:
+    key = file_key(name)
+    fp = "unreadable"
+    try:
+        try:
+            data = path.read_bytes()
+        except OSError as exc:
+            raise _BadFile("bad_file", f"cannot be read ({exc.strerror or exc})") from None
+        fp = io.fingerprint(data)
+        columns, rows_in = _read_contract(data)
+    except _BadFile as bad:
+        if not config.ingest.quarantine_bad_files:
+            raise IngestError(f"file {path}: {bad}") from None
+        row = {"source_file": name, "row_number": -1, "reason": bad.reason, "detail": str(bad)}
+        io.atomic_write_parquet(TURNS_SCHEMA.empty_table(), turns_dir / f"{key}.parquet")
+        io.atomic_write_parquet(pa.Table.from_pylist([row], schema=QUARANTINE_SCHEMA),
+                                quarantine_dir / f"{key}.parquet")
+        return FileAccount(name, "quarantined_file", bad.rows, 0, bad.rows, 0, fp)
+
+    turns, quarantine, duplicates = _curate(columns, name, config, seen, texts)
+    io.atomic_write_parquet(turns, turns_dir / f"{key}.parquet")
+    if quarantine.num_rows:
+        io.atomic_write_parquet(quarantine, quarantine_dir / f"{key}.parquet")
+    else:
+        (quarantine_dir / f"{key}.parquet").unlink(missing_ok=True)
+    status = "empty" if rows_in == 0 else "ingested"
+    return FileAccount(name, status, rows_in, turns.num_rows, quarantine.num_rows, duplicates, fp)
+
+
+# ------------------------------------------------------------------------------------------------ contract
+
+def _read_contract(data: bytes) -> tuple[dict[str, pa.Array], int]:
+    """The file's columns cast to LOG_SCHEMA (missing optional ones null, extra ones dropped, strings valid
+    UTF-8) and its row count; _BadFile when the bytes or the schema break the contract."""
+    try:
+        parquet = pq.ParquetFile(pa.BufferReader(data))
+        schema = parquet.schema_arrow
+    except Exception as exc:  # pyarrow raises several types for non-Parquet bytes
+        raise _BadFile("bad_file", f"not a readable Parquet file ({_first_line(exc)})") from None
+    rows = parquet.metadata.num_rows
+    missing = [c for c in REQUIRED_LOG_COLUMNS if c not in schema.names]
+    if missing:
+        cols = ", ".join(repr(c) for c in missing)
+        raise _BadFile("missing_column", f"missing required column{'s' * (len(missing) > 1)} {cols} "
+                       f"(the log contract needs {', '.join(REQUIRED_LOG_COLUMNS)})", rows)
+    present = [f for f in LOG_SCHEMA if f.name in schema.names]
+    for f in present:
+        found = schema.field(f.name).type
+        if not _castable(found, f.type):
+            raise _BadFile("bad_type", f"column {f.name!r} has type {found}, "
+                           f"expected {_EXPECTED.get(f.name, 'string')}", rows)
+    try:
+        table = parquet.read(columns=[f.name for f in present])
+    except Exception as exc:
+        raise _BadFile("bad_file", f"not a readable Parquet file ({_first_line(exc)})", rows) from None
+    columns = {}
+    for f in LOG_SCHEMA:
+        if f.name not in table.column_names:
+            columns[f.name] = pa.nulls(table.num_rows, f.type)
+            continue
+        try:
+            columns[f.name] = _valid_utf8(_cast(table[f.name].combine_chunks(), f.type))
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+            raise _BadFile("bad_type", f"column {f.name!r} of type {table.schema.field(f.name).type} "
+                           f"cannot be cast to {f.type} ({_first_line(exc)})", rows) from None
+    return columns, table.num_rows
+
+
+def _first_line(exc: Exception) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
+
+
+def _is_text(t: pa.DataType) -> bool:
+    if pa.types.is_dictionary(t):
+        return _is_text(t.value_type)
+    return (pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_null(t)
+            or getattr(pa.types, "is_string_view", lambda _: False)(t))
+
+
+def _castable(found: pa.DataType, target: pa.DataType) -> bool:
+    if pa.types.is_null(found):
+        return True
+    if pa.types.is_timestamp(target):
+        return pa.types.is_timestamp(found)
+    if pa.types.is_floating(target):
+        return pa.types.is_floating(found) or pa.types.is_integer(found)
+    if pa.types.is_boolean(target):
+        return pa.types.is_boolean(found)
+    if target == SLOTS:
+        if not (pa.types.is_list(found) or pa.types.is_large_list(found)) or not pa.types.is_struct(found.value_type):
+            return False
+        names = {found.value_type.field(i).name: found.value_type.field(i).type
+                 for i in range(found.value_type.num_fields)}
+        return all(n in names and _is_text(names[n]) for n in ("name", "value"))
+    return _is_text(found)
+
+
+def _cast(arr: pa.Array, target: pa.DataType) -> pa.Array:
+    if pa.types.is_timestamp(arr.type) and arr.type.unit == "ns":
+        return pc.cast(arr, target, safe=False)  # drops sub-microsecond digits; ns never overflows us
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(arr.type.value_type)
+    return arr if arr.type == target else arr.cast(target)  # safe: errors instead of overflowing
+
+
+def _lenient_utf8(exc: UnicodeDecodeError) -> tuple[str, int]:
+    """Decode error handler for bad UTF-8: a surrogate pair encoded separately (CESU-8, as Java writes it)
+    becomes its character, a lone encoded surrogate is dropped, any other bad byte becomes U+FFFD."""
+    b, i = exc.object, exc.start
+
+    def surrogate(at: int) -> int | None:
+        if at + 3 <= len(b) and b[at] == 0xED and 0xA0 <= b[at + 1] <= 0xBF and 0x80 <= b[at + 2] <= 0xBF:
+            return 0xD000 | (b[at + 1] & 0x3F) << 6 | (b[at + 2] & 0x3F)
+        return None
+
+    high = surrogate(i)
+    if high is None:
+        return "\ufffd", exc.end
+    low = surrogate(i + 3)
+    if high < 0xDC00 and low is not None and low >= 0xDC00:
+        return chr(0x10000 + ((high - 0xD800) << 10) + (low - 0xDC00)), i + 6
+    return "", i + 3
+
+
+codecs.register_error("selflearn-lenient", _lenient_utf8)
+
+
+def _valid_utf8(arr: pa.Array) -> pa.Array:
+    """Arrow does not check UTF-8 when reading Parquet; repair invalid strings so no output carries them."""
+    try:
+        arr.validate(full=True)
+        return arr
+    except pa.ArrowInvalid:
+        pass
+    if pa.types.is_list(arr.type):
+        values = arr.values
+        slots = pa.StructArray.from_arrays([_valid_utf8(child) for child in values.flatten()],
+                                           fields=list(values.type), mask=values.is_null())
+        return pa.ListArray.from_arrays(arr.offsets, slots, type=arr.type, mask=arr.is_null())
+    raw = arr.cast(pa.binary()).to_pylist()
+    return pa.array([None if b is None else b.decode("utf-8", "selflearn-lenient") for b in raw], arr.type)
+
+
+# ------------------------------------------------------------------------------------------------ rows
+
+class _TextCache:
+    """Per distinct utterance: cleaned text, empty/too-long flags, display and matching forms (computed once)."""
+
+    def __init__(self, max_chars: int, limit: int = 500_000):
+        self.max_chars, self.limit, self.memo = max_chars, limit, {}
+
+    def get(self, raw: str) -> tuple[str, str | None, str | None, str | None]:
+        hit = self.memo.get(raw)
+        if hit is None:
+            clean = text.strip_controls(raw)
+            if not clean.translate(_INVISIBLE).strip():
+                hit = (clean, "empty_utterance", None, None)
+            elif len(clean) > self.max_chars:
+                hit = (clean, "utterance_too_long", None, None)
+            else:
+                display = text.display_text(clean)
+                hit = (clean, None, display, text.match_key(display))  # == text.normalize(clean)
+            if len(self.memo) >= self.limit:
+                self.memo.clear()
+            self.memo[raw] = hit
+        return hit
+
+
+def _blank(arr: pa.Array) -> np.ndarray:
+    return _np(pc.fill_null(pc.equal(pc.utf8_length(pc.utf8_trim_whitespace(arr)), 0), True))
+
+
+def _np(arr: pa.Array) -> np.ndarray:
+    return arr.to_numpy(zero_copy_only=False)
+
+
+def _map_distinct(arr: pa.Array, fn: Callable[[list], list]) -> pa.Array:
+    """fn (a list of distinct values -> a list of strings) applied once per distinct value; nulls stay null."""
+    encoded = pc.dictionary_encode(arr)
+    return pc.take(pa.array(fn(encoded.dictionary.to_pylist()), pa.string()), encoded.indices)
+
+
+def _curate(col: dict[str, pa.Array], name: str, config: Config, seen: set[str],
+            texts: _TextCache) -> tuple[pa.Table, pa.Table, int]:
+    """(curated turns, quarantine rows, duplicates) of one file's contract columns; adds kept ids to seen."""
+    utter = pc.dictionary_encode(col["utterance"])
+    distinct = [texts.get(v) for v in utter.dictionary.to_pylist()]
+
+    def per_row(i: int) -> pa.Array:  # field i of _TextCache.get for every row
+        return pc.take(pa.array([d[i] for d in distinct], pa.string()), utter.indices)
+
+    utter_problem = _np(pc.if_else(col["utterance"].is_null(), "empty_utterance", per_row(1)))
+    locale = _map_distinct(col["locale"], lambda values: [normalize_locale(v) for v in values])
+    status = pc.utf8_lower(pc.utf8_trim_whitespace(col["response_status"]))
+    status = pc.if_else(pc.equal(status, ""), pa.scalar(None, pa.string()), status)  # blank means unknown
+    confidence = col["nlu_confidence"]
+    blank_locale = _blank(col["locale"])
+    checks = {
+        "null_event_id": _blank(col["event_id"]),
+        "null_user_id": _blank(col["user_id"]),
+        "null_locale": blank_locale,
+        "invalid_locale": ~blank_locale & _np(locale.is_null()),
+        "null_ts": _np(col["ts"].is_null()),
+        "empty_utterance": utter_problem == "empty_utterance",
+        "utterance_too_long": utter_problem == "utterance_too_long",
+        "invalid_status": _np(pc.and_(status.is_valid(), pc.invert(pc.is_in(status, pa.array(RESPONSE_STATUSES))))),
+        "invalid_confidence": _np(pc.fill_null(pc.or_(pc.is_nan(confidence), pc.or_(
+            pc.less(confidence, 0.0), pc.greater(confidence, 1.0))), False)),
+    }
+    reason = np.full(len(col["event_id"]), -1, np.int16)
+    for code in reversed(range(len(ROW_REASONS))):  # the first failing check in REASONS order wins
+        reason[checks[ROW_REASONS[code]]] = code
+
+    # dedup after the checks, so an invalid first copy of an event does not hide a valid second one
+    valid = np.flatnonzero(reason < 0)
+    duplicate = np.zeros(len(valid), bool)
+    for j, event_id in enumerate(col["event_id"].take(pa.array(valid, pa.int64())).to_pylist()):
+        duplicate[j] = event_id in seen
+        seen.add(event_id)
+    keep = pa.array(valid[~duplicate], pa.int64())
+
+    ts_us = _np(col["ts"].take(keep).cast(pa.int64())).astype(np.int64)
+    turns = pa.table({
+        "event_id": col["event_id"].take(keep),
+        "user_key": _map_distinct(col["user_id"].take(keep),
+                                  lambda values: privacy.hash_users(values, config.privacy.user_salt)),
+        "session_id": col["session_id"].take(keep),
+        "locale": locale.take(keep),
+        "day": pa.array(np.floor_divide(ts_us, 86_400_000_000).astype(np.int32), pa.date32()).cast(pa.string()),
+        "ts_ms": pa.array(np.floor_divide(ts_us, 1000), pa.int64()),
+        "utterance": per_row(0).take(keep),
+        "utt": per_row(2).take(keep),
+        "utt_norm": per_row(3).take(keep),
+        "nlu_intent": col["nlu_intent"].take(keep),
+        "nlu_slots": col["nlu_slots"].take(keep),
+        "nlu_confidence": confidence.take(keep),
+        "response_status": status.take(keep),
+        "barge_in": col["barge_in"].take(keep),
+        "source_file": pa.repeat(pa.scalar(name, pa.string()), len(keep)),
+    }, schema=TURNS_SCHEMA)
+    quarantine = _quarantine_rows(col, name, reason, checks, distinct, utter.indices, config)
+    return turns, quarantine, int(duplicate.sum())
+
+
+def _quarantine_rows(col: dict[str, pa.Array], name: str, reason: np.ndarray, checks: dict[str, np.ndarray],
+                     distinct: list, utter_index: pa.Array, config: Config) -> pa.Table:
+    rows = np.flatnonzero(reason >= 0)
+    if not len(rows):
+        return QUARANTINE_SCHEMA.empty_table()
+    take = pa.array(rows, pa.int64())
+    part = {c: col[c].take(take).to_pylist()
+            for c in ("event_id", "user_id", "locale", "response_status", "nlu_confidence")}
+    user_keys = privacy.hash_users([u if u and u.strip() else None for u in part["user_id"]],
+                                   config.privacy.user_salt)
+    out = []
+    for k, (row, index) in enumerate(zip(rows, utter_index.take(take).to_pylist(), strict=True)):
+        code = ROW_REASONS[reason[row]]
+        clean = None if index is None else distinct[index][0]
+        also = [c for c in ROW_REASONS if c != code and checks[c][row]]
+        detail = _detail(code, {c: v[k] for c, v in part.items()}, clean, config)
+        out.append({"source_file": name, "row_number": int(row), "reason": code,
+                    "detail": detail + (f" (also: {', '.join(also)})" if also else ""),
+                    "event_id": part["event_id"][k], "user_key": user_keys[k], "locale": part["locale"][k],
+                    "utterance": None if clean is None else text.scrub_pii(clean)[:QUARANTINE_UTTERANCE_CHARS]})
+    return pa.Table.from_pylist(out, schema=QUARANTINE_SCHEMA)
+
+
+def _detail(code: str, row: dict, clean: str | None, config: Config) -> str:
+    if code == "invalid_locale":
+        return f"locale {row['locale']!r} is not a BCP-47 tag such as en-US or zh-Hant-TW"
+    if code == "utterance_too_long":
+        return (f"utterance has {len(clean or '')} characters "
+                f"(ingest.max_utterance_chars = {config.ingest.max_utterance_chars})")
+    if code == "invalid_status":
+        return f"response_status {row['response_status']!r} is not one of {', '.join(RESPONSE_STATUSES)}"
+    if code == "invalid_confidence":
+        return f"nlu_confidence {row['nlu_confidence']!r} is outside [0, 1]"
+    return REASONS[code]

@@ -1,0 +1,1 @@
+"""The log simulator's parts; the entry point is `selflearn.simulate.simulate`."""

@@ -50,10 +50,20 @@ def main() -> int:
     truth = pd.read_parquet(sim / "truth" / "pairs.parquet")[["event_id_a", "event_id_b", "is_rephrase"]]
     data = feats.merge(truth, on=["event_id_a", "event_id_b"], how="left")
     data["is_rephrase"] = data["is_rephrase"].fillna(False).astype(bool)
-    x = data[list(rephrase.FEATURES)].to_numpy()
     y = data["is_rephrase"].to_numpy()
-    model = LogisticRegression(C=1.0, max_iter=2000).fit(x, y)
-    weights = {"bias": float(model.intercept_[0])} | {f: float(w) for f, w in zip(rephrase.FEATURES, model.coef_[0])}
+    # Refit without any feature whose fitted sign contradicts the evidence it stands for (its weight is 0):
+    # a weight that only fits the simulator's quirks would not carry over to real logs.
+    used = list(rephrase.FEATURES)
+    while True:
+        x = data[used].to_numpy()
+        model = LogisticRegression(C=1.0, max_iter=2000).fit(x, y)
+        fitted = dict(zip(used, model.coef_[0]))
+        contrary = [f for f, sign in EXPECTED_SIGN.items() if f in fitted and np.sign(fitted[f]) == -sign]
+        if not contrary:
+            break
+        print(f"dropping {contrary}: fitted sign contradicts the evidence")
+        used = [f for f in used if f not in contrary]
+    weights = {"bias": float(model.intercept_[0])} | {f: float(fitted.get(f, 0.0)) for f in rephrase.FEATURES}
     prob = model.predict_proba(x)[:, 1]
     bins = pd.cut(prob, [0, 0.1, 0.3, 0.5, 0.7, 0.9, 1.0], include_lowest=True)
     table = pd.DataFrame({"score": prob, "truth": y}).groupby(bins, observed=True).agg(
@@ -64,10 +74,6 @@ def main() -> int:
     pred = prob >= 0.5
     tp = int((pred & y).sum())
     print(f"at 0.5: precision {tp / max(pred.sum(), 1):.3f} recall {tp / max(y.sum(), 1):.3f}")
-    contrary = [f for f, s in EXPECTED_SIGN.items() if np.sign(weights[f]) not in (0, s)]
-    if contrary:
-        print(f"warning: weights against intuition for {contrary}; not writing", file=sys.stderr)
-        return 1
     if args.write:
         path = rephrase.WEIGHTS_FILE
         stored = json.loads(path.read_text()) if path.is_file() else {}

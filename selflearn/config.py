@@ -68,6 +68,8 @@ class LabelsConfig(_Section):
     min_target_share: float = Field(0.8, description="the fixing utterance's interpretation must be this stable")
     variant_weight: float = Field(0.5, description="weight of one cross-user variant vote vs one rephrase vote")
     cross_lingual_weight: float = Field(0.25, description="weight of a cross-lingual vote")
+    allow_variant_only: bool = Field(
+        False, description="label from similarity alone (no user rephrased it); off: precision drops sharply")
 
 
 class RunConfig(_Section):

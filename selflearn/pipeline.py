@@ -22,9 +22,11 @@ import pyarrow as pa
 
 import selflearn
 from selflearn import contract
+from selflearn.catalog import write_catalog
 from selflearn.config import Config
 from selflearn.embedders import DEFAULT_THRESHOLDS, EmbeddingCache, get_embedder
 from selflearn.engines.base import get_engine
+from selflearn.report import write_report
 from selflearn.stages import export, friction, graph, labels, rephrase, variants
 from selflearn.stages.ingest import ingest
 
@@ -140,7 +142,8 @@ class PipelineRun:
         lc = self.cfg.labels
         decisions, self.abstained = labels.decide(
             self.synonymy, self.is_failing, min_confidence=lc.min_confidence, min_users=self.min_users,
-            variant_weight=lc.variant_weight, cross_lingual_weight=lc.cross_lingual_weight)
+            variant_weight=lc.variant_weight, cross_lingual_weight=lc.cross_lingual_weight,
+            allow_variant_only=lc.allow_variant_only)
         slots = fetch_target_slots(self.engine, self.turn_friction, decisions, self.synonymy.nodes)
         self.weak = labels.finalize(decisions, self.synonymy.nodes, slots)
 
@@ -155,6 +158,8 @@ class PipelineRun:
                                                                        "scored_pairs": self.scored}))
         self.funnel = make_funnel(counts.to_pandas(), nodes, self.is_failing, self.weak)
         export.write_manifest(self.manifest(), out)
+        write_catalog(out)  # views over every output, and the human-readable page
+        write_report(out)
 
     # ------------------------------------------------------------------ results
     def manifest(self) -> dict:

@@ -141,3 +141,15 @@ def test_variants_link_failing_to_similar_successful_utterances_across_locales()
     got = set(zip(edges["src"], edges["dst"], edges["kind"]))
     assert got == {("F", "S1", "cross_user"), ("F", "S2", "cross_lingual")}
     assert kinds == ["flat-cpu"]
+
+
+def test_noise_floor_is_higher_for_a_language_the_embedder_crowds_together():
+    rng = np.random.default_rng(3)
+    spread = rng.normal(size=(300, 32))
+    crowded = rng.normal(size=(300, 32)) * 0.1 + 3.0  # every vector near one direction
+    vecs = np.vstack([spread, crowded]).astype(np.float32)
+    vecs /= np.linalg.norm(vecs, axis=1, keepdims=True)
+    locales = np.array(["en-US"] * 300 + ["hi-IN"] * 300)
+    floors = variants.noise_floors(vecs, locales)
+    assert floors["hi-IN"] > 0.9 > floors["en-US"]
+    assert set(floors) == {"en-US", "hi-IN", "*"}

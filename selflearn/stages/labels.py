@@ -18,21 +18,31 @@ import pandas as pd
 
 from selflearn.stages.graph import Absorption
 
+MAX_VARIANT_VOTERS = 3  # per kind (cross_user, cross_lingual)
+
 
 @dataclass
 class Votes:
     by_intent: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     sources: dict[str, set] = field(default_factory=lambda: defaultdict(set))
-    best_target: dict[str, tuple[float, str]] = field(default_factory=dict)  # intent -> (weight, target node)
     notes: list[str] = field(default_factory=list)
+
+    multiturn: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    targets: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(float)))
 
     def add(self, intent: str, weight: float, source: str, target: str) -> None:
         if weight <= 0:
             return
         self.by_intent[intent] += weight
         self.sources[intent].add(source)
-        if weight > self.best_target.get(intent, (0.0, ""))[0]:
-            self.best_target[intent] = (weight, target)
+        self.targets[intent][target] += weight
+        if source == "multiturn":
+            self.multiturn[intent] += weight
+
+    def best_target(self, intent: str, releasable) -> str | None:
+        """The releasable utterance that carried the most weight for `intent` (ties: smallest id)."""
+        ranked = sorted(self.targets[intent].items(), key=lambda kv: (-kv[1], kv[0]))
+        return next((t for t, _ in ranked if releasable(t)), None)
 
 
 def confidence(votes: dict[str, float]) -> tuple[str | None, float]:
@@ -89,7 +99,10 @@ def collect_votes(failing_row: int, *, rephrase_out: pd.DataFrame, variant_out: 
             # users who moved to dst, times the chance a path from dst ends in success with this intent
             votes.add(intent, users * p, "multiturn", dst)
         votes.notes.append(f"{users} user(s) rephrased to '{node_names[dst]}' (LLR {llr:.1f}, P(success) {p_ok:.2f})")
-    for dst, kind, sim in variant_out[["dst", "kind", "similarity"]].itertuples(index=False):
+    # only the closest few neighbours vote: a crowd of loose neighbours must not outvote users' own rephrases
+    closest = variant_out.sort_values(["kind", "similarity", "dst"], ascending=[True, False, True])
+    closest = closest.groupby("kind", sort=False).head(MAX_VARIANT_VOTERS)
+    for dst, kind, sim in closest[["dst", "kind", "similarity"]].itertuples(index=False):
         dist = absorption.distribution(row_of[dst])
         total = sum(dist.values()) or 1.0
         weight = variant_weight if kind == "cross_user" else cross_lingual_weight
@@ -105,15 +118,20 @@ def collect_votes(failing_row: int, *, rephrase_out: pd.DataFrame, variant_out: 
 
 
 def decide(graph, is_failing: pd.Series, *, min_confidence: float, min_users: int, variant_weight: float,
-           cross_lingual_weight: float) -> tuple[pd.DataFrame, dict[str, int]]:
-    """One decision per failing utterance with enough users: label (intent, target) or an abstention reason."""
+           cross_lingual_weight: float, allow_variant_only: bool = False) -> tuple[pd.DataFrame, dict[str, int]]:
+    """One decision per failing utterance with enough users: label (intent, target) or an abstention reason.
+
+    Unless `allow_variant_only`, the winning intent needs multiturn support: similarity alone cannot tell
+    "i like this song" from "i don't like this song", a user's own rephrase after a failure can.
+    """
     nodes = graph.nodes
     names = dict(zip(nodes["node_id"], nodes["utt"]))
     users = dict(zip(nodes["node_id"], nodes["n_users"]))
     edges = graph.edges
     by_src = {src: frame for src, frame in edges.groupby("src", sort=False)}
     empty = edges.iloc[0:0]
-    abstained = {"no_evidence": 0, "tie": 0, "low_confidence": 0, "target_not_releasable": 0}
+    abstained = {"no_evidence": 0, "tie": 0, "low_confidence": 0, "no_multiturn_support": 0,
+                 "target_not_releasable": 0}
     rows = []
     for row in nodes[is_failing.to_numpy()].itertuples(index=False):
         out = by_src.get(row.node_id, empty)
@@ -131,8 +149,11 @@ def decide(graph, is_failing: pd.Series, *, min_confidence: float, min_users: in
         if conf < min_confidence:
             abstained["low_confidence"] += 1
             continue
-        target = votes.best_target[intent][1]
-        if users.get(target, 0) < min_users:
+        if not allow_variant_only and votes.multiturn.get(intent, 0.0) <= 0:
+            abstained["no_multiturn_support"] += 1
+            continue
+        target = votes.best_target(intent, lambda node: users.get(node, 0) >= min_users)
+        if target is None:
             abstained["target_not_releasable"] += 1
             continue
         rows.append({

@@ -43,8 +43,10 @@ def find_variants(nodes: pd.DataFrame, vectors: np.ndarray, *, is_failing: pd.Se
     dst = targets[result.neighbours[rows_q, cols]]
     sim = result.similarities[rows_q, cols].astype(np.float64)
     same_locale = locales[src] == locales[dst]
-    keep_same = same_locale & (sim >= min_similarity) & (src != dst)
-    keep_cross = ~same_locale & (sim >= cross_lingual_min_similarity)
+    floors = noise_floors(vectors, locales)
+    same_floor = np.array([max(min_similarity, floors.get(loc, 0.0)) for loc in locales[src]])
+    keep_same = same_locale & (sim >= same_floor) & (src != dst)
+    keep_cross = ~same_locale & (sim >= max(cross_lingual_min_similarity, floors.get("*", 0.0)))
     for keep, kind in ((keep_same, "cross_user"), (keep_cross, "cross_lingual")):
         frame = pd.DataFrame({"src": ids[src[keep]], "dst": ids[dst[keep]], "kind": kind, "similarity": sim[keep]})
         # at most k neighbours of each kind per failing utterance, best first
@@ -57,3 +59,26 @@ def find_variants(nodes: pd.DataFrame, vectors: np.ndarray, *, is_failing: pd.Se
 def _empty_edges() -> pd.DataFrame:
     return pd.DataFrame({"src": pd.Series(dtype=str), "dst": pd.Series(dtype=str),
                          "kind": pd.Series(dtype=str), "similarity": pd.Series(dtype=float)})
+
+
+def noise_floors(vectors: np.ndarray, locales: np.ndarray, quantile: float = 0.99, pairs: int = 4000,
+                 seed: int = 0) -> dict[str, float]:
+    """Cosine that random pairs of utterances reach only 1% of the time, per locale ("*" across locales).
+
+    An embedder can crowd one language into a small cone (USE on Hindi: unrelated sentences at 0.8), so a
+    single global threshold links everything there; a neighbour must beat the language's own noise floor.
+    """
+    rng = np.random.default_rng(seed)
+    floors: dict[str, float] = {}
+    for locale in sorted(set(locales.tolist())):
+        rows = np.flatnonzero(locales == locale)
+        if len(rows) < 20:
+            continue
+        a, b = rng.choice(rows, pairs), rng.choice(rows, pairs)
+        keep = a != b
+        floors[locale] = float(np.quantile(np.einsum("ij,ij->i", vectors[a[keep]], vectors[b[keep]]), quantile))
+    a, b = rng.integers(0, len(vectors), pairs), rng.integers(0, len(vectors), pairs)
+    keep = locales[a] != locales[b]
+    if keep.sum() >= 20:
+        floors["*"] = float(np.quantile(np.einsum("ij,ij->i", vectors[a[keep]], vectors[b[keep]]), quantile))
+    return floors

@@ -89,7 +89,7 @@ def test_absorbing_chain_credits_the_end_of_a_rephrase_chain():
     # A's paths end in success mostly through C's alarm_set, a little through A's own reading
     assert max(dist_a, key=dist_a.get) == "alarm_set"
     assert dist_a["alarm_set"] > dist_a.get("weather_query", 0)
-    assert g.absorption.p_success[g.row_of["C"]] == pytest.approx(19 / 20)
+    assert g.absorption.p_success[g.row_of["C"]] == pytest.approx(19 / (20 + graph.ABANDON_PRIOR))
     assert g.nodes.set_index("node_id").loc["A", "component"] == g.nodes.set_index("node_id").loc["C", "component"]
     assert g.nodes.set_index("node_id").loc["A", "component"] != g.nodes.set_index("node_id").loc["D", "component"]
     assert ["A", "B", "C"] in g.chains
@@ -153,3 +153,17 @@ def test_noise_floor_is_higher_for_a_language_the_embedder_crowds_together():
     floors = variants.noise_floors(vecs, locales)
     assert floors["hi-IN"] > 0.9 > floors["en-US"]
     assert set(floors) == {"en-US", "hi-IN", "*"}
+
+
+def test_absorption_survives_a_rephrase_cycle_with_no_exit():
+    nodes, node_intents, _ = _graph_inputs()
+    # every turn of A and B was rephrased into the other: a closed loop with no success and no abandonment
+    node_intents = node_intents.assign(n_defective=[10, 6, 1, 2])
+    cycle = pd.DataFrame({
+        "locale": ["en-US", "en-US"], "utt_norm_a": ["wake me seven", "seven wake"],
+        "utt_norm_b": ["seven wake", "wake me seven"], "n_users": [5, 5], "n_events": [10, 6],
+        "n_users_any": [5, 5], "mean_score": [0.9, 0.9], "llr": [1.0, 1.0], "pmi": [1.0, 1.0],
+    })
+    g = graph.assemble(nodes, node_intents, cycle, variants._empty_edges())
+    assert g.absorption.p_success[g.row_of["A"]] == pytest.approx(0.0, abs=1e-9)
+    assert np.isfinite(g.absorption.p_success).all()

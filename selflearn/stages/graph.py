@@ -17,6 +17,9 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 
+ABANDON_PRIOR = 0.05  # pseudo-events
+
+
 @dataclass
 class Absorption:
     node_ids: list[str]
@@ -83,7 +86,9 @@ def absorb(node_ids: list[str], node_intents: pd.DataFrame, node_index: dict[tup
     moves = rephrase_edges["n_events"].to_numpy(float)
     out_moves = np.bincount(src, weights=moves, minlength=n)
     # Defective turns that were not rephrased to another text ended in abandonment (or a same-text retry).
-    abandon = np.maximum(defective - out_moves, 0.0)
+    # A small abandonment prior on every utterance: users can always give up, and it keeps (I - Q)
+    # invertible when a rephrase cycle (A -> B -> A) has no observed exit.
+    abandon = np.maximum(defective - out_moves, 0.0) + ABANDON_PRIOR
     total = np.bincount(success_rows, weights=success, minlength=n) + out_moves + abandon
     total[total == 0] = 1.0
 

@@ -105,7 +105,14 @@ def cmd_run(args) -> int:
         report = evaluate.evaluate(args.logs, args.truth, args.out, min_users=cfg.privacy.min_users)
         _write_eval(report, Path(args.out) / "eval.json")
         print(evaluate.format_report(report))
+        _refresh_report(Path(args.out))
     return 0
+
+
+def _refresh_report(out: Path) -> None:
+    """The run writes report.html before any evaluation exists; re-render it so it shows the eval table."""
+    from selflearn.report import write_report
+    write_report(out)
 
 
 def _print_summary(result) -> None:
@@ -150,12 +157,17 @@ def cmd_eval(args) -> int:
         raise UserFacingError(str(exc)) from None
     _write_eval(report, Path(args.json) if args.json else Path(args.out) / "eval.json")
     print(evaluate.format_report(report))
+    if not args.json and (Path(args.out) / "manifest.json").exists():
+        _refresh_report(Path(args.out))
     return 0
 
 
 def cmd_catalog(args) -> int:
     from selflearn.catalog import write_catalog
-    path = write_catalog(Path(args.out))
+    try:
+        path = write_catalog(Path(args.out))
+    except FileNotFoundError as exc:
+        raise UserFacingError(f"{exc} (is --out a finished `selflearn run` output folder?)") from None
     print(f"catalog: {path}  (open with: duckdb {path})")
     return 0
 

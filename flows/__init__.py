@@ -1,0 +1,1 @@
+"""Prefect flows over the selflearn library (deployments in ../prefect.yaml)."""

@@ -1,0 +1,86 @@
+"""Prefect 3 flow `selflearn-daily`: one task per pipeline stage over one in-process `PipelineRun`.
+
+    selflearn_daily(logs_root, out_root, date=None, engine="duckdb", config_path=None)
+
+`date` (YYYY-MM-DD) mines only the partition logs_root/day=<date>; None mines every partition (ingest
+skips files it has seen, so that is the newest data). Daily runs share one out_root: curated turns, the
+embedding cache and the statistics window accumulate there (see docs/OPERATIONS.md).
+
+Caching: only ingest is cached. Every other stage hands the next one in-memory state (DuckDB relations,
+vectors, frames) on the PipelineRun object; a cached task would skip the code that sets that state and
+the next stage would fail or read stale data. Ingest's state lives on disk (curated turns, the ingest
+ledger), and its result, the IngestReport, is plain data that Prefect can persist and hand back.
+"""
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+
+import selflearn
+from selflearn import io, report
+from selflearn.config import Config, load_config
+from selflearn.pipeline import STAGES, PipelineRun
+from selflearn.stages.ingest import INGEST_VERSION, STATE_FILE, IngestReport
+
+
+def ingest_cache_key(context, parameters: dict) -> str:
+    """Changes when an input file (name, size, mtime), the config, the code version or the run folder's ingest
+    state changes. size+mtime, not sha256: hashing every file again would cost what the cache saves."""
+    run: PipelineRun = parameters["run"]
+    root, files = io.find_inputs(run.logs)
+    curated = run.out / "curated"
+    parts = [selflearn.__version__, INGEST_VERSION, str(run.out.resolve()), config_fingerprint(run.cfg)]
+    parts += [f"{io.relative_name(f, root)}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files]
+    parts += [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(curated.glob("turns/*.parquet"))]
+    state = curated / STATE_FILE
+    parts.append(hashlib.sha256(state.read_bytes()).hexdigest() if state.is_file() else "no-state")
+    return "selflearn-ingest-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
+
+
+def config_fingerprint(cfg: Config) -> str:
+    return hashlib.sha256(json.dumps(cfg.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
+
+
+@task(name="ingest", retries=2, retry_delay_seconds=[10, 60], cache_key_fn=ingest_cache_key,
+      persist_result=True)
+def ingest(run: PipelineRun) -> IngestReport:
+    """I/O-bound, retried: reads new log files, writes curated turns and quarantine (atomic per file)."""
+    totals = run.stage("ingest")
+    get_run_logger().info("ingest: %s", totals)
+    return run.report
+
+
+@task(cache_policy=NO_CACHE, persist_result=False)
+def stage(run: PipelineRun, name: str) -> None:
+    run.stage(name)
+    get_run_logger().info("%s done in %.2fs", name, run.timings[name])
+
+
+STAGE_TASKS = {name: stage.with_options(name=name) for name in STAGES if name != "ingest"}
+
+
+@flow(name="selflearn-daily")
+def selflearn_daily(logs_root: str, out_root: str, date: str | None = None, engine: str = "duckdb",
+                    config_path: str | None = None) -> dict:
+    """Mine logs_root (or its day=<date> partition) into out_root; returns the manifest's counts."""
+    logs = str(Path(logs_root) / f"day={dt.date.fromisoformat(date).isoformat()}") if date else logs_root
+    cfg = load_config(config_path, {"run.engine": engine, "run.progress": False})
+    run = PipelineRun(logs, out_root, cfg, say=lambda message: get_run_logger().info(message))
+    try:
+        run.report = ingest(run)  # on a cache hit the task body did not run: hand its report to the run
+        for name, stage_task in STAGE_TASKS.items():  # window ... export, in STAGES order
+            stage_task(run, name)
+        manifest = run.manifest()
+    finally:
+        run.close()
+    summary = report.markdown_summary(manifest, report.read_eval(out_root))
+    create_markdown_artifact(key="selflearn-run", markdown=summary, description=f"selflearn funnel and quality, {logs}")
+    create_table_artifact(key="selflearn-funnel", table=report.funnel_rows(manifest),
+                          description="turns -> pairs -> rephrases -> failing utterances -> labels, per locale")
+    return {"out_root": str(Path(out_root).resolve()), "logs": logs, "counts": manifest["counts"]}

@@ -1,0 +1,42 @@
+-- Catalog views over one run's outputs, written into <out>/catalog.duckdb by selflearn.catalog.write_catalog.
+-- Each ${...} placeholder is a table source filled in there: read_parquet / read_json over the output's
+-- absolute path, or an empty relation of the output's schema when the run wrote no such file (e.g. nothing
+-- was quarantined).
+-- Paths are absolute because DuckDB resolves a relative path against the working directory of whoever opens
+-- the catalog, not against the database file; after moving a run folder, `selflearn catalog --out` rewrites it.
+
+-- released weak labels (contract.WEAK_LABELS_SCHEMA)
+create or replace view weak_labels as
+select * from ${weak_labels};
+
+-- aggregated failing -> fixing rewrites whose both texts are releasable
+create or replace view rewrite_pairs as
+select * from ${rewrite_pairs};
+
+-- synonymy graph: utterances seen from at least privacy.min_users users, and the edges between them
+create or replace view graph_nodes as
+select * from ${graph_nodes};
+
+create or replace view graph_edges as
+select * from ${graph_edges};
+
+-- log rows rejected by ingest, one row each with a reason code
+create or replace view quarantine as
+select * from ${quarantine};
+
+-- the MASSIVE-format training files, one row per line of training/massive/<locale>.jsonl
+create or replace view massive as
+select * from ${massive};
+
+-- manifest.json as one row: config, counts, rows accounting, timings
+create or replace view run_manifest as
+select * from ${run_manifest};
+
+-- turns -> pairs -> rephrases -> failing utterances -> labels, per locale
+create or replace view funnel as
+with per_locale as (
+  select unnest(funnel, recursive := true) from run_manifest
+)
+select locale, turns, pairs, rephrases, failing_utterances, labels
+from per_locale
+order by locale;

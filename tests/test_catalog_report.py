@@ -1,0 +1,239 @@
+"""The DuckDB catalog (views, example queries, prepared parameters) and the HTML report, rendered in headless
+Chromium, over one run of the sample logs plus a partition of bad rows (so quarantine has something)."""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import zlib
+from datetime import UTC, datetime
+from pathlib import Path
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from selflearn import catalog, pipeline, report
+from selflearn.config import load_config
+
+ROOT = Path(__file__).resolve().parent.parent
+VIEWS = ("weak_labels", "rewrite_pairs", "graph_nodes", "graph_edges", "quarantine", "massive", "run_manifest",
+         "funnel")
+
+
+@pytest.fixture(scope="module")
+def sample_logs(tmp_path_factory) -> Path:
+    logs = ROOT / "sample_logs" / "logs"
+    if any(logs.glob("day=*/*.parquet")):
+        return logs
+    from selflearn.simulate import simulate
+    out = tmp_path_factory.mktemp("sim")
+    simulate(str(out), turns=6000, seed=7)
+    return out / "logs"
+
+
+@pytest.fixture(scope="module")
+def out(sample_logs, tmp_path_factory) -> Path:
+    logs = tmp_path_factory.mktemp("logs") / "logs"
+    shutil.copytree(sample_logs, logs)
+    ts = pa.array([datetime(2026, 11, 3, 12, tzinfo=UTC)] * 3, pa.timestamp("us", tz="UTC"))
+    pq.write_table(pa.table({"event_id": ["bad-1", "bad-2", "bad-3"], "user_id": ["u1", None, "u3"],
+                             "locale": ["en-US", "en-US", "not a locale"], "ts": ts,
+                             "utterance": ["turn on the lights", "hello", "hola"]}),
+                   logs / "day=2026-11-03" / "part-bad.parquet")
+    out = tmp_path_factory.mktemp("run")
+    cfg = load_config(None, {"embedding.backend": "hashing", "run.progress": False})
+    pipeline.run(str(logs), out, cfg, say=lambda m: None)
+    return out
+
+
+@pytest.fixture(scope="module")
+def manifest(out) -> dict:
+    return json.loads((out / "manifest.json").read_text())
+
+
+# ------------------------------------------------------------------------------------------------ catalog
+
+def test_every_view_reads_its_output(out, manifest):
+    con = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
+    count = lambda view: con.execute(f"select count(*) from {view}").fetchall()[0][0]  # noqa: E731
+    assert {r[0] for r in con.execute("select view_name from duckdb_views() where not internal").fetchall()} \
+        >= set(VIEWS)
+    counts = manifest["counts"]
+    assert count("weak_labels") == count("massive") == counts["weak_labels"] > 0
+    assert count("rewrite_pairs") == counts["released_rewrite_pairs"]
+    assert count("graph_nodes") == counts["released_nodes"] and count("graph_edges") == counts["released_edges"]
+    assert count("quarantine") == manifest["rows"]["rows_quarantined"] == 2
+    assert count("run_manifest") == 1
+    funnel = con.execute("select * from funnel").df()
+    assert funnel.to_dict(orient="records") == manifest["funnel"]
+    assert con.execute("select config_fingerprint from run_manifest").fetchall()[0][0] == manifest["config_fingerprint"]
+
+
+@pytest.mark.parametrize("name", list(catalog.EXAMPLES))
+def test_example_query(out, manifest, name):
+    query = catalog.EXAMPLES[name]
+    assert query.question.endswith("?") and set(query.params) <= {"locale", "limit"}
+    everything = catalog.run_query(out, name, limit=1000)
+    assert len(everything) > 0, f"{name} returned nothing on the sample run"
+    locale = everything["locale"].iloc[0] if "locale" in everything else "en-US"
+    one = catalog.run_query(out, name, locale=locale, limit=3)
+    if "locale" in one and "locale" in query.params:
+        assert set(one["locale"]) <= {locale}
+    if name == "top_rewrite_pairs":  # the limit is per locale
+        assert everything.groupby("locale").size().max() <= 1000 and one.groupby("locale").size().max() <= 3
+    elif "limit" in query.params:
+        assert len(one) <= 3
+
+
+def test_example_queries_take_parameters_not_sql(out):
+    con = catalog.connect(out)
+    try:
+        hostile = "en-US' or 1=1 --"
+        assert len(catalog.run_query(con, "top_rewrite_pairs", locale=hostile)) == 0
+        assert con.execute("select count(*) from weak_labels").fetchall()[0][0] > 0
+    finally:
+        con.close()
+    with pytest.raises(ValueError):
+        catalog.run_query(out, "top_rewrite_pairs", limit="3; drop view weak_labels")
+    with pytest.raises(KeyError):
+        catalog.run_query(out, "no_such_query")
+
+
+def test_catalog_is_atomic_absolute_and_rebuildable(out, tmp_path):
+    reader = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
+    path = catalog.write_catalog(out)  # rewriting while someone has the old one open
+    assert reader.execute("select count(*) from weak_labels").fetchall()[0][0] > 0
+    reader.close()
+    assert path == (out / "catalog.duckdb").resolve() and not list(out.glob(".catalog.duckdb*"))
+
+    cwd = os.getcwd()
+    try:  # DuckDB resolves relative paths against the working directory: the views must not depend on it
+        os.chdir(tmp_path)
+        assert len(catalog.run_query(out, "abstentions")) > 0
+    finally:
+        os.chdir(cwd)
+
+    moved = tmp_path / "moved"
+    shutil.copytree(out, moved)
+    catalog.write_catalog(moved)  # after a move, `selflearn catalog --out` points the views at the new place
+    con = duckdb.connect(str(moved / "catalog.duckdb"), read_only=True)
+    sql = " ".join(r[0] for r in con.execute("select sql from duckdb_views() where not internal").fetchall())
+    assert str(moved.resolve()) in sql and str(out.resolve()) + "/" not in sql
+    con.close()
+
+    with pytest.raises(FileNotFoundError, match="manifest.json"):
+        catalog.write_catalog(tmp_path / "empty")
+
+
+def test_missing_outputs_read_as_empty_views(out, tmp_path):
+    """A view over an output the run did not write (e.g. no quarantine file) is empty, with the right columns."""
+    only_manifest = tmp_path / "run"
+    only_manifest.mkdir()
+    shutil.copy(out / "manifest.json", only_manifest)
+    con = duckdb.connect(str(catalog.write_catalog(only_manifest)), read_only=True)
+    live = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
+    for view in VIEWS[:6]:
+        assert con.execute(f"select count(*) from {view}").fetchall() == [(0,)]
+        columns = lambda c: [d[0] for d in c.execute(f"select * from {view} limit 0").description]  # noqa: E731
+        assert columns(con) == columns(live), view
+    for name in catalog.EXAMPLES:
+        catalog.run_query(con, name)
+    con.close(), live.close()
+    assert report.write_report(only_manifest).is_file()
+
+
+# ------------------------------------------------------------------------------------------------ report
+
+def test_report_is_self_contained(out, manifest):
+    page = (out / "report.html").read_text()
+    assert "<script" not in page.lower() and "@import" not in page and "url(" not in page
+    assert 'src="http' not in page and 'href="http' not in page
+    assert page.count("<svg") >= 5
+    assert f'id="total-turns">{manifest["counts"]["turns_in_window"]:,}<' in page
+    assert f'id="label-count">{manifest["counts"]["weak_labels"]:,}<' in page
+    assert "No eval.json" in page
+
+
+def test_report_includes_eval_when_present(out, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    metrics = {"tp": 9, "fp": 1, "fn": 2, "precision": 0.9, "recall": 0.818, "f1": 0.857}
+    (run / "eval.json").write_text(json.dumps({"rephrase": {"by_locale": {"en-US": metrics}, "overall": metrics},
+                                               "closed_loop": {"skipped": True, "note": "no nlu_test"}}))
+    page = report.write_report(run).read_text()
+    assert "Rephrase detection" in page and "0.857" in page and "no nlu_test" in page
+    assert "rephrase F1 (eval) | 0.857" in report.markdown_summary(
+        json.loads((run / "manifest.json").read_text()), json.loads((run / "eval.json").read_text()))
+
+
+def _chromium() -> str | None:
+    return next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
+
+
+def _png_pixels(data: bytes) -> np.ndarray:
+    """Decode an 8-bit, non-interlaced RGB/RGBA PNG (what Chromium writes) into an (h, w, channels) array."""
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, chunks, header = 8, [], None
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos:pos + 8])
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBBBBB", data[pos + 8:pos + 8 + length])
+        elif kind == b"IDAT":
+            chunks.append(data[pos + 8:pos + 8 + length])
+        pos += 12 + length
+    width, height, depth, color, _, _, interlace = header
+    assert depth == 8 and color in (2, 6) and interlace == 0, header
+    bpp = 3 if color == 2 else 4
+    raw = np.frombuffer(zlib.decompress(b"".join(chunks)), np.uint8).reshape(height, 1 + width * bpp)
+    out = np.zeros((height, width * bpp), np.uint8)
+    prev = np.zeros(width * bpp, np.uint8)
+    for y in range(height):
+        kind, line = raw[y, 0], raw[y, 1:]
+        if kind == 0:
+            row = line
+        elif kind == 1:  # Sub: a running sum per channel
+            row = (line.reshape(width, bpp).astype(np.int64).cumsum(axis=0) & 255).astype(np.uint8).ravel()
+        elif kind == 2:  # Up
+            row = line + prev
+        else:  # Average and Paeth depend on the reconstructed byte to the left: one byte at a time
+            cur, up, filt = [0] * (width * bpp), prev.tolist(), line.tolist()
+            for x in range(width * bpp):
+                a = cur[x - bpp] if x >= bpp else 0
+                b, c = up[x], (up[x - bpp] if x >= bpp else 0)
+                if kind == 3:
+                    pred = (a + b) // 2
+                else:
+                    p = a + b - c
+                    pa_, pb, pc = abs(p - a), abs(p - b), abs(p - c)
+                    pred = a if pa_ <= pb and pa_ <= pc else b if pb <= pc else c
+                cur[x] = (filt[x] + pred) & 255
+            row = np.array(cur, np.uint8)
+        out[y] = prev = row
+    return out.reshape(height, width, bpp)
+
+
+def test_report_renders_in_headless_chromium(out, manifest, tmp_path):
+    browser = _chromium()
+    if browser is None:
+        pytest.skip("chromium is not installed (apt-get install -y chromium); cannot render report.html")
+    flags = [browser, "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+             "--disable-background-networking", "--disable-component-update", "--disable-sync",
+             "--disable-dev-shm-usage", f"--user-data-dir={tmp_path / 'profile'}"]
+    url = (out / "report.html").resolve().as_uri()
+    shot = tmp_path / "report.png"
+    subprocess.run(flags + [f"--screenshot={shot}", "--window-size=1200,2000", url],
+                   capture_output=True, timeout=120, check=True)
+    pixels = _png_pixels(shot.read_bytes())[..., :3]
+    assert pixels.shape[:2] == (2000, 1200)
+    assert pixels.std() > 20, "the screenshot is (nearly) blank"
+    assert len(np.unique(pixels.reshape(-1, 3)[::97], axis=0)) > 20  # text, bars and tables, not one flat colour
+
+    dom = subprocess.run(flags + ["--dump-dom", url], capture_output=True, text=True, timeout=120, check=True).stdout
+    assert f'id="total-turns">{manifest["counts"]["turns_in_window"]:,}</b>' in dom
+    assert f'id="label-count">{manifest["counts"]["weak_labels"]:,}</b>' in dom
+    assert dom.count("<svg") >= 5 and "Sample of emitted labels" in dom

@@ -50,6 +50,7 @@ class PipelineRun:
                  engine_options: dict | None = None):
         self.logs, self.out, self.cfg, self.say = logs, Path(out_dir), cfg, say
         self.out.mkdir(parents=True, exist_ok=True)
+        sweep_stale_temp_files(self.out)
         self.engine = get_engine(cfg.run.engine, **(engine_options or {}))
         self.min_users = cfg.privacy.min_users
         self.timings: dict[str, float] = {}
@@ -222,3 +223,13 @@ def make_funnel(locale_counts: pd.DataFrame, nodes: pd.DataFrame, is_failing: pd
     labelled = weak.groupby("locale").size().rename("labels") if len(weak) else pd.Series(dtype="int64", name="labels")
     funnel = locale_counts.set_index("locale").join(failing).join(labelled).fillna(0).astype("int64").reset_index()
     return funnel[["locale", "turns", "pairs", "rephrases", "failing_utterances", "labels"]]
+
+
+def sweep_stale_temp_files(out: Path) -> int:
+    """Remove half-written `.<name>.<pid>.tmp` files a killed run left behind (nothing ever reads them)."""
+    removed = 0
+    for tmp in out.rglob(".*.tmp"):
+        if tmp.is_file():
+            tmp.unlink(missing_ok=True)
+            removed += 1
+    return removed

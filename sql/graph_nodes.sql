@@ -1,5 +1,6 @@
 -- Synonymy-graph nodes: one per (locale, normalized utterance) with interpretation and success statistics.
 -- inputs: turn_friction, node_intents
+-- Integer sums are cast to bigint: DuckDB would give HUGEINT, Spark bigint; both must give int64.
 with display_forms as (
   select locale, utt_norm, utt, count(*) as n,
          row_number() over (partition by locale, utt_norm order by count(*) desc, utt) as rk
@@ -16,7 +17,7 @@ ranked_intents as (
   from node_intents i
 ),
 totals as (
-  select locale, utt_norm, sum(n_events) as n_events, sum(n_defective) as n_friction
+  select locale, utt_norm, cast(sum(n_events) as bigint) as n_events, cast(sum(n_defective) as bigint) as n_friction
   from node_intents
   group by locale, utt_norm
 )

@@ -1,6 +1,7 @@
 -- Outcomes per (utterance, interpretation): how often the system's reading of this text held.
 -- A turn is defective when it shows friction or the user rephrased it.
 -- inputs: turn_friction, scored_pairs (pairs with is_rephrase)
+-- Integer sums are cast to bigint: DuckDB would give HUGEINT, Spark bigint; both must give int64.
 with rephrased as (
   select distinct event_id_a as event_id from scored_pairs where is_rephrase
 ),
@@ -13,7 +14,7 @@ outcomes as (
 select locale, utt_norm, intent,
        count(*) as n_events,
        count(distinct user_key) as n_users,
-       sum(defective) as n_defective,
+       cast(sum(defective) as bigint) as n_defective,
        count(distinct case when defective = 0 then user_key end) as n_success_users
 from outcomes
 group by locale, utt_norm, intent

@@ -1,11 +1,12 @@
 -- Rewrite edges failing -> fixing, aggregated across users: one vote per distinct user per edge.
 -- Association over all candidate transitions in the locale: Dunning log-likelihood ratio and PMI.
 -- input: scored_pairs
+-- Integer sums are cast to bigint: DuckDB would give HUGEINT, Spark bigint; both must give int64.
 with transitions as (
   select locale, utt_norm_a, utt_norm_b,
          count(distinct user_key) as k11,
          count(distinct case when is_rephrase then user_key end) as n_users,
-         sum(case when is_rephrase then 1 else 0 end) as n_events,
+         cast(sum(case when is_rephrase then 1 else 0 end) as bigint) as n_events,
          avg(rephrase_score) as mean_score
   from scored_pairs
   where utt_norm_a <> utt_norm_b

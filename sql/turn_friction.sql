@@ -23,7 +23,7 @@ sessionized as (
 ),
 sequenced as (
   select s.*,
-         row_number() over (partition by session_key order by ts_ms, event_id) as turn_index,
+         cast(row_number() over (partition by session_key order by ts_ms, event_id) as bigint) as turn_index,
          lead(ts_ms) over (partition by session_key order by ts_ms, event_id) as next_ts_ms
   from sessionized s
 ),

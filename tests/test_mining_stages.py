@@ -167,3 +167,12 @@ def test_absorption_survives_a_rephrase_cycle_with_no_exit():
     g = graph.assemble(nodes, node_intents, cycle, variants._empty_edges())
     assert g.absorption.p_success[g.row_of["A"]] == pytest.approx(0.0, abs=1e-9)
     assert np.isfinite(g.absorption.p_success).all()
+
+
+def test_sweep_removes_only_our_stale_temp_files(tmp_path):
+    from selflearn.pipeline import sweep_stale_temp_files
+    (tmp_path / "training").mkdir()
+    (tmp_path / "training" / ".weak_labels.parquet.123.tmp").write_bytes(b"half")
+    (tmp_path / "training" / "weak_labels.parquet").write_bytes(b"whole")
+    assert sweep_stale_temp_files(tmp_path) == 1
+    assert [p.name for p in (tmp_path / "training").iterdir()] == ["weak_labels.parquet"]

@@ -88,33 +88,50 @@ def project_slots(utt: str, slots: list[dict]) -> tuple[str, list[dict]]:
     return annot, kept
 
 
-def collect_votes(failing_row: int, *, rephrase_out: pd.DataFrame, variant_out: pd.DataFrame,
-                  absorption: Absorption, row_of: dict[str, int], node_names: dict[str, str],
+def collect_votes(*, rephrase_out: list[tuple], variant_out: list[tuple], distribution, node_names: dict[str, str],
                   variant_weight: float, cross_lingual_weight: float) -> Votes:
+    """rephrase_out: (dst, n_users, llr) most users first; variant_out: (dst, kind, similarity) closest first."""
     votes = Votes()
-    for dst, users, llr in rephrase_out[["dst", "n_users", "llr"]].itertuples(index=False):
-        dist = absorption.distribution(row_of[dst])
+    for dst, users, llr in rephrase_out:
+        dist = distribution(dst)
         p_ok = sum(dist.values())
         for intent, p in dist.items():
             # users who moved to dst, times the chance a path from dst ends in success with this intent
             votes.add(intent, users * p, "multiturn", dst)
         votes.notes.append(f"{users} user(s) rephrased to '{node_names[dst]}' (LLR {llr:.1f}, P(success) {p_ok:.2f})")
     # only the closest few neighbours vote: a crowd of loose neighbours must not outvote users' own rephrases
-    closest = variant_out.sort_values(["kind", "similarity", "dst"], ascending=[True, False, True])
-    closest = closest.groupby("kind", sort=False).head(MAX_VARIANT_VOTERS)
-    for dst, kind, sim in closest[["dst", "kind", "similarity"]].itertuples(index=False):
-        dist = absorption.distribution(row_of[dst])
+    voters = {"cross_user": 0, "cross_lingual": 0}
+    for dst, kind, _ in variant_out:
+        if voters[kind] >= MAX_VARIANT_VOTERS:
+            continue
+        voters[kind] += 1
+        dist = distribution(dst)
         total = sum(dist.values()) or 1.0
         weight = variant_weight if kind == "cross_user" else cross_lingual_weight
         for intent, p in dist.items():
             votes.add(intent, weight * p / total, kind, dst)
-    n_user = int((variant_out["kind"] == "cross_user").sum())
-    n_ling = int((variant_out["kind"] == "cross_lingual").sum())
+    n_user = sum(1 for v in variant_out if v[1] == "cross_user")
+    n_ling = len(variant_out) - n_user
     if n_user:
         votes.notes.append(f"{n_user} similar successful utterance(s) from other users")
     if n_ling:
         votes.notes.append(f"{n_ling} similar successful utterance(s) in other languages")
     return votes
+
+
+def _evidence_by_source(edges: pd.DataFrame) -> dict[str, tuple[list, list]]:
+    """Edges grouped once per failing utterance, in the order votes and notes want them."""
+    grouped: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))
+    for src, dst, kind, users, llr, sim in edges[["src", "dst", "kind", "n_users", "llr", "similarity"]].itertuples(
+            index=False):
+        if kind == "multiturn":
+            grouped[src][0].append((dst, int(users), float(llr)))
+        else:
+            grouped[src][1].append((dst, kind, float(sim)))
+    for rephrases, similar in grouped.values():
+        rephrases.sort(key=lambda r: (-r[1], r[0]))
+        similar.sort(key=lambda r: (-r[2], r[0]))
+    return grouped
 
 
 def decide(graph, is_failing: pd.Series, *, min_confidence: float, min_users: int, variant_weight: float,
@@ -127,18 +144,22 @@ def decide(graph, is_failing: pd.Series, *, min_confidence: float, min_users: in
     nodes = graph.nodes
     names = dict(zip(nodes["node_id"], nodes["utt"]))
     users = dict(zip(nodes["node_id"], nodes["n_users"]))
-    edges = graph.edges
-    by_src = {src: frame for src, frame in edges.groupby("src", sort=False)}
-    empty = edges.iloc[0:0]
+    evidence = _evidence_by_source(graph.edges)
+    memo: dict[str, dict[str, float]] = {}
+
+    def distribution(node: str) -> dict[str, float]:
+        if node not in memo:
+            memo[node] = graph.absorption.distribution(graph.row_of[node])
+        return memo[node]
+
     abstained = {"no_evidence": 0, "tie": 0, "low_confidence": 0, "no_multiturn_support": 0,
                  "target_not_releasable": 0}
     rows = []
     for row in nodes[is_failing.to_numpy()].itertuples(index=False):
-        out = by_src.get(row.node_id, empty)
-        votes = collect_votes(
-            graph.row_of[row.node_id], rephrase_out=out[out["kind"] == "multiturn"],
-            variant_out=out[out["kind"] != "multiturn"], absorption=graph.absorption, row_of=graph.row_of,
-            node_names=names, variant_weight=variant_weight, cross_lingual_weight=cross_lingual_weight)
+        rephrase_out, variant_out = evidence.get(row.node_id, ([], []))
+        votes = collect_votes(rephrase_out=rephrase_out, variant_out=variant_out, distribution=distribution,
+                              node_names=names, variant_weight=variant_weight,
+                              cross_lingual_weight=cross_lingual_weight)
         if not votes.by_intent:
             abstained["no_evidence"] += 1
             continue

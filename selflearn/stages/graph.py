@@ -17,7 +17,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 
-ABANDON_PRIOR = 0.05  # pseudo-events
+ABANDON_PRIOR = 0.01  # pseudo-events: enough to keep cycles solvable, too little to move a label
 
 
 @dataclass

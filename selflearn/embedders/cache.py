@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from selflearn.embedders.base import Embedder
+from selflearn.embedders.base import Embedder, check_texts
 
 log = logging.getLogger(__name__)
 
@@ -68,7 +68,7 @@ class EmbeddingCache:
 
     def embed(self, texts: list[str], progress: bool = False) -> np.ndarray:
         """float32 (len(texts), dim) in input order; encodes only texts not cached yet."""
-        texts = list(texts)
+        texts = check_texts(texts)
         self._refresh()
         sha1 = hashlib.sha1
         keys = [sha1(t.encode("utf-8")).digest() for t in texts]  # == text_key, inlined: 1M texts ~0.6 s

@@ -52,13 +52,17 @@ class VectorLookup:
 
 
 def lexical_similarity(a: list[str], b: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Character-trigram and token Jaccard, computed once per distinct text pair."""
+    """Character-trigram and token Jaccard; n-gram sets built once per text, scores once per text pair."""
+    grams: dict[str, tuple[set, set]] = {}
+    for t in set(a) | set(b):
+        grams[t] = (text.char_ngrams(t), set(text.tokens(t)))
     memo: dict[tuple[str, str], tuple[float, float]] = {}
     chars = np.empty(len(a))
     toks = np.empty(len(a))
     for i, pair in enumerate(zip(a, b)):
         if pair not in memo:
-            memo[pair] = (text.char_similarity(*pair), text.token_similarity(*pair))
+            (ca, ta), (cb, tb) = grams[pair[0]], grams[pair[1]]
+            memo[pair] = (text.jaccard(ca, cb), text.jaccard(ta, tb))
         chars[i], toks[i] = memo[pair]
     return chars, toks
 

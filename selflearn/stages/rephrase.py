@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import math
 from functools import lru_cache
+from importlib import resources
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +30,10 @@ WEIGHTS_FILE = Path(__file__).resolve().parent.parent / "rephrase_weights.json"
 
 @lru_cache(maxsize=None)
 def weights_for(embedder_name: str) -> dict[str, float]:
-    if WEIGHTS_FILE.is_file():
-        fitted = json.loads(WEIGHTS_FILE.read_text())
+    # importlib.resources also reads inside a zip, which is how Spark executors import the package
+    resource = resources.files("selflearn").joinpath("rephrase_weights.json")
+    if resource.is_file():
+        fitted = json.loads(resource.read_text(encoding="utf-8"))
         if embedder_name in fitted:
             return fitted[embedder_name]["weights"]
     return HAND_WEIGHTS

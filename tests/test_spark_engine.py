@@ -1,0 +1,384 @@
+"""Spark engine parity: every shared SQL statement, the batch scorer, a whole run and spark-submit give what
+DuckDB gives. One local[2] SparkSession for the module (starting the JVM takes seconds)."""
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+import zipfile
+from functools import partial
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from selflearn import contract
+from selflearn.config import Config
+from selflearn.engines.duckdb_engine import DuckDBEngine
+from selflearn.stages import friction, rephrase
+from conftest import ROOT, make_turns
+
+pytestmark = [pytest.mark.spark, pytest.mark.slow]
+pyspark = pytest.importorskip("pyspark")
+
+TOL = 1e-9
+
+# Inactivity-gap and explicit sessions, rephrases (some fixing, some not), slots null / empty / filled,
+# five scripts, users who share texts so aggregates have more than one user.
+TURNS = [
+    # en-US: alarm misread as music, rephrased; second user does the same; a third says it right away
+    {"user": "u1", "t": 0, "utt": "Wake me up at seven", "intent": "play_music", "conf": 0.4, "status": "success"},
+    {"user": "u1", "t": 6, "utt": "set an alarm for seven", "intent": "alarm_set", "conf": 0.9, "status": "success",
+     "slots": [{"name": "time", "value": "seven"}]},
+    {"user": "u2", "t": 3, "utt": "wake me up at seven!", "intent": "play_music", "barge": True},
+    {"user": "u2", "t": 12, "utt": "set an alarm for seven", "intent": "alarm_set", "conf": 0.95,
+     "slots": [{"name": "time", "value": "seven"}], "status": "success"},
+    {"user": "u3", "t": 50, "utt": "set an alarm for seven", "intent": "alarm_set", "conf": 0.97, "slots": None},
+    {"user": "u3", "t": 4000, "utt": "what's the weather", "intent": "weather_query", "slots": [],
+     "status": "success"},
+    # de-DE with explicit session ids
+    {"user": "u4", "t": 0, "utt": "Wecker auf sieben", "intent": None, "status": "unhandled", "session": "s1",
+     "locale": "de-DE"},
+    {"user": "u4", "t": 8, "utt": "stell einen Wecker für sieben Uhr", "intent": "alarm_set", "session": "s1",
+     "locale": "de-DE", "slots": [{"name": "time", "value": "sieben uhr"}], "conf": 0.8},
+    {"user": "u5", "t": 1, "utt": "wecker auf sieben", "intent": None, "status": "error", "session": "x",
+     "locale": "de-DE"},
+    {"user": "u5", "t": 9, "utt": "stell einen wecker für sieben uhr", "intent": "alarm_set", "session": "x",
+     "locale": "de-DE", "slots": [{"name": "time", "value": "sieben uhr"}]},
+    # ja-JP, hi-IN, fr-FR
+    {"user": "u6", "t": 0, "utt": "アラームを七時に", "intent": "play_music", "locale": "ja-JP", "conf": 0.2},
+    {"user": "u6", "t": 5, "utt": "七時にアラームをセット", "intent": "alarm_set", "locale": "ja-JP",
+     "slots": [{"name": "time", "value": "七時"}]},
+    {"user": "u7", "t": 0, "utt": "アラームを七時に", "intent": "play_music", "locale": "ja-JP", "barge": True},
+    {"user": "u7", "t": 4, "utt": "七時にアラームをセット", "intent": "alarm_set", "locale": "ja-JP", "slots": []},
+    {"user": "u8", "t": 0, "utt": "मौसम कैसा है", "intent": "weather_query", "locale": "hi-IN", "status": "success"},
+    {"user": "u8", "t": 30, "utt": "बत्ती बंद करो", "intent": "iot_hue_lighton", "locale": "hi-IN"},
+    {"user": "u8", "t": 35, "utt": "बत्ती बंद करो", "intent": "iot_hue_lightoff", "locale": "hi-IN"},
+    {"user": "u9", "t": 0, "utt": "réveille moi à sept heures", "intent": "weather_query", "conf": 0.3,
+     "locale": "fr-FR"},
+    {"user": "u9", "t": 5, "utt": "mets un réveil à sept heures", "intent": "alarm_set", "conf": 0.9,
+     "status": "success", "locale": "fr-FR", "slots": [{"name": "time", "value": "sept heures"}]},
+    {"user": "u9", "t": 400, "utt": "mets un réveil à sept heures", "intent": "alarm_set", "locale": "fr-FR"},
+]
+
+
+# ---------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def spark():
+    from pyspark.sql import SparkSession
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
+    from selflearn.engines.spark_engine import LOCAL_CONF
+
+    builder = SparkSession.builder.master("local[2]").appName("selflearn-tests")
+    for key, value in LOCAL_CONF.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel("WARN")
+    yield session
+    session.stop()
+
+
+@pytest.fixture(scope="module")
+def engines(spark):
+    from selflearn.engines.spark_engine import SparkEngine
+
+    duck, sp = DuckDBEngine(), SparkEngine(spark=spark)
+    yield duck, sp
+    duck.close()
+    sp.close()
+
+
+@pytest.fixture(scope="module")
+def stage_data(engines):
+    """The inputs of every statement on both engines: turns, turn_friction, scored pairs, targets."""
+    duck, sp = engines
+    cfg = Config()
+    turns = make_turns(TURNS)
+    texts = sorted(set(turns.column("utt_norm").to_pylist()))
+    from selflearn.embedders.hashing import HashingEmbedder
+
+    embedder = HashingEmbedder()
+    scorer = partial(rephrase.score_pairs, vectors=rephrase.VectorLookup(texts, embedder.encode(texts)),
+                     embedder_name=embedder.name, threshold=cfg.rephrase.threshold)
+    data = {}
+    for engine in (duck, sp):
+        d = {"turns": engine.from_arrow(turns)}
+        d["turn_friction"] = friction.turn_friction(engine, d["turns"], cfg)
+        d["pairs"] = friction.turn_pairs(engine, d["turn_friction"], cfg)
+        d["scored_pairs"] = engine.map_batches(d["pairs"], scorer, contract.REPHRASE_PAIRS_SCHEMA)
+        d["node_intents"] = engine.sql("node_intents", {k: d[k] for k in ("turn_friction", "scored_pairs")})
+        d["targets"] = engine.from_arrow(pa.table({
+            "locale": ["en-US", "de-DE", "ja-JP", "fr-FR"],
+            "utt_norm": ["set an alarm for seven", "stell einen wecker für sieben uhr", "七時にアラームをセット",
+                         "mets un réveil à sept heures"],
+            "intent": ["alarm_set"] * 4}))
+        data[engine.name] = d
+    return data
+
+
+# ---------------------------------------------------------------------- comparison helpers
+def canonical_type(t: pa.DataType) -> pa.DataType:
+    """Type up to list item names and nullability (DuckDB says 'l', Spark 'element', pyarrow 'item')."""
+    if pa.types.is_list(t) or pa.types.is_large_list(t):
+        return pa.list_(canonical_type(t.value_type))
+    if pa.types.is_struct(t):
+        return pa.struct([(f.name, canonical_type(f.type)) for f in t])
+    return t
+
+
+def canonical_schema(schema: pa.Schema) -> list[tuple[str, pa.DataType]]:
+    return [(f.name, canonical_type(f.type)) for f in schema]
+
+
+def assert_same_value(a, b, where: str) -> None:
+    if isinstance(a, float) and isinstance(b, float):
+        assert (math.isnan(a) and math.isnan(b)) or math.isclose(a, b, rel_tol=TOL, abs_tol=TOL), where
+    else:
+        assert a == b, f"{where}: {a!r} != {b!r}"
+
+
+def assert_same_rows(expected: list[dict], got: list[dict], what: str) -> None:
+    assert len(expected) == len(got), f"{what}: {len(expected)} rows on DuckDB, {len(got)} on Spark"
+    for i, (a, b) in enumerate(zip(expected, got)):
+        assert a.keys() == b.keys(), what
+        for key in a:
+            assert_same_value(a[key], b[key], f"{what} row {i} column {key}")
+
+
+def assert_same_table(expected: pa.Table, got: pa.Table, what: str, sort_by: list[str] | None = None) -> None:
+    assert canonical_schema(expected.schema) == canonical_schema(got.schema), what
+    if sort_by:
+        expected, got = expected.sort_by([(k, "ascending") for k in sort_by]), got.sort_by(
+            [(k, "ascending") for k in sort_by])
+    assert_same_rows(expected.to_pylist(), got.to_pylist(), what)
+
+
+# ---------------------------------------------------------------------- 1. statement parity
+STATEMENTS = {
+    # statement: (inputs, keys to sort by when the statement has no ORDER BY)
+    "window_turns": (["turns"], ["event_id"]),
+    "turn_friction": (["turns"], None),
+    "turn_pairs": (["turn_friction"], None),
+    "unique_texts": (["turn_friction"], None),
+    "node_intents": (["turn_friction", "scored_pairs"], None),
+    "graph_nodes": (["turn_friction", "node_intents"], None),
+    "rephrase_edges": (["scored_pairs"], None),
+    "target_slots": (["turn_friction", "targets"], None),
+    "locale_counts": (["turns", "scored_pairs"], None),
+}
+
+
+def params_for(statement: str) -> dict[str, float]:
+    params = {**friction.sql_params(Config()), "window_days": Config().run.window_days}
+    return {k: v for k, v in params.items() if "{{" + k in (ROOT / "sql" / f"{statement}.sql").read_text()
+            .replace("{{ ", "{{")}
+
+
+# sql/views.sql is the DuckDB catalog written after a run (selflearn/catalog.py), not a stage statement.
+NOT_STAGE_STATEMENTS = {"views"}
+
+
+def test_every_stage_statement_is_covered():
+    assert set(STATEMENTS) == {p.stem for p in (ROOT / "sql").glob("*.sql")} - NOT_STAGE_STATEMENTS
+
+
+@pytest.mark.parametrize("statement", sorted(STATEMENTS))
+def test_statement_gives_same_rows_on_spark(statement, engines, stage_data):
+    duck, sp = engines
+    inputs, sort_by = STATEMENTS[statement]
+    params = params_for(statement)
+    expected = duck.to_arrow(duck.sql(statement, {v: stage_data["duckdb"][v] for v in inputs}, params))
+    got = sp.to_arrow(sp.sql(statement, {v: stage_data["spark"][v] for v in inputs}, params))
+    assert expected.num_rows > 0, f"{statement}: the inline turns should give rows"
+    assert_same_table(expected, got, statement, sort_by)
+
+
+def test_map_batches_scores_like_duckdb(engines, stage_data):
+    duck, sp = engines
+    expected = duck.to_arrow(stage_data["duckdb"]["scored_pairs"])
+    got = sp.to_arrow(stage_data["spark"]["scored_pairs"])
+    assert expected.column("is_rephrase").to_pylist().count(True) > 0
+    assert_same_table(expected, got, "scored_pairs")
+    assert sp.count(stage_data["spark"]["scored_pairs"]) == expected.num_rows
+
+
+def test_slots_round_trip_null_empty_and_filled(engines, stage_data):
+    _, sp = engines
+    slots = {r["event_id"]: r["nlu_slots"] for r in sp.to_arrow(stage_data["spark"]["turn_friction"]).to_pylist()}
+    assert slots["e00004"] is None
+    assert slots["e00005"] == []
+    assert slots["e00011"] == [{"name": "time", "value": "七時"}]
+
+
+def test_write_parquet_is_one_deterministic_file(engines, stage_data, tmp_path):
+    _, sp = engines
+    frame = stage_data["spark"]["scored_pairs"]
+    first, second = tmp_path / "a" / "scored.parquet", tmp_path / "b" / "scored.parquet"
+    sp.write_parquet(frame, first)
+    sp.write_parquet(frame, first)  # overwrite in place
+    sp.write_parquet(frame, second)
+    assert first.read_bytes() == second.read_bytes()
+    assert sorted(p.name for p in first.parent.iterdir()) == ["scored.parquet"]
+    written = pq.read_table(first)
+    assert_same_table(sp.to_arrow(frame), written, "written scored_pairs")
+
+
+def test_load_parquet_and_empty_inputs(engines, tmp_path):
+    _, sp = engines
+    turns = make_turns(TURNS[:4])
+    pq.write_table(turns.slice(0, 2), tmp_path / "a.parquet")
+    pq.write_table(turns.slice(2), tmp_path / "b.parquet")
+    loaded = sp.load_parquet([tmp_path / "b.parquet", tmp_path / "a.parquet"], contract.TURNS_SCHEMA)
+    assert_same_table(turns, sp.to_arrow(loaded), "loaded turns", ["event_id"])
+    empty = sp.load_parquet([], contract.TURNS_SCHEMA)
+    assert sp.count(empty) == 0
+    assert canonical_schema(sp.to_arrow(empty).schema) == canonical_schema(contract.TURNS_SCHEMA)
+
+
+def test_close_frees_its_data_and_keeps_a_session_it_did_not_create(spark):
+    from selflearn.engines.base import get_engine
+
+    def persisted() -> int:
+        return spark.sparkContext._jsc.sc().getPersistentRDDs().size()
+
+    before = persisted()
+    engine = get_engine("spark", spark=spark)
+    engine.sql("window_turns", {"turns": engine.from_arrow(make_turns(TURNS))}, {"window_days": 28})
+    assert persisted() == before + 1
+    engine.close()
+    assert persisted() == before
+    assert spark.range(3).count() == 3
+
+
+# ---------------------------------------------------------------------- 2. end-to-end parity
+@pytest.fixture(scope="module")
+def sample_logs(tmp_path_factory) -> Path:
+    logs = ROOT / "sample_logs" / "logs"
+    if logs.is_dir():
+        return logs
+    sim = tmp_path_factory.mktemp("sim")
+    subprocess.run([str(Path(sys.executable).parent / "selflearn"), "simulate", "--out", str(sim),
+                    "--turns", "6000"], check=True, capture_output=True)
+    return sim / "logs"
+
+
+@pytest.fixture(scope="module")
+def embedding_cache(tmp_path_factory) -> Path:
+    """One embedding cache for every run here: the first run embeds, the others read the same vectors."""
+    return tmp_path_factory.mktemp("embedding-cache")
+
+
+def e2e_config(cache: Path, **run) -> Config:
+    """Config() defaults (the default embedder included), quiet, with the shared embedding cache."""
+    cfg = Config()
+    return cfg.model_copy(update={"run": cfg.run.model_copy(update={"progress": False, **run}),
+                                  "embedding": cfg.embedding.model_copy(update={"cache_dir": str(cache)})})
+
+
+@pytest.fixture(scope="module")
+def both_runs(spark, sample_logs, embedding_cache, tmp_path_factory):
+    from selflearn import pipeline
+
+    out = tmp_path_factory.mktemp("e2e")
+    duck = pipeline.run(str(sample_logs), out / "duck", e2e_config(embedding_cache), say=lambda _: None)
+    spk = pipeline.run(str(sample_logs), out / "spark", e2e_config(embedding_cache, engine="spark"),
+                       say=lambda _: None, engine_options={"spark": spark})
+    return duck, spk
+
+
+def _frame_rows(path: Path, keys: list[str]) -> list[dict]:
+    table = pq.read_table(path)
+    return table.sort_by([(k, "ascending") for k in keys]).to_pylist()
+
+
+def assert_same_outputs(duck_out: Path, spark_out: Path) -> None:
+    for rel, keys in [("training/weak_labels.parquet", ["locale", "utt_norm"]),
+                      ("graph/nodes.parquet", ["node_id"]),
+                      ("graph/edges.parquet", ["src", "dst", "kind"])]:
+        a, b = duck_out / rel, spark_out / rel
+        assert canonical_schema(pq.read_schema(a)) == canonical_schema(pq.read_schema(b)), rel
+        assert_same_rows(_frame_rows(a, keys), _frame_rows(b, keys), rel)
+
+
+def test_pipeline_outputs_equal_between_engines(both_runs):
+    duck, spk = both_runs
+    assert duck.manifest["engine"] == "duckdb" and spk.manifest["engine"] == "spark"
+    assert duck.manifest["counts"] == spk.manifest["counts"]
+    assert len(duck.labels) > 0, "the sample logs should yield weak labels"
+    assert_same_outputs(duck.out_dir, spk.out_dir)
+
+
+def test_scored_pairs_written_by_spark_match(both_runs):
+    duck, spk = both_runs
+    keys = ["event_id_a", "event_id_b"]
+    rel = "work/scored_pairs.parquet"
+    assert_same_rows(_frame_rows(duck.out_dir / rel, keys), _frame_rows(spk.out_dir / rel, keys), rel)
+
+
+# ---------------------------------------------------------------------- 3. spark-submit
+def zip_package(target: Path) -> Path:
+    """selflearn/ and sql/ side by side in one zip, as docs/SPARK.md tells users to build it."""
+    with zipfile.ZipFile(target, "w") as zf:
+        for path in sorted((ROOT / "selflearn").rglob("*")):
+            if path.is_file() and "__pycache__" not in path.parts:
+                zf.write(path, path.relative_to(ROOT).as_posix())
+        for path in sorted((ROOT / "sql").glob("*.sql")):
+            zf.write(path, path.relative_to(ROOT).as_posix())
+    return target
+
+
+def zipped_rephrase_weights_differ(package: Path, embedder_name: str) -> bool:
+    """Imported from a zip (as executors import --py-files), does the rephrase scorer read other weights
+    than from the source tree? It would if rephrase_weights.json were opened by file path."""
+    code = ("import json, sys; from selflearn.stages import rephrase; "
+            f"print(json.dumps(rephrase.weights_for({embedder_name!r}), sort_keys=True))")
+    zipped = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(package)},
+                            cwd=package.parent, capture_output=True, text=True, check=True).stdout
+    return json.loads(zipped) != rephrase.weights_for(embedder_name)
+
+
+def test_spark_submit_runs_on_sample_logs(both_runs, sample_logs, embedding_cache, tmp_path):
+    package = zip_package(tmp_path / "selflearn.zip")
+    config = tmp_path / "run.toml"
+    config.write_text(f'[embedding]\ncache_dir = "{embedding_cache}"\n[run]\nprogress = false\n')
+    out = tmp_path / "out"
+    env = {**os.environ, "PYSPARK_PYTHON": sys.executable, "PYSPARK_DRIVER_PYTHON": sys.executable,
+           "SPARK_LOCAL_IP": "127.0.0.1"}
+    spark_submit = Path(sys.executable).parent / "spark-submit"
+    done = subprocess.run(
+        [str(spark_submit), "--master", "local[2]", "--driver-memory", "2g", "--py-files", str(package),
+         "--conf", "spark.ui.enabled=false", "--conf", "spark.ui.showConsoleProgress=false",
+         str(ROOT / "selflearn" / "spark_submit.py"),
+         "--logs", str(sample_logs), "--out", str(out), "--config", str(config)],
+        cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
+    assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-4000:])
+    for rel in ("training/weak_labels.parquet", "graph/nodes.parquet", "graph/edges.parquet", "manifest.json"):
+        assert (out / rel).is_file(), rel
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["engine"] == "spark"
+
+    duck, _ = both_runs
+    assert not zipped_rephrase_weights_differ(package, duck.manifest["embedding"]["embedder"]), (
+        "imported from the zip (as executors import --py-files) the rephrase scorer reads other weights: "
+        "read package data with importlib.resources, never by file path (docs/SPARK.md)")
+    assert manifest["counts"] == duck.manifest["counts"]
+    assert_same_outputs(duck.out_dir, out)
+
+
+# ---------------------------------------------------------------------- last: changes the shared session
+def test_reliable_checkpoints_when_the_context_has_a_checkpoint_dir(spark, engines, tmp_path):
+    """With spark.checkpoint.dir set (a cluster's HDFS/S3 folder), results survive a lost executor."""
+    duck, _ = engines
+    from selflearn.engines.spark_engine import SparkEngine
+
+    spark.sparkContext.setCheckpointDir(str(tmp_path / "checkpoints"))  # cannot be unset: keep this test last
+    engine = SparkEngine(spark=spark)
+    turns = make_turns(TURNS)
+    got = engine.to_arrow(friction.turn_friction(engine, engine.from_arrow(turns), Config()))
+    assert any((tmp_path / "checkpoints").rglob("part-*"))
+    assert_same_table(duck.to_arrow(friction.turn_friction(duck, turns, Config())), got, "turn_friction")
+    engine.close()

@@ -51,7 +51,10 @@ class PipelineRun:
         self.logs, self.out, self.cfg, self.say = logs, Path(out_dir), cfg, say
         self.out.mkdir(parents=True, exist_ok=True)
         sweep_stale_temp_files(self.out)
-        self.engine = get_engine(cfg.run.engine, **(engine_options or {}))
+        options = dict(engine_options or {})
+        if cfg.run.engine == "spark":
+            options.setdefault("master", cfg.run.spark_master)
+        self.engine = get_engine(cfg.run.engine, **options)
         self.min_users = cfg.privacy.min_users
         self.timings: dict[str, float] = {}
         self.data: dict[str, Any] = {}

@@ -11,7 +11,7 @@ import json
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO, Callable
 
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -102,16 +102,14 @@ def _replace(tmp: Path, path: Path) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def atomic_write_parquet(table: pa.Table, path: Path, **write_options: Any) -> Path:
-    """Write `table` to `path` atomically. Options go to pyarrow.parquet.write_table (zstd by default).
-    Deterministic: the same table gives the same bytes."""
+def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
+    """Run `write` on a temp file beside `path`, fsync, then rename over `path` (readers never see half a file)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    write_options.setdefault("compression", "zstd")
     tmp = _temp_path(path)
     try:
         with open(tmp, "wb") as fh:
-            pq.write_table(table, fh, **write_options)
+            write(fh)
             fh.flush()
             os.fsync(fh.fileno())
     except BaseException:
@@ -119,37 +117,20 @@ def atomic_write_parquet(table: pa.Table, path: Path, **write_options: Any) -> P
         raise
     _replace(tmp, path)
     return path
+
+
+def atomic_write_parquet(table: pa.Table, path: Path, **write_options: Any) -> Path:
+    """Write `table` to `path` atomically. Options go to pyarrow.parquet.write_table (zstd by default).
+    Deterministic: the same table gives the same bytes."""
+    write_options.setdefault("compression", "zstd")
+    return _atomic_write(path, lambda fh: pq.write_table(table, fh, **write_options))
 
 
 def atomic_write_json(obj: Any, path: Path) -> Path:
     """Write `obj` as pretty, key-sorted UTF-8 JSON atomically (stable bytes for equal objects)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_path(path)
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _replace(tmp, path)
-    return path
+    return atomic_write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", path)
 
 
 def atomic_write_text(content: str, path: Path) -> Path:
     """Write UTF-8 text atomically (temp file in the same folder, fsync, rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = _temp_path(path)
-    try:
-        with open(tmp, "w", encoding="utf-8") as fh:
-            fh.write(content)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _replace(tmp, path)
-    return path
+    return _atomic_write(path, lambda fh: fh.write(content.encode("utf-8")))

@@ -37,3 +37,15 @@ def make_turns(rows: list[dict]) -> pa.Table:
 @pytest.fixture
 def turns_factory():
     return make_turns
+
+
+@pytest.fixture(scope="session")
+def sample_logs(tmp_path_factory) -> Path:
+    """The shipped sample logs; regenerated with the same seed if a checkout lacks them."""
+    logs = SAMPLE_LOGS / "logs"
+    if any(logs.glob("day=*/*.parquet")):
+        return logs
+    from selflearn.simulate import simulate
+    out = tmp_path_factory.mktemp("sim")
+    simulate(str(out), turns=6000, seed=7)
+    return out / "logs"

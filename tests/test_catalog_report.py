@@ -26,17 +26,6 @@ VIEWS = ("weak_labels", "rewrite_pairs", "graph_nodes", "graph_edges", "quaranti
 
 
 @pytest.fixture(scope="module")
-def sample_logs(tmp_path_factory) -> Path:
-    logs = ROOT / "sample_logs" / "logs"
-    if any(logs.glob("day=*/*.parquet")):
-        return logs
-    from selflearn.simulate import simulate
-    out = tmp_path_factory.mktemp("sim")
-    simulate(str(out), turns=6000, seed=7)
-    return out / "logs"
-
-
-@pytest.fixture(scope="module")
 def out(sample_logs, tmp_path_factory) -> Path:
     logs = tmp_path_factory.mktemp("logs") / "logs"
     shutil.copytree(sample_logs, logs)

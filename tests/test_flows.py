@@ -24,17 +24,6 @@ HASHING = '[embedding]\nbackend = "hashing"\n'
 
 
 @pytest.fixture(scope="module")
-def sample_logs(tmp_path_factory) -> Path:
-    logs = ROOT / "sample_logs" / "logs"
-    if any(logs.glob("day=*/*.parquet")):
-        return logs
-    from selflearn.simulate import simulate
-    out = tmp_path_factory.mktemp("sim")
-    simulate(str(out), turns=6000, seed=7)
-    return out / "logs"
-
-
-@pytest.fixture(scope="module")
 def hashing_config(tmp_path_factory) -> Path:
     path = tmp_path_factory.mktemp("config") / "hashing.toml"
     path.write_text(HASHING)

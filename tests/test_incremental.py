@@ -26,17 +26,6 @@ TABLES = ("training/weak_labels.parquet", "rephrases/pairs.parquet", "graph/node
 
 
 @pytest.fixture(scope="module")
-def sample_logs(tmp_path_factory) -> Path:
-    logs = ROOT / "sample_logs" / "logs"
-    if any(logs.glob("day=*/*.parquet")):
-        return logs
-    from selflearn.simulate import simulate
-    out = tmp_path_factory.mktemp("sim")
-    simulate(str(out), turns=6000, seed=7)
-    return out / "logs"
-
-
-@pytest.fixture(scope="module")
 def three_days(sample_logs, tmp_path_factory) -> Path:
     """A logs root holding the first three day partitions of the sample."""
     root = tmp_path_factory.mktemp("logs3") / "logs"

@@ -256,17 +256,6 @@ def test_close_frees_its_data_and_keeps_a_session_it_did_not_create(spark):
 
 # ---------------------------------------------------------------------- 2. end-to-end parity
 @pytest.fixture(scope="module")
-def sample_logs(tmp_path_factory) -> Path:
-    logs = ROOT / "sample_logs" / "logs"
-    if logs.is_dir():
-        return logs
-    sim = tmp_path_factory.mktemp("sim")
-    subprocess.run([str(Path(sys.executable).parent / "selflearn"), "simulate", "--out", str(sim),
-                    "--turns", "6000"], check=True, capture_output=True)
-    return sim / "logs"
-
-
-@pytest.fixture(scope="module")
 def embedding_cache(tmp_path_factory) -> Path:
     """One embedding cache for every run here: the first run embeds, the others read the same vectors."""
     return tmp_path_factory.mktemp("embedding-cache")

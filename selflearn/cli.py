@@ -90,6 +90,8 @@ def _advice_errors():
 def cmd_run(args) -> int:
     from selflearn.config import load_config
     from selflearn import pipeline
+    if Path(args.out).exists() and not Path(args.out).is_dir():
+        raise UserFacingError(f"--out {args.out} is a file; give a folder (it is created if missing)")
     try:
         cfg = load_config(args.config, {
             "run.engine": args.engine, "embedding.backend": args.embedder, "embedding.model": args.model,

@@ -24,7 +24,7 @@ import selflearn
 from selflearn import contract
 from selflearn.catalog import write_catalog
 from selflearn.config import Config
-from selflearn.embedders import DEFAULT_THRESHOLDS, EmbeddingCache, get_embedder
+from selflearn.embedders import EmbeddingCache, get_embedder, thresholds_for
 from selflearn.engines.base import get_engine
 from selflearn.report import write_report
 from selflearn.stages import export, friction, graph, labels, rephrase, variants
@@ -103,13 +103,14 @@ class PipelineRun:
         texts = self.engine.to_arrow(self.engine.sql("unique_texts", {"turn_friction": self.turn_friction}))
         self.texts = texts.column("utt_norm").to_pylist()
         self.vectors = cache.embed(self.texts, progress=self.cfg.run.progress)
+        self.lookup = rephrase.VectorLookup(self.texts, self.vectors)
         self.embed_stats = {"unique_texts": len(self.texts), "embedded": cache.stats.get("misses", 0),
                             "cache_hits": cache.stats.get("hits", 0), "embedder": self.embedder.name}
         self.say(f"      embedded {self.embed_stats['embedded']} new of {len(self.texts)} unique texts "
                  f"with {self.embedder.name}")
 
     def _rephrase(self):
-        scorer = partial(rephrase.score_pairs, vectors=rephrase.VectorLookup(self.texts, self.vectors),
+        scorer = partial(rephrase.score_pairs, vectors=self.lookup,
                          embedder_name=self.embedder.name, threshold=self.cfg.rephrase.threshold)
         self.scored = self.engine.map_batches(self.pairs, scorer, contract.REPHRASE_PAIRS_SCHEMA)
         # internal, not released: per-turn-pair scores for evaluation and debugging
@@ -127,9 +128,9 @@ class PipelineRun:
 
     def _variants(self):
         cfg, nodes = self.cfg, self.nodes
-        row_of_text = {t: i for i, t in enumerate(self.texts)}
-        node_vectors = self.vectors[[row_of_text[t] for t in nodes["utt_norm"]]] if len(nodes) else self.vectors[:0]
-        same_default, cross_default = DEFAULT_THRESHOLDS.get(cfg.embedding.backend, (0.8, 0.8))
+        rows = [self.lookup.index[t] for t in nodes["utt_norm"]]
+        node_vectors = self.vectors[rows] if rows else self.vectors[:0]
+        same_default, cross_default = thresholds_for(cfg.embedding)
         self.is_failing = variants.failing_mask(nodes, cfg.labels.failing_defect_rate, self.min_users)
         is_target = variants.target_mask(nodes, cfg.labels.success_defect_rate, cfg.labels.min_target_share,
                                          self.min_users)

@@ -9,7 +9,6 @@ Weights come from `rephrase_weights.json` (fitted on simulator ground truth by
 from __future__ import annotations
 
 import json
-import math
 from functools import lru_cache
 from importlib import resources
 from pathlib import Path
@@ -106,7 +105,3 @@ def score_pairs(pairs: pa.RecordBatch, vectors: VectorLookup, embedder_name: str
                 pa.array(scores), pa.array(scores >= threshold)]
     return pa.RecordBatch.from_arrays(columns, schema=contract.REPHRASE_PAIRS_SCHEMA)
 
-
-def logit(p: float) -> float:
-    p = min(max(p, 1e-9), 1 - 1e-9)
-    return math.log(p / (1 - p))

@@ -77,12 +77,15 @@ class VariantsConfig(_Section):
 
 
 class LabelsConfig(_Section):
-    min_confidence: float = Field(0.8, description="abstain below this label confidence")
+    target_precision: float = Field(
+        0.97, description="emit labels from the most confident down while their expected precision (mean "
+                          "calibrated confidence) stays at least this")
+    min_confidence: float = Field(0.5, description="never emit a label below this calibrated confidence")
     failing_defect_rate: float = Field(0.5, description="an utterance with this share of friction turns is failing")
+    rephrased_away_share: float = Field(
+        0.3, description="an utterance whose users rephrase it this often is failing, friction logged or not")
     success_defect_rate: float = Field(0.3, description="an utterance at most this defective can fix others")
     min_target_share: float = Field(0.8, description="the fixing utterance's interpretation must be this stable")
-    variant_weight: float = Field(0.5, description="weight of one cross-user variant vote vs one rephrase vote")
-    cross_lingual_weight: float = Field(0.25, description="weight of a cross-lingual vote")
     allow_variant_only: bool = Field(
         False, description="label from similarity alone (no user rephrased it); off: precision drops sharply")
 

@@ -131,7 +131,10 @@ class PipelineRun:
         rows = [self.lookup.index[t] for t in nodes["utt_norm"]]
         node_vectors = self.vectors[rows] if rows else self.vectors[:0]
         same_default, cross_default = thresholds_for(cfg.embedding)
-        self.is_failing = variants.failing_mask(nodes, cfg.labels.failing_defect_rate, self.min_users)
+        self.is_failing = variants.failing_mask(
+            nodes, cfg.labels.failing_defect_rate, self.min_users,
+            rephrased_away=variants.rephrased_away(nodes, self.rewrite_edges),
+            rephrased_away_share=cfg.labels.rephrased_away_share)
         is_target = variants.target_mask(nodes, cfg.labels.success_defect_rate, cfg.labels.min_target_share,
                                          self.min_users)
         self.variant_edges, self.index_kinds = variants.find_variants(
@@ -145,9 +148,9 @@ class PipelineRun:
 
     def _labels(self):
         lc = self.cfg.labels
-        decisions, self.abstained = labels.decide(
-            self.synonymy, self.is_failing, min_confidence=lc.min_confidence, min_users=self.min_users,
-            variant_weight=lc.variant_weight, cross_lingual_weight=lc.cross_lingual_weight,
+        decisions, self.abstained, self.operating_point = labels.decide(
+            self.synonymy, self.is_failing, weights=labels.label_weights_for(self.embedder.name),
+            target_precision=lc.target_precision, min_confidence=lc.min_confidence, min_users=self.min_users,
             allow_variant_only=lc.allow_variant_only)
         slots = fetch_target_slots(self.engine, self.turn_friction, decisions, self.synonymy.nodes)
         self.weak = labels.finalize(decisions, self.synonymy.nodes, slots)
@@ -189,6 +192,7 @@ class PipelineRun:
                 "released_edges": self.released[1], "released_rewrite_pairs": self.n_rewrites,
                 "weak_labels": int(len(self.weak)), "labels_per_locale": self.per_locale,
                 "abstained": self.abstained,
+                "operating_point": self.operating_point,
                 "components": int(self.synonymy.nodes["component"].nunique()) if len(self.nodes) else 0,
                 "longest_chain": max((len(c) for c in self.synonymy.chains), default=0),
             },

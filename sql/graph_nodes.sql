@@ -17,7 +17,8 @@ ranked_intents as (
   from node_intents i
 ),
 totals as (
-  select locale, utt_norm, cast(sum(n_events) as bigint) as n_events, cast(sum(n_defective) as bigint) as n_friction
+  select locale, utt_norm, cast(sum(n_events) as bigint) as n_events, cast(sum(n_defective) as bigint) as n_friction,
+         cast(sum(n_logged_friction) as bigint) as n_logged_friction
   from node_intents
   group by locale, utt_norm
 )
@@ -27,7 +28,8 @@ select md5(concat(t.locale, '|', t.utt_norm)) as node_id,
        t.n_friction / cast(t.n_events as double) as defect_rate,
        case when r.intent = '' then null else r.intent end as top_intent,
        r.n_events / cast(t.n_events as double) as top_intent_share,
-       t.n_events - t.n_friction as n_success
+       t.n_events - t.n_friction as n_success,
+       t.n_logged_friction
 from totals t
 join users u on u.locale = t.locale and u.utt_norm = t.utt_norm
 join display_forms d on d.locale = t.locale and d.utt_norm = t.utt_norm and d.rk = 1

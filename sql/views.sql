@@ -32,10 +32,13 @@ select * from ${massive};
 create or replace view run_manifest as
 select * from ${run_manifest};
 
--- turns -> pairs -> rephrases -> failing utterances -> labels, per locale
+-- turns -> pairs -> rephrases -> failing utterances -> labels, per locale. The cast names the columns even
+-- when a run had no turns: read_json infers an empty list as JSON[], which unnests to no columns at all.
 create or replace view funnel as
 with per_locale as (
-  select unnest(funnel, recursive := true) from run_manifest
+  select unnest(cast(funnel as struct(locale varchar, turns bigint, pairs bigint, rephrases bigint,
+                                      failing_utterances bigint, labels bigint)[]), recursive := true)
+  from run_manifest
 )
 select locale, turns, pairs, rephrases, failing_utterances, labels
 from per_locale

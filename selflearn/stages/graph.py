@@ -97,7 +97,9 @@ def absorb(node_ids: list[str], node_intents: pd.DataFrame, node_index: dict[tup
     lhs = (sp.identity(n, format="csc") - q.tocsc())
     if n and len(intents):
         x = spla.spsolve(lhs, r.tocsc())
-        x = sp.csr_matrix(x) if not sp.issparse(x) else x.tocsr()
+        # spsolve returns a dense 1-D vector when there is a single intent column (a log where one
+        # interpretation ever succeeded): keep it a column, not a row
+        x = x.tocsr() if sp.issparse(x) else sp.csr_matrix(np.asarray(x).reshape(n, len(intents)))
         x.data[x.data < 1e-12] = 0.0
         x.eliminate_zeros()
     else:
@@ -136,11 +138,14 @@ def assemble(nodes: pd.DataFrame, node_intents: pd.DataFrame, rewrite_edges: pd.
         "llr": rewrite_edges["llr"].to_numpy(),
         "pmi": rewrite_edges["pmi"].to_numpy(),
         "similarity": np.nan,
+        # internal (not in EDGES_SCHEMA): per-user rephrase evidence for the label model
+        "soft_users": rewrite_edges["soft_users"].to_numpy(),
+        "max_score": rewrite_edges["max_score"].to_numpy(),
     })
     similar = pd.DataFrame({
         "src": variant_edges["src"], "dst": variant_edges["dst"], "kind": variant_edges["kind"],
         "n_users": 0, "n_events": 0, "weight": variant_edges["similarity"], "llr": np.nan, "pmi": np.nan,
-        "similarity": variant_edges["similarity"],
+        "similarity": variant_edges["similarity"], "soft_users": np.nan, "max_score": np.nan,
     })
     # variant edges carry no per-user votes: n_users is the target's user count, for readers of the graph
     users = dict(zip(nodes["node_id"], nodes["n_users"]))

@@ -1,61 +1,104 @@
 """Weak labels: give a failing utterance the interpretation its evidence points to, or abstain.
 
-Evidence, one vote per distinct user where users are known:
-- multiturn: users who rephrased the failing utterance into B; each vote is split over the intents that
-  paths from B end in (absorbing chain), so A -> B -> C credits C's interpretation;
-- cross_user: similar utterances in the same locale that reliably succeed (each a partial vote);
-- cross_lingual: similar utterances in other locales (a smaller vote: transfer needs strong evidence).
+Evidence for a candidate utterance A (seen from enough users, and failing by its logged friction or by
+its users' behaviour):
+- multiturn: users who rephrased A into B. Each user counts with the strength of their own rephrase
+  (the pair's rephrase probability), so one user's unmistakable rephrase weighs more than several
+  doubtful ones; each user's weight is split over the intents that paths from B end in (absorbing chain),
+  so A -> B -> C credits C's interpretation;
+- cross_user / cross_lingual: the closest similar utterances that reliably succeed (same / other locales).
 The failing utterance's own interpretation gets no vote: it is what the friction says is wrong.
-Confidence = agreement (winning share of the votes) x evidence strength (grows with the number of votes).
+
+Confidence is the probability that the label is right, from a logistic model over the strength of each
+piece of evidence (`label_model.json`, fitted on simulator truth across evaluation worlds by
+`benchmarks/calibrate.py`). The operating point is a precision target: labels are emitted from the most
+confident down while their expected precision (the mean confidence of what is emitted) stays at or
+above `labels.target_precision`, and never below the `labels.min_confidence` floor.
 """
 from __future__ import annotations
 
+import json
+import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import resources
 
+import numpy as np
 import pandas as pd
 
-from selflearn.stages.graph import Absorption
-
 MAX_VARIANT_VOTERS = 3  # per kind (cross_user, cross_lingual)
+
+# Label-model features, each a kind of evidence that the winning interpretation is right.
+LABEL_FEATURES = (
+    "log_votes",          # log(1 + expected number of users who rephrased into the winning intent)
+    "agreement",          # winning share of the users' (soft) votes
+    "best_evidence",      # the single strongest user's rephrase probability x the target's P(intent)
+    "logged_friction",    # share of the utterance's turns whose friction the log shows
+    "rephrased_away",     # expected share of its users who rephrased it (capped at 1)
+    "same_as_system",     # the winning intent is what the system already says (nothing to fix)
+    "own_intent_share",   # how stable the system's own reading of the utterance is
+    "variant_agreement",  # closest successful neighbours' share for the winning intent (0 without neighbours)
+)
+# Hand-set fallback (log-odds) for an embedder without fitted weights: conservative, strong evidence only.
+HAND_LABEL_WEIGHTS = {
+    "bias": -4.0, "log_votes": 2.0, "agreement": 3.0, "best_evidence": 3.0, "logged_friction": 1.0,
+    "rephrased_away": 1.0, "same_as_system": -2.0, "own_intent_share": 0.0, "variant_agreement": 0.5,
+}
+
+
+@lru_cache(maxsize=None)
+def label_weights_for(embedder_name: str) -> dict[str, float]:
+    # importlib.resources also reads inside a zip, which is how Spark executors import the package
+    resource = resources.files("selflearn").joinpath("label_model.json")
+    if resource.is_file():
+        fitted = json.loads(resource.read_text(encoding="utf-8"))
+        if embedder_name in fitted:
+            return fitted[embedder_name]["weights"]
+    return HAND_LABEL_WEIGHTS
+
+
+def label_probability(features: pd.DataFrame, weights: dict[str, float]) -> np.ndarray:
+    z = np.full(len(features), weights["bias"], dtype=np.float64)
+    for name in LABEL_FEATURES:
+        z += weights.get(name, 0.0) * features[name].to_numpy(dtype=np.float64)
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def operating_cut(confidence: np.ndarray, target_precision: float, floor: float) -> float:
+    """The lowest confidence cut (>= floor) whose emitted labels have expected precision >= target.
+
+    With calibrated confidences, the expected precision of the labels at or above a cut is their mean
+    confidence. Returns +inf when not even the single most confident label reaches the target.
+    """
+    ranked = np.sort(confidence[confidence >= floor])[::-1]
+    if not len(ranked):
+        return math.inf
+    running = np.cumsum(ranked) / np.arange(1, len(ranked) + 1)
+    reach = np.flatnonzero(running >= target_precision)
+    return float(ranked[reach[-1]]) if len(reach) else math.inf
 
 
 @dataclass
 class Votes:
-    by_intent: dict[str, float] = field(default_factory=lambda: defaultdict(float))
-    sources: dict[str, set] = field(default_factory=lambda: defaultdict(set))
-    notes: list[str] = field(default_factory=list)
-
+    """Soft votes per intent from one candidate's evidence, with the targets that carried them."""
     multiturn: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    best: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    variant: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(float)))
     targets: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(float)))
+    notes: list[str] = field(default_factory=list)
+    soft_users: float = 0.0
 
-    def add(self, intent: str, weight: float, source: str, target: str) -> None:
-        if weight <= 0:
-            return
-        self.by_intent[intent] += weight
-        self.sources[intent].add(source)
-        self.targets[intent][target] += weight
-        if source == "multiturn":
-            self.multiturn[intent] += weight
+    def sources(self, intent: str) -> str:
+        kinds = {"multiturn"} if self.multiturn.get(intent, 0.0) > 0 else set()
+        kinds |= {kind for kind, votes in self.variant.items() if votes.get(intent, 0.0) > 0}
+        return "+".join(sorted(kinds))
 
     def best_target(self, intent: str, releasable) -> str | None:
         """The releasable utterance that carried the most weight for `intent` (ties: smallest id)."""
         ranked = sorted(self.targets[intent].items(), key=lambda kv: (-kv[1], kv[0]))
         return next((t for t, _ in ranked if releasable(t)), None)
-
-
-def confidence(votes: dict[str, float]) -> tuple[str | None, float]:
-    """Winning intent and confidence = share x (0.5 + 0.5 * V / (V + 1)); ties abstain."""
-    if not votes:
-        return None, 0.0
-    ranked = sorted(votes.items(), key=lambda kv: (-kv[1], kv[0]))
-    total = sum(votes.values())
-    if len(ranked) > 1 and ranked[0][1] == ranked[1][1]:
-        return None, 0.0
-    share = ranked[0][1] / total
-    strength = total / (total + 1.0)
-    return ranked[0][0], share * (0.5 + 0.5 * strength)
 
 
 def project_slots(utt: str, slots: list[dict]) -> tuple[str, list[dict]]:
@@ -88,17 +131,21 @@ def project_slots(utt: str, slots: list[dict]) -> tuple[str, list[dict]]:
     return annot, kept
 
 
-def collect_votes(*, rephrase_out: list[tuple], variant_out: list[tuple], distribution, node_names: dict[str, str],
-                  variant_weight: float, cross_lingual_weight: float) -> Votes:
-    """rephrase_out: (dst, n_users, llr) most users first; variant_out: (dst, kind, similarity) closest first."""
+def collect_votes(*, rephrase_out: list[tuple], variant_out: list[tuple], distribution,
+                  node_names: dict[str, str]) -> Votes:
+    """rephrase_out: (dst, n_users, soft_users, max_score, llr), most users first;
+    variant_out: (dst, kind, similarity), closest first."""
     votes = Votes()
-    for dst, users, llr in rephrase_out:
+    for dst, users, soft, strongest, llr in rephrase_out:
         dist = distribution(dst)
-        p_ok = sum(dist.values())
+        votes.soft_users += soft
         for intent, p in dist.items():
-            # users who moved to dst, times the chance a path from dst ends in success with this intent
-            votes.add(intent, users * p, "multiturn", dst)
-        votes.notes.append(f"{users} user(s) rephrased to '{node_names[dst]}' (LLR {llr:.1f}, P(success) {p_ok:.2f})")
+            # expected rephrasing users into dst, times the chance a path from dst ends in this intent
+            votes.multiturn[intent] += soft * p
+            votes.targets[intent][dst] += soft * p
+            votes.best[intent] = max(votes.best[intent], strongest * p)
+        votes.notes.append(f"{users} user(s) rephrased to '{node_names[dst]}' (strongest rephrase "
+                           f"{strongest:.2f}, LLR {llr:.1f}, P(success) {sum(dist.values()):.2f})")
     # only the closest few neighbours vote: a crowd of loose neighbours must not outvote users' own rephrases
     voters = {"cross_user": 0, "cross_lingual": 0}
     for dst, kind, _ in variant_out:
@@ -107,25 +154,22 @@ def collect_votes(*, rephrase_out: list[tuple], variant_out: list[tuple], distri
         voters[kind] += 1
         dist = distribution(dst)
         total = sum(dist.values()) or 1.0
-        weight = variant_weight if kind == "cross_user" else cross_lingual_weight
         for intent, p in dist.items():
-            votes.add(intent, weight * p / total, kind, dst)
-    n_user = sum(1 for v in variant_out if v[1] == "cross_user")
-    n_ling = len(variant_out) - n_user
-    if n_user:
-        votes.notes.append(f"{n_user} similar successful utterance(s) from other users")
-    if n_ling:
-        votes.notes.append(f"{n_ling} similar successful utterance(s) in other languages")
+            votes.variant[kind][intent] += p / total
+            votes.targets[intent][dst] += 1e-6 * p / total  # a fallback target, never ahead of a rephrase
+    for kind, what in (("cross_user", "from other users"), ("cross_lingual", "in other languages")):
+        if voters[kind]:
+            votes.notes.append(f"{voters[kind]} similar successful utterance(s) {what}")
     return votes
 
 
 def _evidence_by_source(edges: pd.DataFrame) -> dict[str, tuple[list, list]]:
-    """Edges grouped once per failing utterance, in the order votes and notes want them."""
+    """Edges grouped once per utterance, in the order votes and notes want them."""
     grouped: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))
-    for src, dst, kind, users, llr, sim in edges[["src", "dst", "kind", "n_users", "llr", "similarity"]].itertuples(
-            index=False):
+    columns = ["src", "dst", "kind", "n_users", "soft_users", "max_score", "llr", "similarity"]
+    for src, dst, kind, users, soft, strongest, llr, sim in edges[columns].itertuples(index=False):
         if kind == "multiturn":
-            grouped[src][0].append((dst, int(users), float(llr)))
+            grouped[src][0].append((dst, int(users), float(soft), float(strongest), float(llr)))
         else:
             grouped[src][1].append((dst, kind, float(sim)))
     for rephrases, similar in grouped.values():
@@ -134,16 +178,22 @@ def _evidence_by_source(edges: pd.DataFrame) -> dict[str, tuple[list, list]]:
     return grouped
 
 
-def decide(graph, is_failing: pd.Series, *, min_confidence: float, min_users: int, variant_weight: float,
-           cross_lingual_weight: float, allow_variant_only: bool = False) -> tuple[pd.DataFrame, dict[str, int]]:
-    """One decision per failing utterance with enough users: label (intent, target) or an abstention reason.
+def _winner(scores: dict[str, float]) -> str | None:
+    ranked = sorted(((v, k) for k, v in scores.items() if v > 0), key=lambda vk: (-vk[0], vk[1]))
+    if not ranked or (len(ranked) > 1 and ranked[0][0] == ranked[1][0]):
+        return None
+    return ranked[0][1]
 
-    Unless `allow_variant_only`, the winning intent needs multiturn support: similarity alone cannot tell
-    "i like this song" from "i don't like this song", a user's own rephrase after a failure can.
+
+def score_candidates(graph, candidates: pd.Series, *, allow_variant_only: bool = False) -> tuple[pd.DataFrame, dict]:
+    """One row per candidate utterance with evidence: its winning intent, label-model features, best target.
+
+    Returns (scored, abstained) where abstained counts candidates with no usable evidence or a tie.
+    Unless `allow_variant_only`, the winning intent comes from users' rephrases: similarity alone cannot
+    tell "i like this song" from "i don't like this song", a user's own rephrase after a failure can.
     """
     nodes = graph.nodes
     names = dict(zip(nodes["node_id"], nodes["utt"]))
-    users = dict(zip(nodes["node_id"], nodes["n_users"]))
     evidence = _evidence_by_source(graph.edges)
     memo: dict[str, dict[str, float]] = {}
 
@@ -152,39 +202,78 @@ def decide(graph, is_failing: pd.Series, *, min_confidence: float, min_users: in
             memo[node] = graph.absorption.distribution(graph.row_of[node])
         return memo[node]
 
-    abstained = {"no_evidence": 0, "tie": 0, "low_confidence": 0, "no_multiturn_support": 0,
-                 "target_not_releasable": 0}
+    abstained = {"no_evidence": 0, "tie": 0}
     rows = []
-    for row in nodes[is_failing.to_numpy()].itertuples(index=False):
+    for row in nodes[candidates.to_numpy()].itertuples(index=False):
         rephrase_out, variant_out = evidence.get(row.node_id, ([], []))
         votes = collect_votes(rephrase_out=rephrase_out, variant_out=variant_out, distribution=distribution,
-                              node_names=names, variant_weight=variant_weight,
-                              cross_lingual_weight=cross_lingual_weight)
-        if not votes.by_intent:
+                              node_names=names)
+        variant_total = defaultdict(float)
+        for per_kind in votes.variant.values():
+            for intent, v in per_kind.items():
+                variant_total[intent] += v
+        if not votes.multiturn and not (allow_variant_only and variant_total):
             abstained["no_evidence"] += 1
             continue
-        intent, conf = confidence(dict(votes.by_intent))
+        intent = _winner(votes.multiturn) if votes.multiturn else _winner(variant_total)
         if intent is None:
             abstained["tie"] += 1
             continue
-        if conf < min_confidence:
-            abstained["low_confidence"] += 1
-            continue
-        if not allow_variant_only and votes.multiturn.get(intent, 0.0) <= 0:
-            abstained["no_multiturn_support"] += 1
-            continue
-        target = votes.best_target(intent, lambda node: users.get(node, 0) >= min_users)
+        mt_total = sum(votes.multiturn.values())
+        n_variant = sum(variant_total.values())
+        rows.append({
+            "node_id": row.node_id, "locale": row.locale, "utt": row.utt, "utt_norm": row.utt_norm,
+            "intent": intent, "n_users": int(row.n_users), "n_events": int(row.n_events),
+            "system_intent": row.top_intent,
+            "log_votes": math.log1p(votes.multiturn.get(intent, 0.0)),
+            "agreement": votes.multiturn.get(intent, 0.0) / mt_total if mt_total > 0 else 0.0,
+            "best_evidence": votes.best.get(intent, 0.0),
+            "logged_friction": row.n_logged_friction / row.n_events if row.n_events else 0.0,
+            "rephrased_away": min(1.0, votes.soft_users / max(row.n_users, 1)),
+            "same_as_system": float(intent == row.top_intent),
+            "own_intent_share": float(row.top_intent_share),
+            "variant_agreement": variant_total.get(intent, 0.0) / n_variant if n_variant > 0 else 0.0,
+            "sources": votes.sources(intent),
+            "votes": votes,
+        })
+    columns = ["node_id", "locale", "utt", "utt_norm", "intent", "n_users", "n_events", "system_intent",
+               *LABEL_FEATURES, "sources", "votes"]
+    return pd.DataFrame(rows, columns=columns), abstained
+
+
+def decide(graph, candidates: pd.Series, *, weights: dict[str, float], target_precision: float,
+           min_confidence: float, min_users: int, allow_variant_only: bool = False
+           ) -> tuple[pd.DataFrame, dict[str, int], dict]:
+    """Label the candidates whose calibrated confidence clears the precision-target cut, abstain otherwise.
+
+    Returns (decisions, abstained counts by reason, operating point {cut, target_precision, expected_precision}).
+    """
+    nodes = graph.nodes
+    names = dict(zip(nodes["node_id"], nodes["utt"]))
+    users = dict(zip(nodes["node_id"], nodes["n_users"]))
+    scored, abstained = score_candidates(graph, candidates, allow_variant_only=allow_variant_only)
+    abstained.update(low_confidence=0, target_not_releasable=0)
+    confidence = label_probability(scored, weights) if len(scored) else np.zeros(0)
+    cut = operating_cut(confidence, target_precision, min_confidence)
+    emitted = confidence >= cut
+    abstained["low_confidence"] = int((~emitted).sum())
+    rows = []
+    for row, conf in zip(scored[emitted].itertuples(index=False), confidence[emitted]):
+        target = row.votes.best_target(row.intent, lambda node: users.get(node, 0) >= min_users)
         if target is None:
             abstained["target_not_releasable"] += 1
             continue
         rows.append({
             "node_id": row.node_id, "locale": row.locale, "utt": row.utt, "utt_norm": row.utt_norm,
-            "intent": intent, "confidence": round(conf, 12), "source": "+".join(sorted(votes.sources[intent])),
-            "n_users": int(row.n_users), "n_events": int(row.n_events), "target": target,
-            "target_utt": names[target], "system_intent": row.top_intent,
-            "evidence": "; ".join(votes.notes[:4]) + f"; votes {_format_votes(votes.by_intent)}",
+            "intent": row.intent, "confidence": round(float(conf), 12), "source": row.sources,
+            "n_users": row.n_users, "n_events": row.n_events, "target": target,
+            "target_utt": names[target], "system_intent": row.system_intent,
+            "evidence": "; ".join(row.votes.notes[:4]) + f"; votes {_format_votes(row.votes.multiturn)}",
         })
-    return pd.DataFrame(rows), abstained
+    point = {"target_precision": target_precision, "min_confidence": min_confidence,
+             "cut": None if math.isinf(cut) else round(cut, 6), "candidates": int(len(scored)),
+             "expected_precision": round(float(confidence[emitted].mean()), 6) if emitted.any() else None}
+    return pd.DataFrame(rows), abstained, point
 
 
 def _format_votes(votes: dict[str, float]) -> str:

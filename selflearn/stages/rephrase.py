@@ -18,11 +18,13 @@ import pyarrow as pa
 
 from selflearn import contract, text
 
-FEATURES = ("friction_a", "success_b", "quick", "char_sim", "token_sim", "embed_sim", "intent_changed", "same_text")
+FEATURES = ("friction_a", "success_b", "quick", "char_sim", "token_sim", "embed_sim", "intent_changed", "same_text",
+            "changed_close", "changed_quick")
 # Hand-set fallback (log-odds per unit of evidence), used when no fitted weights exist for the embedder.
 HAND_WEIGHTS = {
     "bias": -6.0, "friction_a": 3.5, "success_b": 1.0, "quick": 1.0, "char_sim": 2.0,
     "token_sim": 1.0, "embed_sim": 3.0, "intent_changed": 0.8, "same_text": 1.0,
+    "changed_close": 0.0, "changed_quick": 0.0,
 }
 WEIGHTS_FILE = Path(__file__).resolve().parent.parent / "rephrase_weights.json"
 
@@ -76,23 +78,31 @@ def pair_features(pairs: pa.RecordBatch | pa.Table, vectors: VectorLookup) -> di
     intent_a = pairs.column("intent_a").to_pylist()
     intent_b = pairs.column("intent_b").to_pylist()
     gap = np.asarray(pairs.column("gap_s").to_numpy(zero_copy_only=False), dtype=np.float64)
+    quick = np.exp(-gap / 20.0)  # rephrases follow within seconds; evidence decays with the gap
+    embed_sim = vectors.cosine(a, b)
+    # unhandled (null) -> anything counts as a change of interpretation
+    changed = np.array([float(x != y or x is None) for x, y in zip(intent_a, intent_b)])
     return {
         "friction_a": np.asarray(pairs.column("friction_a").to_numpy(zero_copy_only=False), dtype=np.float64),
         "success_b": np.asarray(pairs.column("success_b").to_numpy(zero_copy_only=False), dtype=np.float64),
-        "quick": np.exp(-gap / 20.0),  # rephrases follow within seconds; evidence decays with the gap
+        "quick": quick,
         "char_sim": char_sim,
         "token_sim": token_sim,
-        "embed_sim": vectors.cosine(a, b),
-        # unhandled (null) -> anything counts as a change of interpretation
-        "intent_changed": np.array([float(x != y or x is None) for x, y in zip(intent_a, intent_b)]),
+        "embed_sim": embed_sim,
+        "intent_changed": changed,
         "same_text": np.array([float(x == y) for x, y in zip(a, b)]),
+        # A quick, close, differently interpreted next turn is evidence on its own, logged friction or not:
+        # a user who hears the wrong action says the same thing again and gets another reading. Related-but-
+        # different follow-ups change the interpretation too, but are less close in meaning.
+        "changed_close": changed * embed_sim,
+        "changed_quick": changed * quick,
     }
 
 
 def score(features: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:
     z = np.full(len(features["friction_a"]), weights["bias"], dtype=np.float64)
     for name in FEATURES:
-        z += weights[name] * features[name]
+        z += weights.get(name, 0.0) * features[name]
     return 1.0 / (1.0 + np.exp(-z))
 
 

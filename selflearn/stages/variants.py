@@ -11,8 +11,24 @@ import pandas as pd
 from selflearn import index as knn_index
 
 
-def failing_mask(nodes: pd.DataFrame, failing_defect_rate: float, min_users: int) -> pd.Series:
-    return (nodes["defect_rate"] >= failing_defect_rate) & (nodes["n_users"] >= min_users)
+def failing_mask(nodes: pd.DataFrame, failing_defect_rate: float, min_users: int,
+                 rephrased_away: pd.Series | None = None, rephrased_away_share: float = 1.0) -> pd.Series:
+    """Failing: enough users, and friction on most turns or users who keep rephrasing it (friction unlogged).
+
+    rephrased_away: per node (row-aligned), the expected share of its users who rephrased it into another text.
+    """
+    failing = nodes["defect_rate"] >= failing_defect_rate
+    if rephrased_away is not None:
+        failing |= rephrased_away.to_numpy() >= rephrased_away_share
+    return failing & (nodes["n_users"] >= min_users)
+
+
+def rephrased_away(nodes: pd.DataFrame, rewrite_edges: pd.DataFrame) -> pd.Series:
+    """Per node: expected number of its users who rephrased it (soft votes on its out-edges) / its users."""
+    soft = rewrite_edges.groupby(["locale", "utt_norm_a"])["soft_users"].sum()
+    keys = pd.MultiIndex.from_arrays([nodes["locale"], nodes["utt_norm"]])
+    per_node = soft.reindex(keys).fillna(0.0).to_numpy() if len(soft) else np.zeros(len(nodes))
+    return pd.Series(per_node / np.maximum(nodes["n_users"].to_numpy(dtype=float), 1.0), index=nodes.index)
 
 
 def target_mask(nodes: pd.DataFrame, success_defect_rate: float, min_target_share: float, min_users: int) -> pd.Series:

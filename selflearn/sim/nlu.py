@@ -41,7 +41,8 @@ def confusable(intents: list[str], intent_scenario: np.ndarray) -> list[np.ndarr
 
 
 def text_uniforms(seed: int, locales: list[str], text_locale: list[int], texts: list[str]) -> np.ndarray:
-    """[n, 8] uniforms in [0, 1) keyed by (seed, locale, text)."""
+    """[n, 8] uniforms in [0, 1) keyed by (seed, locale, text): columns 0-5 drive `interpret`, 6 the
+    training seed (output.nlu_seed), 7 `uninformative_confidence`."""
     digest = b"".join(
         hashlib.blake2b(f"{seed}\x1f{locales[loc]}\x1f{t}".encode(), digest_size=32).digest()
         for loc, t in zip(text_locale, texts))
@@ -78,3 +79,9 @@ def interpret(u: np.ndarray, p_err: np.ndarray, true_intent: np.ndarray, slots: 
         else:
             out_slots.append(s)
     return nlu, confidence, out_slots
+
+
+def uninformative_confidence(u: np.ndarray) -> np.ndarray:
+    """Confidence of an overconfident NLU for texts with uniforms `u`: every text's score comes from the
+    distribution of right answers, whether the NLU is right or not, so it says nothing about correctness."""
+    return np.round(betaincinv(*CONFIDENCE_BETA["correct"], u[:, 7]), 4)

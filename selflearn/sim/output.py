@@ -8,9 +8,11 @@ import pyarrow as pa
 import pyarrow.compute as pc
 
 from selflearn import contract
+from selflearn.sim import nlu
 from selflearn.sim.behavior import KINDS, REPHRASE_KINDS, STATUSES, TRAFFIC, Simulated, TextOutcomes
 from selflearn.sim.catalog import Catalog
 from selflearn.sim.massive import slots_of
+from selflearn.sim.worlds import World
 
 SEED_OTHER_PHRASINGS = 0.6        # share of correctly understood non-main phrasings in the training seed
 EVAL_COLUMNS = pa.schema([("locale", pa.string()), ("utt", pa.string()), ("intent", pa.string()),
@@ -44,8 +46,11 @@ def _slots_array(slots: list) -> pa.Array:
                     type=contract.SLOTS)
 
 
-def log_and_truth(sim: Simulated, cat: Catalog, out: TextOutcomes, start_date: str,
-                  rng: np.random.Generator) -> tuple[pa.Table, pa.Table, pa.Table]:
+def log_and_truth(sim: Simulated, cat: Catalog, out: TextOutcomes, start_date: str, rng: np.random.Generator,
+                  world: World, logging_rng: np.random.Generator) -> tuple[pa.Table, pa.Table, pa.Table]:
+    """(logs, truth turns, truth pairs). The logs show what `world` lets a logger see; the truth is the
+    simulated truth in every world. `logging_rng` is a stream of its own, so the logging knobs never
+    change the ids and the turns `rng` draws."""
     n = len(sim.text)
     event_ids = _hex_ids(rng, n, "ev-", 63).take(pa.array(rng.permutation(n)))
     user_ids = _hex_ids(rng, sim.n_users, "u-", 48)
@@ -55,7 +60,10 @@ def log_and_truth(sim: Simulated, cat: Catalog, out: TextOutcomes, start_date: s
     text_intent = pa.array([cat.intents[i] if i >= 0 else None for i in out.intent.tolist()], type=pa.string())
     text_idx = pa.array(sim.text)
     locales = pa.array(cat.locales, type=pa.string())
-    nlu_intent = out.intent[sim.text]
+    phr_req = np.asarray(cat.phr_req)
+    true_intent = cat.req_intent[phr_req[sim.phr]]
+    correct = out.intent[sim.text] == true_intent
+    status, barge = _logged_friction(sim, ~correct | (sim.status == STATUSES.index("error")), world, logging_rng)
     logs = pa.table({
         "event_id": event_ids,
         "user_id": user_ids.take(pa.array(sim.user)),
@@ -65,13 +73,11 @@ def log_and_truth(sim: Simulated, cat: Catalog, out: TextOutcomes, start_date: s
         "utterance": pa.array(cat.texts, type=pa.string()).take(text_idx),
         "nlu_intent": text_intent.take(text_idx),
         "nlu_slots": _slots_array(out.slots).take(text_idx),
-        "nlu_confidence": pa.array(out.confidence[sim.text]),
-        "response_status": pa.array(list(STATUSES), type=pa.string()).take(pa.array(sim.status)),
-        "barge_in": pa.array(sim.barge == 1, mask=sim.barge < 0),
+        "nlu_confidence": _logged_confidence(out, sim.text, world),
+        "response_status": pa.array(list(STATUSES), type=pa.string()).take(pa.array(status)),
+        "barge_in": pa.array(barge == 1, mask=barge < 0),
     }, schema=contract.LOG_SCHEMA)
 
-    phr_req = np.asarray(cat.phr_req)
-    true_intent = cat.req_intent[phr_req[sim.phr]]
     phr_idx = pa.array(sim.phr)
     truth_turns = pa.table({
         "event_id": event_ids,
@@ -80,7 +86,7 @@ def log_and_truth(sim: Simulated, cat: Catalog, out: TextOutcomes, start_date: s
         "true_annot_utt": pa.array(cat.phr_annot, type=pa.string()).take(phr_idx),
         "true_slots": _slots_array([slots_of(a) for a in cat.phr_annot]).take(phr_idx),
         "request_id": pa.array(cat.req_massive_id.tolist(), type=pa.string()).take(pa.array(phr_req[sim.phr])),
-        "system_correct": pa.array(nlu_intent == true_intent),
+        "system_correct": pa.array(correct),
     }, schema=contract.TRUTH_TURNS_SCHEMA)
 
     b = np.flatnonzero(sim.user[1:] == sim.user[:-1]) + 1
@@ -92,6 +98,24 @@ def log_and_truth(sim: Simulated, cat: Catalog, out: TextOutcomes, start_date: s
         "kind": pa.array(kinds.tolist(), type=pa.string()),
     }, schema=contract.TRUTH_PAIRS_SCHEMA)
     return logs, truth_turns, truth_pairs
+
+
+def _logged_friction(sim: Simulated, failing: np.ndarray, world: World,
+                     logging_rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+    """(status, barge) as logged: a failing turn outside the world's friction coverage logs "success" and
+    no barge-in (still null where the device never reports one); the user's behaviour is unchanged."""
+    unlogged = failing & (logging_rng.random(len(failing)) >= world.friction_coverage)
+    status = np.where(unlogged, STATUSES.index("success"), sim.status)
+    barge = np.where(unlogged & (sim.barge == 1), 0, sim.barge)
+    return status, barge
+
+
+def _logged_confidence(out: TextOutcomes, text: np.ndarray, world: World) -> pa.Array:
+    if world.confidence == "absent":
+        return pa.nulls(len(text), pa.float64())
+    if world.confidence == "uninformative":
+        return pa.array(nlu.uninformative_confidence(out.u[text]))
+    return pa.array(out.confidence[text])
 
 
 def nlu_seed(cat: Catalog, out: TextOutcomes) -> pa.Table:

@@ -1,0 +1,120 @@
+"""Evaluation worlds: named simulator settings that differ from the default the way real logs do.
+
+A miner fitted on one simulated world can learn its quirks. Real logs differ: friction is often not
+logged, confidences are missing or uninformative, failing phrasings are spread thin over few users, users
+chat on quickly with related requests, and a rephrase often fails too. Each `World` knob moves one of these;
+`World()` is today's simulator, knob for knob (its defaults are the constants the simulator always used),
+and gives byte-identical output for the same seed.
+
+Knobs that only change what gets logged (friction_coverage, confidence) leave the simulated behaviour
+untouched: a world that differs only there has the very same turns as "simulator" for a seed.
+
+    simulate(out, turns=20000, seed=11, world="real-like")     # or world=World(friction_coverage=0.5)
+"""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from typing import Literal
+
+CONFIDENCE_MODES = ("informative", "absent", "uninformative")
+
+
+@dataclass(frozen=True)
+class World:
+    # Share of failing turns (NLU wrong or unhandled, or a backend error) whose friction gets logged. A
+    # covered turn logs what the simulator always logged (its status; a barge-in if the user barged in and
+    # the device reports it); an uncovered one logs response_status "success" (the wrong action "worked")
+    # and no barge-in (null where the device never reports one). nlu_intent stays as the NLU produced it.
+    friction_coverage: float = 1.0
+    # nlu_confidence: "informative" (higher when the NLU is right), "absent" (the column is all null) or
+    # "uninformative" (every text's score drawn from the same distribution, right or wrong).
+    confidence: Literal["informative", "absent", "uninformative"] = "informative"
+    # Share of each locale's traffic, on its most-said phrasings, that the NLU never gets wrong: failures
+    # many users hit show up on dashboards and get fixed, so what still fails is said by few users. At 0
+    # (today) even the most-said phrasings fail ~2% of the time (catalog.phrasing_error_rate).
+    fixed_head_share: float = 0.0
+    # Usage of a request's k-th most used phrasing ~ (k + 1) ** -decay: lower spreads a request's traffic
+    # over more of its phrasings, so each (failing) phrasing is said by fewer users.
+    phrasing_decay: float = 1.6
+    # What a later goal in a session is: (unrelated within seconds, related but different within seconds
+    # ("play X" -> "louder"), a later different request).
+    follow_up: tuple[float, float, float] = (0.22, 0.15, 0.63)
+    # How a user retries after the NLU got it wrong: (another phrasing, the same words again, a retry the
+    # ASR misrecognizes). The same words again fail again (the NLU is deterministic per text) and
+    # misrecognized retries fail more, so shifting weight off paraphrase makes double failures.
+    misread_retry_mix: tuple[float, float, float] = (0.55, 0.25, 0.20)
+    # One line on why the values; not part of the world's identity.
+    description: str = field(default="", compare=False)
+
+    def __post_init__(self):
+        if not 0.0 <= self.friction_coverage <= 1.0:
+            raise ValueError(f"friction_coverage must be in [0, 1], got {self.friction_coverage}")
+        if self.confidence not in CONFIDENCE_MODES:
+            raise ValueError(f"confidence must be one of {CONFIDENCE_MODES}, got {self.confidence!r}")
+        if not 0.0 <= self.fixed_head_share <= 1.0:
+            raise ValueError(f"fixed_head_share must be in [0, 1], got {self.fixed_head_share}")
+        if self.phrasing_decay <= 0:
+            raise ValueError(f"phrasing_decay must be positive, got {self.phrasing_decay}")
+        for name in ("follow_up", "misread_retry_mix"):
+            shares = tuple(getattr(self, name))
+            object.__setattr__(self, name, shares)   # a list given would break equality with the registry
+            if len(shares) != 3 or min(shares) < 0 or abs(sum(shares) - 1.0) > 1e-9:
+                raise ValueError(f"{name} must be three non-negative shares summing to 1, got {shares}")
+
+    def knobs(self) -> dict:
+        """The knob values (what makes the world), JSON-ready."""
+        values = asdict(self)
+        del values["description"]
+        return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+
+# Values are round points chosen from the phenomenon each world isolates, not fitted to any log.
+_LONG_TAIL = {"fixed_head_share": 0.8, "phrasing_decay": 0.8}
+_CHATTY = {"follow_up": (0.22, 0.41, 0.37)}
+_DOUBLE_FAILURE = {"misread_retry_mix": (0.25, 0.45, 0.30)}
+
+WORLDS: dict[str, World] = {
+    "simulator": World(description="today's simulator: friction logged whenever it happens, informative confidence"),
+    "sparse-friction": World(
+        friction_coverage=0.3,
+        description="7 in 10 failing turns log no friction (devices without barge-in reports, wrong actions "
+                    "logged as success): the low end of the 0.3-1.0 range real fleets span"),
+    "half-friction": World(
+        friction_coverage=0.5, description="half of the failing turns log their friction: mid-range"),
+    "no-confidence": World(
+        confidence="absent", description="nlu_confidence all null: an NLU or a logger that keeps no score"),
+    "uninformative-confidence": World(
+        confidence="uninformative",
+        description="an overconfident NLU: scores drawn from the right-answer distribution, right or wrong"),
+    "long-tail": World(
+        **_LONG_TAIL,
+        description="the phrasings carrying 80% of the traffic never fail (the Pareto head a team can curate) "
+                    "and a request's phrasings decay half as fast (1.6 -> 0.8): fewer failing turns, their "
+                    "texts said by 1-3 users, not dozens"),
+    "chatty": World(
+        **_CHATTY,
+        description="within-seconds follow-ups and later ones swap shares (0.37 <-> 0.63), the gain all "
+                    "going to related-but-different requests ('play X' -> 'louder')"),
+    "double-failure": World(
+        **_DOUBLE_FAILURE,
+        description="after a misread, saying it again is the first reaction and reformulating the last: "
+                    "paraphrase 0.55 -> 0.25, same words 0.25 -> 0.45, misrecognized 0.20 -> 0.30"),
+    "real-like": World(
+        friction_coverage=0.4, confidence="uninformative", **_LONG_TAIL, **_CHATTY, **_DOUBLE_FAILURE,
+        description="all at once: 40% of failures logged, uninformative confidence, long tail, chatty, "
+                    "double failures"),
+}
+DEFAULT_WORLD = "simulator"
+
+
+def resolve(world: str | World | None) -> tuple[str, World]:
+    """(name, World) for a registry name or a World; a World equal to a registered one takes its name."""
+    if world is None:
+        world = DEFAULT_WORLD
+    if isinstance(world, str):
+        if world not in WORLDS:
+            raise ValueError(f"unknown world {world!r}; known worlds: {', '.join(WORLDS)}")
+        return world, WORLDS[world]
+    if not isinstance(world, World):
+        raise TypeError(f"world must be a name or a World, got {type(world).__name__}")
+    return next((name for name, known in WORLDS.items() if known == world), "custom"), world

@@ -31,8 +31,10 @@ from selflearn.pipeline import PipelineRun
 from selflearn.simulate import simulate
 from selflearn.stages import labels, rephrase
 
+# A change of interpretation alone is not signed: related-but-different follow-ups change it too. Its
+# combinations with closeness and quickness are: close and quick and reinterpreted is a rephrase.
 REPHRASE_SIGNS = {"friction_a": 1, "success_b": 1, "quick": 1, "char_sim": 1, "token_sim": 1, "embed_sim": 1,
-                  "intent_changed": 1, "changed_close": 1, "changed_quick": 1}
+                  "changed_close": 1, "changed_quick": 1}
 LABEL_SIGNS = {"log_votes": 1, "agreement": 1, "best_evidence": 1, "logged_friction": 1, "rephrased_away": 1,
                "same_as_system": -1, "variant_agreement": 1}
 DEFAULT_WORLDS = "simulator,sparse-friction,half-friction,no-confidence,long-tail,chatty,double-failure,real-like"
@@ -124,6 +126,7 @@ def main() -> int:
         print(f"{world} s{seed}: {len(pair_frames[-1])} pairs, {int(pair_frames[-1]['is_rephrase'].sum())} "
               f"rephrases", flush=True)
     pairs = pd.concat(pair_frames, ignore_index=True)
+    pairs.to_parquet(root / "pairs.parquet")  # kept for inspection and quick refits
     y = pairs["is_rephrase"].to_numpy()
     # every world weighs the same, however many pairs it has
     balance = (1.0 / pairs.groupby("world")["world"].transform("size")).to_numpy() * len(pairs) / len(worlds)
@@ -157,6 +160,7 @@ def main() -> int:
     finally:
         rephrase.weights_for = original
     cands = pd.concat(frames, ignore_index=True)
+    cands.to_parquet(root / "candidates.parquet")
     y = cands["correct"].to_numpy()
     balance = (1.0 / cands.groupby("world")["world"].transform("size")).to_numpy() * len(cands) / len(worlds)
     print(f"\nlabel model: {len(y)} candidates, {y.mean():.3f} correct")

@@ -19,9 +19,10 @@ import numpy as np
 import pandas as pd
 
 from selflearn.evaluation.closed_loop import run_closed_loop
+from selflearn.evaluation.curve import judge, precision_yield_curve, reliability_table
 from selflearn.evaluation.inputs import (
-    EvalInputError, read_logs, read_nlu_sets, read_run_pairs, read_truth_pairs, read_truth_turns,
-    read_weak_labels,
+    EvalInputError, read_label_candidates, read_logs, read_nlu_sets, read_run_pairs, read_truth_pairs,
+    read_truth_turns, read_weak_labels,
 )
 from selflearn.evaluation.metrics import parse_annot, score_labels, score_rephrases, slot_set
 from selflearn.evaluation.naive import WINDOW_S, naive_labels
@@ -94,10 +95,21 @@ def evaluate(logs: str, truth_dir: str | Path, run_dir: str | Path, *, min_users
         "rephrase": score_rephrases(run_pairs, truth_pairs, event_locale),
         "weak_labels": score_labels(weak, utt_truth, with_slots=True),
         "naive": dict(score_labels(naive, utt_truth, with_slots=False), window_s=WINDOW_S, min_users_filter=False),
+        "confidence": _confidence(read_label_candidates(run_dir), utt_truth),
         "closed_loop": _closed_loop(truth_dir, weak, naive, utt_truth, enabled=closed_loop, seed=seed),
         "notes": notes,
     }
     return _jsonable(result)
+
+
+def _confidence(candidates: pd.DataFrame | None, utt_truth: pd.DataFrame) -> dict:
+    """Precision-yield curve along the confidence cut, and a reliability table (confidence vs precision)."""
+    if candidates is None:
+        return {"skipped": True, "note": "the run has no work/label_candidates.parquet (made by an older version)"}
+    judged = judge(candidates, utt_truth)
+    n_recoverable = int(utt_truth["recoverable"].sum())
+    return {"candidates": int(len(judged)), "judged": int(judged["judged"].sum()),
+            "curve": precision_yield_curve(judged, n_recoverable), "reliability": reliability_table(judged)}
 
 
 def _closed_loop(truth_dir: Path, weak: pd.DataFrame, naive: pd.DataFrame, utt_truth: pd.DataFrame, *,

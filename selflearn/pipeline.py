@@ -26,6 +26,7 @@ from selflearn.catalog import write_catalog
 from selflearn.config import Config
 from selflearn.embedders import EmbeddingCache, get_embedder, thresholds_for
 from selflearn.engines.base import get_engine
+from selflearn.io import atomic_write_parquet
 from selflearn.report import write_report
 from selflearn.stages import export, friction, graph, labels, rephrase, variants
 from selflearn.stages.ingest import ingest
@@ -148,10 +149,13 @@ class PipelineRun:
 
     def _labels(self):
         lc = self.cfg.labels
-        decisions, self.abstained, self.operating_point = labels.decide(
+        decisions, self.abstained, self.operating_point, scored = labels.decide(
             self.synonymy, self.is_failing, weights=labels.label_weights_for(self.embedder.name),
             target_precision=lc.target_precision, min_confidence=lc.min_confidence, min_users=self.min_users,
             allow_variant_only=lc.allow_variant_only)
+        # internal, not released (per-utterance texts of any user count): the precision-yield curve of `eval`
+        atomic_write_parquet(pa.Table.from_pandas(scored, preserve_index=False),
+                             self.out / "work" / "label_candidates.parquet")
         slots = fetch_target_slots(self.engine, self.turn_friction, decisions, self.synonymy.nodes)
         self.weak = labels.finalize(decisions, self.synonymy.nodes, slots)
 

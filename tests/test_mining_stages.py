@@ -66,7 +66,7 @@ def _graph_inputs():
         "utt": ["wake me seven", "seven wake", "set an alarm for seven", "play jazz"],
         "n_events": [10, 6, 20, 30], "n_users": [8, 5, 15, 25], "n_friction": [9, 5, 1, 2],
         "defect_rate": [0.9, 0.83, 0.05, 0.07], "top_intent": ["weather_query", None, "alarm_set", "play_music"],
-        "top_intent_share": [1.0, 1.0, 1.0, 1.0], "n_success": [1, 1, 19, 28],
+        "top_intent_share": [1.0, 1.0, 1.0, 1.0], "n_success": [1, 1, 19, 28], "n_logged_friction": [9, 5, 1, 2],
     })
     node_intents = pd.DataFrame({
         "locale": ["en-US"] * 4, "utt_norm": nodes["utt_norm"],
@@ -77,7 +77,8 @@ def _graph_inputs():
     edges = pd.DataFrame({
         "locale": ["en-US", "en-US"], "utt_norm_a": ["wake me seven", "seven wake"],
         "utt_norm_b": ["seven wake", "set an alarm for seven"], "n_users": [4, 4], "n_events": [5, 5],
-        "n_users_any": [4, 4], "mean_score": [0.9, 0.9], "llr": [10.0, 12.0], "pmi": [2.0, 2.0],
+        "n_users_any": [4, 4], "mean_score": [0.9, 0.9], "soft_users": [3.6, 3.6], "max_score": [0.95, 0.95],
+        "llr": [10.0, 12.0], "pmi": [2.0, 2.0],
     })
     return nodes, node_intents, edges
 
@@ -99,21 +100,40 @@ def test_decide_labels_the_failing_utterance_and_abstains_without_evidence():
     nodes, node_intents, edges = _graph_inputs()
     g = graph.assemble(nodes, node_intents, edges, variants._empty_edges())
     failing = variants.failing_mask(g.nodes, 0.5, 2)
-    decisions, abstained = labels.decide(g, failing, min_confidence=0.8, min_users=2, variant_weight=0.5,
-                                         cross_lingual_weight=0.25)
+    decisions, abstained, point, _ = labels.decide(g, failing, weights=labels.HAND_LABEL_WEIGHTS,
+                                                target_precision=0.9, min_confidence=0.5, min_users=2)
     by_node = decisions.set_index("node_id")
     assert by_node.loc["A", "intent"] == "alarm_set"
     assert by_node.loc["A", "source"] == "multiturn"
     assert by_node.loc["A", "system_intent"] == "weather_query"
-    assert 0.8 <= by_node.loc["A", "confidence"] <= 1.0
+    assert by_node.loc["A", "confidence"] >= point["cut"] >= 0.5
     assert "D" not in by_node.index and "C" not in by_node.index  # successful utterances are not relabelled
+    assert abstained["no_evidence"] == 0
+
+
+def test_operating_cut_keeps_expected_precision_at_the_target():
+    conf = np.array([0.99, 0.98, 0.96, 0.9, 0.7, 0.4])
+    cut = labels.operating_cut(conf, target_precision=0.95, floor=0.5)
+    assert cut == 0.9                                   # mean(0.99, 0.98, 0.96, 0.9) = 0.9575 >= 0.95
+    assert conf[conf >= cut].mean() >= 0.95 > conf[conf >= 0.7].mean()
+    assert labels.operating_cut(conf, target_precision=0.995, floor=0.5) == np.inf
+    assert labels.operating_cut(conf, target_precision=0.5, floor=0.8) == 0.9   # the floor binds
 
 
 def test_conflicting_evidence_abstains():
-    votes = {"alarm_set": 2.0, "alarm_query": 2.0}
-    assert labels.confidence(votes) == (None, 0.0)
-    intent, conf = labels.confidence({"alarm_set": 3.0, "alarm_query": 1.0})
-    assert intent == "alarm_set" and conf < 0.8
+    nodes, node_intents, edges = _graph_inputs()
+    # A's users split evenly between two successful rewrites with different interpretations
+    nodes = pd.concat([nodes, nodes.iloc[[2]].assign(node_id="E", utt_norm="what alarms do i have",
+                                                     utt="what alarms do i have", top_intent="alarm_query")])
+    node_intents = pd.concat([node_intents, node_intents.iloc[[2]].assign(utt_norm="what alarms do i have",
+                                                                          intent="alarm_query")])
+    edges = edges.iloc[[0]].assign(utt_norm_b="set an alarm for seven")
+    edges = pd.concat([edges, edges.assign(utt_norm_b="what alarms do i have")], ignore_index=True)
+    g = graph.assemble(nodes.reset_index(drop=True), node_intents, edges, variants._empty_edges())
+    failing = pd.Series(g.nodes["node_id"] == "A")
+    decisions, abstained, _, _ = labels.decide(g, failing, weights=labels.HAND_LABEL_WEIGHTS,
+                                            target_precision=0.9, min_confidence=0.5, min_users=2)
+    assert decisions.empty and abstained["tie"] == 1
 
 
 def test_project_slots_marks_values_found_in_the_failing_text():
@@ -162,7 +182,8 @@ def test_absorption_survives_a_rephrase_cycle_with_no_exit():
     cycle = pd.DataFrame({
         "locale": ["en-US", "en-US"], "utt_norm_a": ["wake me seven", "seven wake"],
         "utt_norm_b": ["seven wake", "wake me seven"], "n_users": [5, 5], "n_events": [10, 6],
-        "n_users_any": [5, 5], "mean_score": [0.9, 0.9], "llr": [1.0, 1.0], "pmi": [1.0, 1.0],
+        "n_users_any": [5, 5], "mean_score": [0.9, 0.9], "soft_users": [4.5, 4.5], "max_score": [0.9, 0.9],
+        "llr": [1.0, 1.0], "pmi": [1.0, 1.0],
     })
     g = graph.assemble(nodes, node_intents, cycle, variants._empty_edges())
     assert g.absorption.p_success[g.row_of["A"]] == pytest.approx(0.0, abs=1e-9)

@@ -98,6 +98,15 @@ def read_weak_labels(run_dir: Path) -> pd.DataFrame:
     return df.dropna(subset=["locale", "utt_norm", "intent"]).reset_index(drop=True)
 
 
+def read_label_candidates(run_dir: Path) -> pd.DataFrame | None:
+    """Every utterance the labeler scored (locale, utt_norm, intent, confidence), or None for an older run."""
+    path = run_dir / "work" / "label_candidates.parquet"
+    if not path.is_file():
+        return None
+    return read_table(path, ["locale", "utt_norm", "intent", "confidence"], ["emitted"],
+                      "--out must be a finished `selflearn run` output folder (work/label_candidates.parquet)")
+
+
 def read_run_pairs(run_dir: Path) -> pd.DataFrame:
     df = read_table(
         run_dir / "work" / "scored_pairs.parquet", ["event_id_a", "event_id_b", "is_rephrase"],

@@ -57,8 +57,19 @@ def format_report(result: dict) -> str:
     out.append(table(["locale", "labels", "correct", "precision", "fail_prec", "fail_cover", "recovered", "yield"],
                      _rows(result["naive"], cols, _get)))
 
+    conf = result.get("confidence", {"skipped": True, "note": "not measured"})
+    out += ["", "4. Confidence: labels at or above each cut (precision-yield curve), and confidence vs precision"]
+    if conf.get("skipped"):
+        out.append(f"  skipped: {conf['note']}")
+    else:
+        out.append(table(["cut", "labels", "precision", "yield"],
+                         [[f"{r['cut']:.2f}", r["labels"], r["precision"], r["yield"]] for r in conf["curve"]]))
+        out.append("")
+        out.append(table(["confidence", "judged", "mean_conf", "precision"],
+                         [[r["bin"], r["n"], r["mean_confidence"], r["precision"]] for r in conf["reliability"]]))
+
     loop = result["closed_loop"]
-    out += ["", "4. Closed loop: intent accuracy on nlu_test"]
+    out += ["", "5. Closed loop: intent accuracy on nlu_test"]
     if loop.get("skipped"):
         out.append(f"  skipped: {loop['note']}")
     else:

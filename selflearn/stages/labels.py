@@ -241,25 +241,53 @@ def score_candidates(graph, candidates: pd.Series, *, allow_variant_only: bool =
     return pd.DataFrame(rows, columns=columns), abstained
 
 
+DECISION_COLUMNS = ["node_id", "locale", "utt", "utt_norm", "intent", "confidence", "source", "n_users", "n_events",
+                    "target", "target_utt", "system_intent", "evidence"]
+CANDIDATE_COLUMNS = ["locale", "utt_norm", "intent", "confidence", "emitted", *LABEL_FEATURES]
+
+
 def decide(graph, candidates: pd.Series, *, weights: dict[str, float], target_precision: float,
            min_confidence: float, min_users: int, allow_variant_only: bool = False
-           ) -> tuple[pd.DataFrame, dict[str, int], dict]:
+           ) -> tuple[pd.DataFrame, dict[str, int], dict, pd.DataFrame]:
     """Label the candidates whose calibrated confidence clears the precision-target cut, abstain otherwise.
 
-    Returns (decisions, abstained counts by reason, operating point {cut, target_precision, expected_precision}).
+    Returns (decisions, abstained counts by reason, operating point {cut, target_precision, expected_precision},
+    every scored candidate with its confidence and whether it was emitted: CANDIDATE_COLUMNS, internal —
+    `eval` draws the precision-yield curve from it).
     """
     nodes = graph.nodes
     names = dict(zip(nodes["node_id"], nodes["utt"]))
     users = dict(zip(nodes["node_id"], nodes["n_users"]))
     scored, abstained = score_candidates(graph, candidates, allow_variant_only=allow_variant_only)
     abstained.update(low_confidence=0, target_not_releasable=0)
+    succeeds_as = {node: intent for node, intent, ok in zip(nodes["node_id"], nodes["top_intent"], nodes["n_success"])
+                   if ok > 0 and intent is not None}
+    next_hops = {src: rephrases for src, (rephrases, _) in _evidence_by_source(graph.edges).items()}
+
+    def final_target(node: str, intent: str) -> str:
+        """Follow a double failure A -> B -> C to the utterance that itself succeeds with `intent`."""
+        seen = {node}
+        while succeeds_as.get(node) != intent:
+            hops = [(dst, soft) for dst, _, soft, _, _ in next_hops.get(node, []) if dst not in seen]
+            scored = [(soft * graph.absorption.distribution(graph.row_of[dst]).get(intent, 0.0), dst)
+                      for dst, soft in hops]
+            scored = [(w, dst) for w, dst in scored if w > 0]
+            if not scored:
+                break
+            node = min(scored, key=lambda wd: (-wd[0], wd[1]))[1]
+            seen.add(node)
+        return node
+
     confidence = label_probability(scored, weights) if len(scored) else np.zeros(0)
     cut = operating_cut(confidence, target_precision, min_confidence)
     emitted = confidence >= cut
     abstained["low_confidence"] = int((~emitted).sum())
     rows = []
     for row, conf in zip(scored[emitted].itertuples(index=False), confidence[emitted]):
-        target = row.votes.best_target(row.intent, lambda node: users.get(node, 0) >= min_users)
+        target = row.votes.best_target(row.intent, lambda node: users.get(final_target(node, row.intent), 0)
+                                       >= min_users)
+        if target is not None:
+            target = final_target(target, row.intent)
         if target is None:
             abstained["target_not_releasable"] += 1
             continue
@@ -273,7 +301,8 @@ def decide(graph, candidates: pd.Series, *, weights: dict[str, float], target_pr
     point = {"target_precision": target_precision, "min_confidence": min_confidence,
              "cut": None if math.isinf(cut) else round(cut, 6), "candidates": int(len(scored)),
              "expected_precision": round(float(confidence[emitted].mean()), 6) if emitted.any() else None}
-    return pd.DataFrame(rows), abstained, point
+    scored = scored.assign(confidence=confidence, emitted=emitted)
+    return pd.DataFrame(rows, columns=DECISION_COLUMNS), abstained, point, scored[CANDIDATE_COLUMNS]
 
 
 def _format_votes(votes: dict[str, float]) -> str:

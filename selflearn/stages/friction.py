@@ -8,12 +8,14 @@ from selflearn.engines.base import Engine
 
 
 def sql_params(cfg: Config) -> dict[str, float]:
+    """Every {{parameter}} of the sql/ statements, from the config (one place for both engines)."""
     return {
         "inactivity_gap_ms": int(cfg.sessions.inactivity_gap_s * 1000),
         "max_pair_gap_ms": int(cfg.sessions.max_pair_gap_s * 1000),
         "quick_retry_ms": int(cfg.friction.quick_retry_s * 1000),
         "low_confidence": float(cfg.friction.low_confidence),
         "long_pause_s": float(cfg.friction.long_pause_s),
+        "min_edge_score": float(cfg.rephrase.min_edge_score),   # sql/rephrase_edges.sql
     }
 
 

@@ -4,7 +4,8 @@ A pair (a, b) is a rephrase when turn a went wrong and turn b asks for the same 
 logistic model over interpretable evidence: friction on a, success of b, time gap, lexical similarity
 (character trigrams, tokens), embedding similarity and a change of the system's interpretation.
 Weights come from `rephrase_weights.json` (fitted on simulator ground truth by
-`benchmarks/calibrate_rephrase.py`, signs checked against intuition) or fall back to hand-set ones.
+`benchmarks/calibrate.py` across evaluation worlds, signs checked against intuition) or fall back to hand-set
+ones. A quick, close, differently interpreted next turn is evidence on its own: friction is often not logged.
 """
 from __future__ import annotations
 

@@ -10,9 +10,11 @@ import sys
 from pathlib import Path
 
 from selflearn import __version__
+from selflearn.sim.worlds import DEFAULT_WORLD, WORLDS
 
 EXAMPLES = """examples:
   selflearn simulate --out /tmp/sim --turns 20000 --seed 7
+  selflearn simulate --out /tmp/real_like --turns 20000 --world real-like
   selflearn run --logs /tmp/sim/logs --out /tmp/run
   selflearn eval --logs /tmp/sim/logs --truth /tmp/sim/truth --out /tmp/run
   duckdb /tmp/run/catalog.duckdb
@@ -50,6 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--start-date", default="2026-11-01")
     sim.add_argument("--users", type=int, help="default turns/12")
     sim.add_argument("--massive", help="MASSIVE parquet to draw phrasing from (default: bundled excerpt)")
+    sim.add_argument("--world", default=DEFAULT_WORLD, choices=list(WORLDS), metavar="NAME",
+                     help=f"evaluation world, one of: {', '.join(WORLDS)} (default {DEFAULT_WORLD}; "
+                          "--list-worlds says how each differs)")
+    sim.add_argument("--list-worlds", action=_ListWorlds, help="print every world with its knobs and exit")
 
     ev = sub.add_parser("eval", help="measure a run against ground truth, the naive baseline and a closed loop")
     ev.add_argument("--logs", required=True)
@@ -62,6 +68,19 @@ def _parser() -> argparse.ArgumentParser:
     cat = sub.add_parser("catalog", help="(re)write <out>/catalog.duckdb with views over every output")
     cat.add_argument("--out", required=True)
     return parser
+
+
+class _ListWorlds(argparse.Action):
+    """Prints the worlds and exits while parsing, like --help, so --out is not needed."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, default=argparse.SUPPRESS, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        for name, world in WORLDS.items():
+            knobs = ", ".join(f"{k}={v}" for k, v in world.knobs().items())
+            print(f"{name}\n  {world.description}\n  {knobs}")
+        parser.exit()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,6 +143,9 @@ def _print_summary(result) -> None:
           f"+ {rows['duplicates']} duplicates")
     print("funnel (turns -> pairs -> rephrases -> failing utterances -> labels):")
     print(result.funnel.to_string(index=False))
+    from selflearn.report import no_labels_reason
+    if (why := no_labels_reason(result.manifest)) is not None:
+        print(why)
     total = sum(result.timings.values())
     print(f"\noutputs in {result.out_dir.resolve()}  ({total:.1f}s)")
     for rel in ("training/weak_labels.parquet", "training/massive/", "rephrases/pairs.parquet", "graph/",
@@ -142,7 +164,7 @@ def cmd_simulate(args) -> int:
     try:
         summary = simulate(args.out, turns=args.turns, locales=args.locales.split(","), seed=args.seed,
                            days=args.days, start_date=args.start_date, users=args.users,
-                           massive_path=args.massive, progress=True)
+                           massive_path=args.massive, progress=True, world=args.world)
     except (ValueError, FileNotFoundError) as exc:
         raise UserFacingError(str(exc)) from None
     print({k: v for k, v in summary.items() if not isinstance(v, dict)})

@@ -1,4 +1,6 @@
--- Consecutive turns of one user within one session, close enough in time to be a retry.
+-- Consecutive turns of one user within one session and one locale, close enough in time to be a retry.
+-- A session may switch language; a turn followed by one in another locale is no rewrite of it (graph nodes
+-- and rewrite edges are per locale).
 -- input: turn_friction (sql/turn_friction.sql). success_b: evidence the second turn went right.
 select a.day, a.locale, a.user_key, a.session_key,
        a.event_id as event_id_a, b.event_id as event_id_b,
@@ -10,6 +12,6 @@ select a.day, a.locale, a.user_key, a.session_key,
             else 1.0 - b.friction end as success_b
 from turn_friction a
 join turn_friction b
-  on a.session_key = b.session_key and b.turn_index = a.turn_index + 1
+  on a.session_key = b.session_key and b.turn_index = a.turn_index + 1 and a.locale = b.locale
 where b.ts_ms - a.ts_ms <= {{max_pair_gap_ms}}
 order by a.locale, a.session_key, a.turn_index

@@ -80,8 +80,11 @@ class VariantsConfig(_Section):
 
 
 class LabelsConfig(_Section):
+    # 0.98, not 0.95: one model is fitted across simulator and real-NLU worlds, and on the simulator's worlds
+    # it overstates precision by up to 0.02 (benchmarks/leave_one_world_out.py); the margin keeps every
+    # evaluation world at or above 0.95
     target_precision: float = Field(
-        0.97, description="emit labels from the most confident down while their expected precision (mean "
+        0.98, description="emit labels from the most confident down while their expected precision (mean "
                           "calibrated confidence) stays at least this")
     min_confidence: float = Field(0.5, description="never emit a label below this calibrated confidence")
     failing_defect_rate: float = Field(0.5, description="an utterance with this share of friction turns is failing")

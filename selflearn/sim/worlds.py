@@ -118,3 +118,18 @@ def resolve(world: str | World | None) -> tuple[str, World]:
     if not isinstance(world, World):
         raise TypeError(f"world must be a name or a World, got {type(world).__name__}")
     return next((name for name, known in WORLDS.items() if known == world), "custom"), world
+
+# Worlds whose NLU errors come from a real trained classifier on real data (not knobs of the simulator).
+REAL_NLU_WORLDS = {
+    "clinc-real": "CLINC150 queries: a few-shot TF-IDF classifier's real mistakes are the failures, other "
+                  "crowd workers' real paraphrases the rephrases; 50% of failures logged (sim/clinc_world.py)",
+}
+
+
+def write_world(out_dir, name: str, *, seed: int, turns: int) -> dict:
+    """Logs and ground truth of any named world (simulator setting or real-NLU world) under `out_dir`."""
+    if name in REAL_NLU_WORLDS:
+        from selflearn.sim.clinc_world import build_clinc_world   # sklearn and the CLINC data: only here
+        return build_clinc_world(out_dir, seed=seed, turns=turns)
+    from selflearn.simulate import simulate   # simulate imports this module
+    return simulate(out_dir, turns=turns, seed=seed, world=name)

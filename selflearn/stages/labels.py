@@ -17,16 +17,16 @@ above `labels.target_precision`, and never below the `labels.min_confidence` flo
 """
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache
-from importlib import resources
 
 import numpy as np
 import pandas as pd
+
+from selflearn.fitted import fitted_weights
 
 MAX_VARIANT_VOTERS = 3  # per kind (cross_user, cross_lingual)
 
@@ -53,13 +53,7 @@ HAND_LABEL_WEIGHTS = {
 
 @lru_cache(maxsize=None)
 def label_weights_for(embedder_name: str) -> dict[str, float]:
-    # importlib.resources also reads inside a zip, which is how Spark executors import the package
-    resource = resources.files("selflearn").joinpath("label_model.json")
-    if resource.is_file():
-        fitted = json.loads(resource.read_text(encoding="utf-8"))
-        if embedder_name in fitted:
-            return fitted[embedder_name]["weights"]
-    return HAND_LABEL_WEIGHTS
+    return fitted_weights("label_model.json", embedder_name, HAND_LABEL_WEIGHTS)
 
 
 def label_probability(features: pd.DataFrame, weights: dict[str, float]) -> np.ndarray:

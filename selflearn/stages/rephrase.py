@@ -9,15 +9,14 @@ ones. A quick, close, differently interpreted next turn is evidence on its own: 
 """
 from __future__ import annotations
 
-import json
 from functools import lru_cache
-from importlib import resources
 from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
 
 from selflearn import contract, text
+from selflearn.fitted import fitted_weights
 
 FEATURES = ("friction_a", "success_b", "quick", "char_sim", "token_sim", "embed_sim", "intent_changed", "same_text",
             "changed_close", "changed_quick")
@@ -32,13 +31,7 @@ WEIGHTS_FILE = Path(__file__).resolve().parent.parent / "rephrase_weights.json"
 
 @lru_cache(maxsize=None)
 def weights_for(embedder_name: str) -> dict[str, float]:
-    # importlib.resources also reads inside a zip, which is how Spark executors import the package
-    resource = resources.files("selflearn").joinpath("rephrase_weights.json")
-    if resource.is_file():
-        fitted = json.loads(resource.read_text(encoding="utf-8"))
-        if embedder_name in fitted:
-            return fitted[embedder_name]["weights"]
-    return HAND_WEIGHTS
+    return fitted_weights(WEIGHTS_FILE.name, embedder_name, HAND_WEIGHTS)
 
 
 class VectorLookup:

@@ -141,6 +141,20 @@ def test_one_strong_user_can_label_three_weak_ones_cannot(embedder):
     assert abstained["no_confident_rephrase"] == 1
 
 
+def test_evidence_never_quotes_a_rewrite_target_of_too_few_users(embedder):
+    """The evidence string is released: a target said by one user (here planted PII) never appears in it."""
+    g = build_graph({
+        "kitchen lights out": ("iot_hue_lighton", 4, 0, 4),
+        "turn off the kitchen lights": ("iot_hue_lightoff", 50, 50),
+        "turn off the kitchen lights for jane roe": ("iot_hue_lightoff", 1, 1),   # one user: not releasable
+    }, [("kitchen lights out", "turn off the kitchen lights", 3, 2.9, 0.98),
+        ("kitchen lights out", "turn off the kitchen lights for jane roe", 1, 0.97, 0.97)])
+    decided, _, _ = decide(g, embedder, target_precision=0.8)
+    evidence = decided.loc["kitchen lights out", "evidence"]
+    assert "turn off the kitchen lights'" in evidence     # the releasable target is quoted
+    assert "jane roe" not in evidence
+
+
 def test_confidence_grows_with_agreeing_users_and_falls_with_disagreement(embedder):
     g = build_graph({
         "lights out kitchen": ("iot_hue_lighton", 4, 0, 4),

@@ -131,7 +131,7 @@ def project_slots(utt: str, slots: list[dict]) -> tuple[str, list[dict]]:
 
 
 def collect_votes(*, rephrase_out: list[tuple], variant_out: list[tuple], distribution,
-                  node_names: dict[str, str]) -> Votes:
+                  node_names: dict[str, str], releasable=lambda node: True) -> Votes:
     """rephrase_out: (dst, n_users, soft_users, strong_users, max_score, llr, similarity), most users first;
     variant_out: (dst, kind, similarity), closest first."""
     votes = Votes()
@@ -145,6 +145,8 @@ def collect_votes(*, rephrase_out: list[tuple], variant_out: list[tuple], distri
             votes.similarity[intent] += soft * p * similarity
             votes.targets[intent][dst] += soft * p
             votes.best[intent] = max(votes.best[intent], strongest * p)
+        if not releasable(dst):  # the evidence string is released: never quote a text of too few users
+            continue
         votes.notes.append(f"{users} user(s) rephrased to '{node_names[dst]}' (strongest rephrase "
                            f"{strongest:.2f}, LLR {llr:.1f}, P(success) {sum(dist.values()):.2f})")
     # only the closest few neighbours vote: a crowd of loose neighbours must not outvote users' own rephrases
@@ -191,7 +193,7 @@ def above_chance(similarity: float, chance: float) -> float:
     return (similarity - chance) / (1.0 - chance) if chance < 1.0 else 0.0
 
 
-def score_candidates(graph, candidates: pd.Series, *, allow_variant_only: bool = False,
+def score_candidates(graph, candidates: pd.Series, *, allow_variant_only: bool = False, min_users: int = 1,
                      chance_similarity: dict[str, float] | None = None) -> tuple[pd.DataFrame, dict]:
     """One row per candidate utterance with evidence: its winning intent, label-model features, best target.
 
@@ -202,6 +204,7 @@ def score_candidates(graph, candidates: pd.Series, *, allow_variant_only: bool =
     """
     nodes = graph.nodes
     names = dict(zip(nodes["node_id"], nodes["utt"]))
+    n_users = dict(zip(nodes["node_id"], nodes["n_users"]))
     evidence = _evidence_by_source(graph.edges)
     memo: dict[str, dict[str, float]] = {}
 
@@ -216,7 +219,7 @@ def score_candidates(graph, candidates: pd.Series, *, allow_variant_only: bool =
     for row in nodes[candidates.to_numpy()].itertuples(index=False):
         rephrase_out, variant_out = evidence.get(row.node_id, ([], []))
         votes = collect_votes(rephrase_out=rephrase_out, variant_out=variant_out, distribution=distribution,
-                              node_names=names)
+                              node_names=names, releasable=lambda node: n_users[node] >= min_users)
         variant_total = defaultdict(float)
         for per_kind in votes.variant.values():
             for intent, v in per_kind.items():
@@ -275,7 +278,7 @@ def decide(graph, candidates: pd.Series, *, weights: dict[str, float], target_pr
     names = dict(zip(nodes["node_id"], nodes["utt"]))
     users = dict(zip(nodes["node_id"], nodes["n_users"]))
     scored, abstained = score_candidates(graph, candidates, allow_variant_only=allow_variant_only,
-                                         chance_similarity=chance_similarity)
+                                         min_users=min_users, chance_similarity=chance_similarity)
     abstained.update(no_confident_rephrase=0, low_confidence=0, target_not_releasable=0)
     eligible = (scored["confident_rephrase"].to_numpy(dtype=bool) if not allow_variant_only
                 else np.ones(len(scored), dtype=bool))

@@ -28,7 +28,7 @@ from selflearn.config import load_config
 from selflearn.evaluation.inputs import read_logs, read_truth_pairs, read_truth_turns
 from selflearn.evaluation.truth import add_utt_norm, utterance_truth
 from selflearn.pipeline import PipelineRun
-from selflearn.sim.worlds import REAL_NLU_WORLDS
+from selflearn.sim.worlds import REAL_NLU_WORLDS, cached_world
 from selflearn.stages import labels, rephrase
 
 # A change of interpretation alone is not signed: related-but-different follow-ups change it too. Its
@@ -78,13 +78,8 @@ def family_balance(worlds: pd.Series) -> np.ndarray:
 
 
 def world_dir(root: Path, world: str, seed: int, turns: int) -> Path:
-    from selflearn.sim.worlds import write_world
+    return cached_world(root, world, seed=seed, turns=turns, say=lambda m: print(m, flush=True))
 
-    path = root / f"{world}-s{seed}-t{turns}"
-    if not (path / "truth" / "pairs.parquet").exists():
-        print(f"  simulating {path.name} ...", flush=True)
-        write_world(path, world, seed=seed, turns=turns)
-    return path
 
 def open_run(path: Path, embedder: str, cache: Path) -> PipelineRun:
     cfg = load_config(overrides={"embedding.backend": embedder, "embedding.cache_dir": str(cache),

@@ -32,15 +32,6 @@ RESULTS = REPO / "benchmarks" / "results"
 TARGET_PRECISION, TARGET_YIELD, TARGET_GAIN = 0.95, 0.50, 0.60
 
 
-def make_world(root: Path, world: str, seed: int, turns: int) -> Path:
-    from selflearn.sim.worlds import write_world
-
-    path = root / f"{world}-s{seed}-t{turns}"
-    if not (path / "truth" / "pairs.parquet").exists():
-        print(f"  simulating {path.name} ...", flush=True)
-        write_world(path, world, seed=seed, turns=turns)
-    return path
-
 def measure(world_path: Path, cache: Path, embedder: str, seed: int) -> dict:
     from selflearn import pipeline
     from selflearn.config import load_config
@@ -125,7 +116,7 @@ def markdown(rows: list[dict], header: str) -> str:
 
 def main() -> int:
     sys.path.insert(0, str(REPO))
-    from selflearn.sim.worlds import REAL_NLU_WORLDS, WORLDS
+    from selflearn.sim.worlds import REAL_NLU_WORLDS, WORLDS, cached_world
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default="/tmp/selflearn-worlds")
@@ -141,7 +132,7 @@ def main() -> int:
     runs = []
     for world in args.worlds.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
-            path = make_world(root, world, seed, args.turns)
+            path = cached_world(root, world, seed=seed, turns=args.turns, say=lambda m: print(m, flush=True))
             figures = measure(path, cache, args.embedder, seed)
             runs.append({"world": world, "seed": seed, **figures})
             print(f"{world:<26} s{seed}: labels {figures['labels']:>4}  precision {figures['precision']}  "

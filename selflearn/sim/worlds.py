@@ -133,3 +133,13 @@ def write_world(out_dir, name: str, *, seed: int, turns: int) -> dict:
         return build_clinc_world(out_dir, seed=seed, turns=turns)
     from selflearn.simulate import simulate   # simulate imports this module
     return simulate(out_dir, turns=turns, seed=seed, world=name)
+
+
+def cached_world(root, name: str, *, seed: int, turns: int, say=print):
+    """`root/<name>-s<seed>-t<turns>`, simulated on first use and reused after (benchmarks share worlds)."""
+    from pathlib import Path
+    path = Path(root) / f"{name}-s{seed}-t{turns}"
+    if not (path / "truth" / "pairs.parquet").exists():
+        say(f"  simulating {path.name} ...")
+        write_world(path, name, seed=seed, turns=turns)
+    return path

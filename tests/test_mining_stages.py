@@ -3,6 +3,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from selflearn import contract, text
 from selflearn.stages import graph, labels, rephrase, variants
@@ -56,6 +58,22 @@ def test_lexical_similarity_handles_scripts_without_spaces():
     char_sim, token_sim = rephrase.lexical_similarity(
         [text.normalize("七時にアラームをセットして")], [text.normalize("アラームを七時にセット")])
     assert token_sim[0] > 0.5 and char_sim[0] > 0.2
+
+
+@settings(max_examples=200, deadline=None, derandomize=True)
+@given(st.lists(st.tuples(st.sampled_from(["", "a", "play jazz", "jazz play", "七時にアラーム", "アラーム七時",
+                                           "turn off the lights", "lights off"]) | st.text(max_size=12),
+                          st.sampled_from(["", "a", "play jazz", "七時にアラーム", "lights off"]) | st.text(max_size=12)),
+                max_size=30))
+def test_lexical_similarity_equals_set_jaccard(pairs):
+    """The sparse set arithmetic gives exactly what Jaccard on Python sets gives, pair by pair."""
+    a = [text.normalize(x) for x, _ in pairs]
+    b = [text.normalize(y) for _, y in pairs]
+    char_sim, token_sim = rephrase.lexical_similarity(a, b)
+    assert len(char_sim) == len(token_sim) == len(pairs)
+    for i, (x, y) in enumerate(zip(a, b)):
+        assert char_sim[i] == pytest.approx(text.char_similarity(x, y), abs=1e-12)
+        assert token_sim[i] == pytest.approx(text.token_similarity(x, y), abs=1e-12)
 
 
 def _graph_inputs():

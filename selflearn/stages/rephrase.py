@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+from scipy import sparse
 
 from selflearn import contract, text
 from selflearn.fitted import fitted_weights
@@ -50,19 +51,43 @@ class VectorLookup:
 
 
 def lexical_similarity(a: list[str], b: list[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Character-trigram and token Jaccard; n-gram sets built once per text, scores once per text pair."""
-    grams: dict[str, tuple[set, set]] = {}
-    for t in set(a) | set(b):
-        grams[t] = (text.char_ngrams(t), set(text.tokens(t)))
-    memo: dict[tuple[str, str], tuple[float, float]] = {}
-    chars = np.empty(len(a))
-    toks = np.empty(len(a))
-    for i, pair in enumerate(zip(a, b)):
-        if pair not in memo:
-            (ca, ta), (cb, tb) = grams[pair[0]], grams[pair[1]]
-            memo[pair] = (text.jaccard(ca, cb), text.jaccard(ta, tb))
-        chars[i], toks[i] = memo[pair]
-    return chars, toks
+    """Character-trigram and token Jaccard of each pair (a[i], b[i]), as sparse set arithmetic.
+
+    Each distinct text becomes a binary row of its n-grams (built once per text); each distinct pair's
+    intersection is a row-wise product, its union |A| + |B| - |A & B|. Same values as text.jaccard on sets,
+    without a Python loop over pairs (a 1 M-turn run has ~1 M pairs but far fewer distinct texts).
+    """
+    texts = sorted(set(a) | set(b))
+    index = {t: i for i, t in enumerate(texts)}
+    ia = np.fromiter((index[t] for t in a), dtype=np.int64, count=len(a))
+    ib = np.fromiter((index[t] for t in b), dtype=np.int64, count=len(b))
+    codes, inverse = np.unique(ia * max(len(texts), 1) + ib, return_inverse=True)
+    ua, ub = np.divmod(codes, max(len(texts), 1))
+    chars = _set_jaccard(_membership([text.char_ngrams(t) for t in texts]), ua, ub)
+    toks = _set_jaccard(_membership([set(text.tokens(t)) for t in texts]), ua, ub)
+    return chars[inverse], toks[inverse]
+
+
+def _membership(sets: list[set]) -> sparse.csr_matrix:
+    """Binary texts x items matrix: row i holds the items of sets[i]."""
+    vocabulary: dict[str, int] = {}
+    columns = [vocabulary.setdefault(item, len(vocabulary)) for items in sets for item in items]
+    indptr = np.concatenate([[0], np.cumsum([len(items) for items in sets])]).astype(np.int64)
+    data = np.ones(len(columns), dtype=np.float32)
+    return sparse.csr_matrix((data, np.asarray(columns, dtype=np.int64), indptr),
+                             shape=(len(sets), max(len(vocabulary), 1)))
+
+
+def _set_jaccard(members: sparse.csr_matrix, ua: np.ndarray, ub: np.ndarray, chunk: int = 200_000) -> np.ndarray:
+    """|A & B| / |A | B| per row pair (ua[k], ub[k]); two empty sets are identical (1.0)."""
+    sizes = np.diff(members.indptr).astype(np.float64)
+    inter = np.empty(len(ua), dtype=np.float64)
+    for start in range(0, len(ua), chunk):   # bounded memory: two sliced row blocks at a time
+        end = start + chunk
+        product = members[ua[start:end]].multiply(members[ub[start:end]])
+        inter[start:end] = np.asarray(product.sum(axis=1)).ravel()
+    union = sizes[ua] + sizes[ub] - inter
+    return np.where(union > 0, inter / np.maximum(union, 1.0), 1.0)
 
 
 def pair_features(pairs: pa.RecordBatch | pa.Table, vectors: VectorLookup) -> dict[str, np.ndarray]:

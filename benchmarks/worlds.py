@@ -7,8 +7,9 @@ with the default configuration (fresh output folder, a shared embedding cache so
 embedded), then `selflearn eval` against the world's ground truth. Seeds here are never the calibration
 seeds of benchmarks/calibrate.py. Per world it reports label precision, yield (recoverable failing texts,
 i.e. said by >= min_users users and fixed by a rephrase, that got the right label), labels emitted, the
-naive baseline's precision, and the closed-loop gain captured (share of a perfect miner's NLU accuracy gain,
-accuracy gains summed over seeds before the ratio: single-seed gains are noise). Worlds are sorted worst first: by the smaller of
+naive baseline's precision, and the closed-loop gain captured (share of a perfect miner's NLU gain in macro
+accuracy, gains summed over seeds before the ratio: single-seed gains are noise; the gain in accuracy on
+traffic is shown beside it, see selflearn/evaluation/closed_loop.py for why it does not judge labels). Worlds are sorted worst first: by the smaller of
 precision margin and yield margin against the targets.
 
 Writes benchmarks/results/worlds.json (every run, the machine, the date) and prints a Markdown table.
@@ -54,7 +55,7 @@ def measure(world_path: Path, cache: Path, embedder: str, seed: int) -> dict:
         "failing_precision": ours["failing_precision"],
         "naive_labels": naive["labels"], "naive_precision": naive["intent_precision"],
         "gain_captured": loop.get("gain_captured"), "naive_gain_captured": loop.get("naive_gain_captured"),
-        "accuracy": loop.get("accuracy", {}),
+        "accuracy": loop.get("macro_accuracy", {}), "traffic_accuracy": loop.get("accuracy", {}),
         "rephrase_precision": ev["rephrase"]["overall"]["precision"],
         "rephrase_recall": ev["rephrase"]["overall"]["recall"],
         "abstained": result.manifest["counts"]["abstained"],
@@ -68,10 +69,11 @@ def mean(values) -> float | None:
     return float(np.mean(kept)) if kept else None
 
 
-def pooled_gain(runs: list[dict], condition: str) -> float | None:
+def pooled_gain(runs: list[dict], condition: str, key: str = "accuracy") -> float | None:
     """Share of the perfect miner's accuracy gain, summed over seeds before dividing: a seed where the
-    perfect miner gains almost nothing would make its own ratio explode (-1.6 or 4.4 on 0.003 headroom)."""
-    acc = [r["accuracy"] for r in runs if r["accuracy"].get("seed") is not None]
+    perfect miner gains almost nothing would make its own ratio explode (-1.6 or 4.4 on 0.003 headroom).
+    key "accuracy" is macro accuracy (the headline), "traffic_accuracy" accuracy on traffic."""
+    acc = [r[key] for r in runs if r.get(key, {}).get("seed") is not None]
     headroom = sum(a["seed+perfect"] - a["seed"] for a in acc)
     return sum(a[condition] - a["seed"] for a in acc) / headroom if headroom > 0 else None
 
@@ -90,6 +92,7 @@ def summarize(runs: list[dict]) -> list[dict]:
                "precision": correct / judged if judged else None,
                "yield": recovered / recoverable if recoverable else None, "recoverable": recoverable,
                "gain_captured": pooled_gain(rs, "seed+weak"),
+               "traffic_gain_captured": pooled_gain(rs, "seed+weak", "traffic_accuracy"),
                "naive_precision": mean(r["naive_precision"] for r in rs),
                "naive_gain_captured": pooled_gain(rs, "seed+naive"),
                "rephrase_p": mean(r["rephrase_precision"] for r in rs),
@@ -103,12 +106,13 @@ def markdown(rows: list[dict], header: str) -> str:
     def f(v, digits=3):
         return "—" if v is None else f"{v:.{digits}f}"
     lines = [header, "",
-             "| world | seeds | labels | precision | yield (recoverable) | closed-loop gain captured | "
-             "rephrase P / R | naive precision | naive gain |",
-             "|---|---:|---:|---:|---:|---:|---:|---:|---:|"]
+             "| world | seeds | labels | precision | yield (recoverable) | closed-loop gain captured (macro) | "
+             "gain on traffic | rephrase P / R | naive precision | naive gain (macro) |",
+             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
     for r in rows:
         lines.append(f"| {r['world']} | {r['seeds']} | {r['labels']} | {f(r['precision'])} | "
                      f"{f(r['yield'], 2)} ({r['recoverable']}) | {f(r['gain_captured'], 2)} | "
+                     f"{f(r['traffic_gain_captured'], 2)} | "
                      f"{f(r['rephrase_p'], 2)} / {f(r['rephrase_r'], 2)} | {f(r['naive_precision'], 2)} | "
                      f"{f(r['naive_gain_captured'], 2)} |")
     return "\n".join(lines) + "\n"

@@ -5,6 +5,7 @@ import json
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -351,4 +352,24 @@ def test_result_is_json_and_report_is_a_table(tmp_path):
         assert heading in report
     assert "no min_users filter" in report
     all_rows = [line for line in report.splitlines() if line.strip().startswith("ALL")]
-    assert len(all_rows) == 4
+    assert len(all_rows) == 5      # sections 1-3, and the closed loop in macro accuracy and on traffic
+    assert "macro accuracy (per intent, averaged): the headline" in report and "accuracy on traffic" in report
+
+
+def test_macro_accuracy_counts_each_intent_once():
+    """A head intent with most test rows must not decide the closed loop's headline on its own."""
+    from selflearn.evaluation.closed_loop import _per_intent_mean
+
+    correct = np.array([True, True, True, True, True, True, True, True, False, False])
+    intents = np.array(["thank_you"] * 8 + ["book_hotel"] * 2)
+    assert _per_intent_mean(correct, intents) == pytest.approx(0.5)   # (1.0 + 0.0) / 2, not 0.8
+    assert _per_intent_mean(correct[:0], intents[:0]) is None
+
+
+def test_closed_loop_reports_macro_and_traffic_gains(tmp_path):
+    logs, truth = write_logs(tmp_path), write_truth(tmp_path)
+    write_nlu(truth, SEED, TEST)
+    overall = evaluate(str(logs), truth, write_run(tmp_path, weak=GOLD))["closed_loop"]["overall"]
+    assert set(overall["macro_accuracy"]) == set(overall["accuracy"]) == {"seed", "seed+weak", "seed+naive",
+                                                                         "seed+perfect"}
+    assert overall["traffic_gain_captured"] == pytest.approx(1.0) and overall["gain_captured"] == pytest.approx(1.0)

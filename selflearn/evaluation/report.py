@@ -76,10 +76,15 @@ def format_report(result: dict) -> str:
         out.append(f"  model: {loop['model']}; {loop['n_seed']} seed rows, {loop['n_test']} test rows, added "
                    + ", ".join(f"{k} {v}" for k, v in loop["added"].items()))
         conds = ["seed", "seed+weak", "seed+naive", "seed+perfect"]
-        pick = (lambda m, c: m["accuracy"][c] if c in conds else m.get(c))
-        out.append(table(["locale", "n_test", "acc_seed", "acc_+weak", "acc_+naive", "acc_+perfect", "gain_captured",
-                          "naive_gain"],
-                         _rows(loop, ["n_test"] + conds + ["gain_captured", "naive_gain_captured"], pick)))
+        for title, key, gains in (
+                ("macro accuracy (per intent, averaged): the headline", "macro_accuracy",
+                 ["gain_captured", "naive_gain_captured"]),
+                ("accuracy on traffic (head intents dominate; class-weight swings, not learning)", "accuracy",
+                 ["traffic_gain_captured", "naive_traffic_gain_captured"])):
+            pick = (lambda m, c, key=key: m[key][c] if c in conds else m.get(c))
+            out.append(f"  {title}")
+            out.append(table(["locale", "n_test", "seed", "+weak", "+naive", "+perfect", "gain_captured",
+                              "naive_gain"], _rows(loop, ["n_test"] + conds + gains, pick)))
     if result.get("notes"):
         out += ["", "Notes"] + [f"  - {n}" for n in result["notes"]]
     return "\n".join(out) + "\n"

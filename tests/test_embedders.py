@@ -187,6 +187,22 @@ def test_cache_second_call_encodes_nothing_and_returns_identical_vectors(tmp_pat
     assert reopened.stats["misses"] == 0
 
 
+def test_cache_maps_stored_vectors_instead_of_loading_them(tmp_path):
+    hashing = get_embedder(EmbeddingConfig(backend="hashing"))
+    first = EmbeddingCache(tmp_path, hashing).embed(TEXTS)
+    reopened = EmbeddingCache(tmp_path, hashing)
+    assert reopened._blocks and all(isinstance(block, np.memmap) for block in reopened._blocks)
+    np.testing.assert_array_equal(reopened.embed(TEXTS), first)
+    # a shard written compressed (by hand, or an older tool) is still read, loaded instead of mapped
+    shard = shard_files(reopened)[0]
+    with np.load(shard) as z:
+        parts = {k: z[k] for k in z.files}
+    shard.unlink()
+    with open(shard, "wb") as fh:
+        np.savez_compressed(fh, **parts)
+    np.testing.assert_array_equal(EmbeddingCache(tmp_path, hashing).embed(TEXTS), first)
+
+
 def test_cache_encodes_only_new_texts(tmp_path, use_embedder):
     cache = EmbeddingCache(tmp_path, use_embedder)
     cache.embed(TEXTS[:4])

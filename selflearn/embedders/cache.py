@@ -8,8 +8,10 @@ skipped with a warning (its texts are simply encoded again). Shards are append-o
 processes may share a cache; new shards from other processes are picked up on every `embed` call.
 Many small shards are merged by `compact()` (called automatically past MAX_SHARDS).
 
-In memory: one dict sha1 digest -> row and a few float32 blocks; 1M lookups take well under a
-second (sha1 per text is the only per-row Python work).
+In memory: one dict sha1 digest -> row. Vectors stay on disk: each shard's `vectors` member is stored
+uncompressed, so it is memory-mapped in place and only the rows a run gathers are read (a cache of
+millions of texts costs page cache, not process memory). 1M lookups take well under a second (sha1 per
+text is the only per-row Python work).
 """
 from __future__ import annotations
 
@@ -17,8 +19,10 @@ import hashlib
 import logging
 import os
 import re
+import struct
 import time
 import uuid
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -146,37 +150,33 @@ class EmbeddingCache:
         return name
 
     def _refresh(self) -> None:
-        """Load shards not seen yet (ours from earlier runs, or written meanwhile by other processes)."""
-        new_keys: list[bytes] = []
-        new_vectors: list[np.ndarray] = []
+        """Map shards not seen yet (ours from earlier runs, or written meanwhile by other processes)."""
         for path in sorted(self.folder.glob(SHARD_GLOB)):
             if path.name in self._seen_shards:
                 continue
             self._seen_shards.add(path.name)
             loaded = self._read_shard(path)
             if loaded is not None:
-                new_keys += loaded[0]
-                new_vectors.append(loaded[1])
-        if new_keys:  # one block, not one per shard: gathers stay a single np.take
-            self._append(new_keys, np.concatenate(new_vectors) if len(new_vectors) > 1 else new_vectors[0])
+                self._append(*loaded)   # one block per shard: compaction keeps them few
 
     def _read_shard(self, path: Path) -> tuple[list[bytes], np.ndarray] | None:
         try:
             with np.load(path, allow_pickle=False) as z:
-                name, key_array, vectors = str(z["name"]), z["keys"], z["vectors"]
+                name, key_array = str(z["name"]), z["keys"]
+            vectors = _mapped_member(path, "vectors.npy")
         except FileNotFoundError:  # compacted away by another process between glob and open
             return None
         except Exception as exc:  # truncated or corrupt: ignore it, its texts get re-encoded
             log.warning("embedding cache: skipping unreadable shard %s (%s)", path, exc)
             return None
         if (name != self.embedder.name or key_array.ndim != 2 or key_array.shape[1] != KEY_BYTES
-                or vectors.shape != (len(key_array), self.dim)):
+                or vectors.dtype != np.float32 or vectors.shape != (len(key_array), self.dim)):
             log.warning("embedding cache: skipping shard %s (model %r, shape %s) not matching %r dim %d",
                         path, name, vectors.shape, self.embedder.name, self.dim)
             return None
         flat = key_array.tobytes()
         keys = [flat[i:i + KEY_BYTES] for i in range(0, len(flat), KEY_BYTES)]
-        return keys, vectors.astype(np.float32, copy=False)
+        return keys, vectors
 
     def _append(self, keys: list[bytes], vectors: np.ndarray) -> None:
         """Index rows whose key is new (overlapping shards from concurrent writers are fine)."""
@@ -196,16 +196,38 @@ class EmbeddingCache:
         out = np.empty((len(rows), self.dim), dtype=np.float32)
         if len(rows) == 0:
             return out
-        if len(self._blocks) > 8:  # keep gathers cheap: few large blocks
-            self._blocks = [np.concatenate(self._blocks)]
-            self._block_starts = [0]
         if len(self._blocks) == 1:
-            return self._blocks[0].take(rows, axis=0)  # (take(out=...) is buffered: 10x slower)
+            return np.asarray(self._blocks[0][rows], dtype=np.float32)
         block_of = np.searchsorted(np.asarray(self._block_starts), rows, side="right") - 1
         for b in np.unique(block_of):
             sel = np.flatnonzero(block_of == b)
             out[sel] = self._blocks[b][rows[sel] - self._block_starts[b]]
         return out
+
+
+def _mapped_member(path: Path, member: str) -> np.ndarray:
+    """A read-only memory map of an uncompressed .npy member inside an .npz (np.savez stores, never deflates);
+    loaded into memory instead when the member is compressed or Fortran-ordered."""
+    with zipfile.ZipFile(path) as archive:
+        info = archive.getinfo(member)
+    if info.compress_type != zipfile.ZIP_STORED:
+        with np.load(path, allow_pickle=False) as z:
+            return z[member.removesuffix(".npy")]
+    with open(path, "rb") as fh:
+        fh.seek(info.header_offset)
+        local_header = fh.read(30)   # fixed part of a zip local file header; name and extra field follow
+        if local_header[:4] != b"PK\x03\x04":
+            raise ValueError(f"{member}: not a zip local file header")
+        name_len, extra_len = struct.unpack("<HH", local_header[26:30])
+        fh.seek(info.header_offset + 30 + name_len + extra_len)
+        version = np.lib.format.read_magic(fh)
+        read_header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, fortran_order, dtype = read_header(fh)
+        offset = fh.tell()
+    if fortran_order or dtype.hasobject:
+        with np.load(path, allow_pickle=False) as z:
+            return z[member.removesuffix(".npy")]
+    return np.memmap(path, dtype=dtype, mode="r", shape=shape, offset=offset)
 
 
 def _progress_bar(total: int, name: str, enabled: bool):

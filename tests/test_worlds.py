@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 from scipy.stats import rankdata
 
-from selflearn import cli
+from selflearn import cli, text
 from selflearn.simulate import simulate
 from selflearn.sim.worlds import WORLDS, World, resolve
 
@@ -92,6 +92,20 @@ def test_same_seed_and_world_give_the_same_bytes(tmp_path):
     simulate(tmp_path / "c", turns=1500, seed=5, world=World(friction_coverage=0.4))
     assert _digests(tmp_path / "a") == _digests(tmp_path / "b")
     assert _digests(tmp_path / "a") != _digests(tmp_path / "c")
+
+
+def test_once_seen_share_makes_a_long_tail_of_distinct_texts(tmp_path):
+    """The throughput benchmark's diverse world: many more distinct texts, most of the new ones said once."""
+    def texts(folder):
+        table = pd.concat(pd.read_parquet(p, columns=["utterance"]) for p in (folder / "logs").rglob("*.parquet"))
+        return table["utterance"].map(text.normalize).value_counts()
+
+    simulate(tmp_path / "plain", turns=6000, seed=5)
+    simulate(tmp_path / "diverse", turns=6000, seed=5, world=World(once_seen_share=0.6))
+    plain, diverse = texts(tmp_path / "plain"), texts(tmp_path / "diverse")
+    assert diverse.sum() == plain.sum()                           # the same number of turns
+    assert len(diverse) > 1.5 * len(plain)
+    assert (diverse == 1).sum() - (plain == 1).sum() > 0.5 * (len(diverse) - len(plain))
 
 
 def test_friction_coverage_thins_the_logged_friction_and_nothing_else(world_logs):
@@ -187,7 +201,7 @@ def test_worlds_resolve_by_name_or_value_and_reject_nonsense():
     with pytest.raises(ValueError, match="known worlds: simulator"):
         resolve("real")
     for bad in ({"friction_coverage": 1.5}, {"confidence": "none"}, {"follow_up": (0.5, 0.5, 0.5)},
-                {"phrasing_decay": 0.0}):
+                {"phrasing_decay": 0.0}, {"once_seen_share": -0.1}):
         with pytest.raises(ValueError):
             World(**bad)
 

@@ -112,7 +112,8 @@ def simulate_events(cat: Catalog, outcomes: TextOutcomes, turns: int, n_users: i
     g_type[1:][(g_type[1:] == GOAL_RELATED) & (g_type[:-1] == GOAL_RELATED)] = GOAL_LATER
     g_phr = _goal_requests(cat, g_user, g_loc, g_type, primary, fav_phr, rng)
     # ---- turns: first tries, then rephrases while the user keeps trying
-    ev = _turn_chains(cat, outcomes, g_phr, g_loc, device[g_user], world.misread_retry_mix, rng)
+    ev = _turn_chains(cat, outcomes, g_phr, g_loc, device[g_user], world.misread_retry_mix,
+                      world.once_seen_share, rng)
     ev_goal = ev["goal"]
     ev_sess = g_sess[ev_goal]
     kind = np.where(ev["step"] > 0, ev["kind"],
@@ -220,7 +221,7 @@ def _related_requests(cat: Catalog) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def _turn_chains(cat: Catalog, out: TextOutcomes, g_phr, g_loc, g_device, misread_retry_mix,
-                 rng) -> dict[str, np.ndarray]:
+                 once_seen_share: float, rng) -> dict[str, np.ndarray]:
     n = len(g_phr)
     goal, phr = np.arange(n), g_phr.copy()
     text = np.asarray(cat.phr_text)[phr]
@@ -228,6 +229,10 @@ def _turn_chains(cat: Catalog, out: TextOutcomes, g_phr, g_loc, g_device, misrea
     text[noisy] = _noisy_texts(cat, phr[noisy], g_loc[noisy], rng)
     pii = np.flatnonzero(rng.random(n) < PII_SHARE * 0.9)   # ~0.9 of turns are first tries
     phr[pii], text[pii] = _pii_phrasings(cat, phr[pii], g_loc[pii], rng)
+    if once_seen_share > 0:   # own stream (a child of this one): the main stream draws exactly as before
+        tail_rng = np.random.default_rng(rng.bit_generator.seed_seq.spawn(1)[0])
+        tail = np.flatnonzero(tail_rng.random(n) < once_seen_share)
+        text[tail] = _noisy_texts(cat, phr[tail], g_loc[tail], tail_rng, max_edits=3)
     phr_req, phr_text, phr_base = np.asarray(cat.phr_req), np.asarray(cat.phr_text), np.asarray(cat.phr_base)
     rounds = []
     for step in range(len(REPHRASE_P)):
@@ -271,12 +276,17 @@ def _turn_chains(cat: Catalog, out: TextOutcomes, g_phr, g_loc, g_device, misrea
     return ev
 
 
-def _noisy_texts(cat: Catalog, phr: np.ndarray, loc: np.ndarray, rng) -> np.ndarray:
+def _noisy_texts(cat: Catalog, phr: np.ndarray, loc: np.ndarray, rng, max_edits: int = 1) -> np.ndarray:
+    """Texts of phrasings `phr` misrecognized by 1..max_edits stacked ASR edits (1: one draw of 3 uniforms)."""
     u = rng.random((len(phr), 3))
+    extra = (rng.random((len(phr), max_edits - 1, 4)) if max_edits > 1 else np.zeros((len(phr), 0, 4)))
     out = np.empty(len(phr), dtype=np.int64)
     for i, (p, li) in enumerate(zip(phr.tolist(), loc.tolist())):
         clean = cat.phr_text[p]
         noisy = surface.asr_noise(cat.texts[clean], cat.locales[li], tuple(u[i]))
+        for more in extra[i]:
+            if more[0] < 0.6:   # each further edit with probability 0.6: mostly 2, sometimes 3
+                noisy = surface.asr_noise(noisy, cat.locales[li], tuple(more[1:]))
         present = [(n, v) for n, v in cat.text_slots[clean] if v in noisy]
         p_err = min(0.8, cat.text_p_err[clean] + 0.25)
         out[i] = cat.add_text(li, noisy, p_err, cat.text_intent[clean], present, noisy != cat.texts[clean])

@@ -43,6 +43,12 @@ class World:
     # ASR misrecognizes). The same words again fail again (the NLU is deterministic per text) and
     # misrecognized retries fail more, so shifting weight off paraphrase makes double failures.
     misread_retry_mix: tuple[float, float, float] = (0.55, 0.25, 0.20)
+    # Share of first tries said as a near-duplicate seen about once: the ASR garbles them with one to three
+    # edits (a homophone, a dropped word or character, a swap). Real traffic has a long tail of such texts
+    # (a fifth of turns and more); the default simulator has few, which hides the cost of embedding many
+    # distinct texts (benchmarks/throughput.py --diverse). Drawn from its own random stream: at 0 nothing
+    # else in the world changes.
+    once_seen_share: float = 0.0
     # One line on why the values; not part of the world's identity.
     description: str = field(default="", compare=False)
 
@@ -51,6 +57,8 @@ class World:
             raise ValueError(f"friction_coverage must be in [0, 1], got {self.friction_coverage}")
         if self.confidence not in CONFIDENCE_MODES:
             raise ValueError(f"confidence must be one of {CONFIDENCE_MODES}, got {self.confidence!r}")
+        if not 0.0 <= self.once_seen_share <= 1.0:
+            raise ValueError(f"once_seen_share must be in [0, 1], got {self.once_seen_share}")
         if not 0.0 <= self.fixed_head_share <= 1.0:
             raise ValueError(f"fixed_head_share must be in [0, 1], got {self.fixed_head_share}")
         if self.phrasing_decay <= 0:

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,18 +63,22 @@ def write_catalog(out_dir: str | Path, run_dir: str | Path | None = None) -> Pat
     sql = _PLACEHOLDER.sub(lambda m: sources[m.group(1)], VIEWS_SQL.read_text(encoding="utf-8"))
     path = run / CATALOG_FILE
     tmp = run / f".{CATALOG_FILE}.{os.getpid()}.tmp"
-    _remove(tmp)
-    try:
-        con = duckdb.connect(str(tmp))
+    # Built in a private temporary folder, then copied beside the target and renamed into place: DuckDB
+    # (2.0) cannot write a database whose path holds a '?' (it derives the WAL's name as if from a URL).
+    with tempfile.TemporaryDirectory(prefix="selflearn-catalog-") as build:
         try:
-            con.execute(sql)
+            con = duckdb.connect(str(Path(build) / CATALOG_FILE))
+            try:
+                con.execute(sql)
+            finally:
+                con.close()
+        except duckdb.Error as exc:
+            raise CatalogError(f"cannot write the catalog of {out}: {_one_line(exc)}") from None
+        try:
+            shutil.copyfile(Path(build) / CATALOG_FILE, tmp)
+            os.replace(tmp, path)
         finally:
-            con.close()
-        os.replace(tmp, path)
-    except duckdb.Error as exc:
-        raise CatalogError(f"cannot write the catalog of {out}: {_one_line(exc)}") from None
-    finally:
-        _remove(tmp)
+            _remove(tmp)
     return path
 
 

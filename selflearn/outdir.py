@@ -33,8 +33,9 @@ RUNS_DIR = ".runs"
 CURRENT = ".current"
 COMPLETE = "_COMPLETE"
 PUBLISHED = ("training", "rephrases", "graph", "work", "manifest.json", "report.html", "catalog.duckdb")
-# temporary names the writers use: io's `.<name>.<pid>.tmp` files and the Spark engine's `.<name>.<pid>.spark-tmp`
-_TEMP = re.compile(r"^\..+\.(\d+)\.(tmp|spark-tmp)$")
+# temporary names the writers use, with the writer's pid: io's `.<name>.<pid>.tmp` files, the Spark engine's
+# `.<name>.<pid>.spark-tmp` folders and the embedding cache's `.shard-<ns>-<pid>-<hex>.npz.tmp`
+_TEMP = re.compile(r"^\.(?:.+\.(\d+)\.(?:tmp|spark-tmp)|shard-\d+-(\d+)-[0-9a-f]+\.npz\.tmp)$")
 _RUN_ID = re.compile(r"^\d{8}T\d{6}\d*Z-(\d+)$")
 
 
@@ -107,7 +108,7 @@ def sweep(out: Path) -> int:
     for dirpath, dirnames, filenames in os.walk(out):
         for name in [*filenames, *dirnames]:
             m = _TEMP.match(name)
-            if m and not _alive(int(m.group(1))):
+            if m and not _alive(int(m.group(1) or m.group(2))):
                 path = Path(dirpath, name)
                 shutil.rmtree(path, ignore_errors=True) if path.is_dir() else path.unlink(missing_ok=True)
                 removed += 1

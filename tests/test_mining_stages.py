@@ -203,6 +203,12 @@ def test_sweep_removes_only_temp_files_of_dead_processes(tmp_path):
     (tmp_path / "curated" / f".turns.parquet.{dead.pid}.tmp").write_bytes(b"half")
     (tmp_path / "curated" / f".other.parquet.{os.getpid()}.tmp").write_bytes(b"being written")
     (tmp_path / "curated" / "turns.parquet").write_bytes(b"whole")
-    assert sweep(tmp_path) == 1
+    (tmp_path / "work" / f".scored.parquet.{dead.pid}.spark-tmp").mkdir(parents=True)  # Spark's temp folder
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / f".shard-1-{dead.pid}-ab12.npz.tmp").write_bytes(b"half")
+    (tmp_path / "cache" / f".shard-1-{os.getpid()}-cd34.npz.tmp").write_bytes(b"being written")
+    assert sweep(tmp_path) == 3
     assert sorted(p.name for p in (tmp_path / "curated").iterdir()) == [
         f".other.parquet.{os.getpid()}.tmp", "turns.parquet"]
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [f".shard-1-{os.getpid()}-cd34.npz.tmp"]
+    assert list((tmp_path / "work").iterdir()) == []

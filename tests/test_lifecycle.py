@@ -230,6 +230,46 @@ def test_a_run_killed_during_export_leaves_the_previous_run_published(three_days
     assert not [p for p in out.rglob("*.tmp")]
 
 
+READER = """
+import json, sys, duckdb, pyarrow.parquet as pq
+from pathlib import Path
+from selflearn.outdir import published_dir
+out, stop, result = Path(sys.argv[1]), Path(sys.argv[2]), Path(sys.argv[3])
+seen, mixed = [], []
+while not stop.exists():
+    run = published_dir(out)  # resolved once per read: one run's files
+    counts = [json.loads((run / "manifest.json").read_text())["counts"]["weak_labels"],
+              pq.read_metadata(run / "training/weak_labels.parquet").num_rows,
+              sum(len(p.read_text().splitlines()) for p in (run / "training/massive").glob("*.jsonl"))]
+    con = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)  # the documented path, as users open it
+    counts += con.execute("select (select count(*) from weak_labels), (select count(*) from massive), "
+                          "(select counts.weak_labels from run_manifest)").fetchone()
+    con.close()
+    seen.append(counts[0])
+    if len(set(counts[:3])) != 1 or len(set(counts[3:])) != 1:
+        mixed.append(counts)
+result.write_text(json.dumps({"seen": seen, "mixed": mixed}))
+"""
+
+
+def test_a_reader_process_sees_one_whole_run_at_a_time(three_days, tmp_path):
+    out = tmp_path / "out"
+    ok(cli(three_days, out))
+    stop, result = tmp_path / "stop", tmp_path / "reader.json"
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(out), str(stop), str(result)], cwd=ROOT,
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        for extra in ((), ("--window-days", "2"), ()):  # three switches between two different label counts
+            ok(cli(three_days, out, *extra))
+    finally:
+        stop.touch()
+        _, err = reader.communicate(timeout=120)
+    assert reader.returncode == 0, err[-2000:]
+    found = json.loads(result.read_text())
+    assert found["mixed"] == [], f"a reader saw outputs of two runs at once: {found['mixed'][:5]}"
+    assert len(set(found["seen"])) == 2, "the reader should have seen both runs"
+
+
 def _published(snap: dict[str, bytes | str], rel: str) -> bytes:
     """A published file's bytes in a snapshot, found through the .current link."""
     target = snap[".current"].removeprefix("-> ")

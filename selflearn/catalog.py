@@ -91,7 +91,11 @@ def connect(out_dir: str | Path) -> duckdb.DuckDBPyConnection:
     path = Path(out_dir) / CATALOG_FILE
     if not path.is_file():
         write_catalog(out_dir)
-    return duckdb.connect(str(path), read_only=True)
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise CatalogError(f"cannot open {path}: {_one_line(exc)} (rewrite it with `selflearn catalog --out "
+                           f"{out_dir}`)") from None
 
 
 def _remove(db: Path) -> None:

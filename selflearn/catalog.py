@@ -5,7 +5,10 @@
 
 The catalog holds views only (no data), so it is small and rewritten at the end of every run. View paths
 are absolute: DuckDB resolves relative paths against the working directory of the process that opens the
-catalog, not against the database file, so a moved run folder needs `selflearn catalog --out NEW_DIR`.
+catalog, not against the database file, so a moved run folder needs `selflearn catalog --out NEW_DIR`. They
+name the files of the catalog's own run folder (selflearn.outdir), so an open catalog reads one run throughout,
+and the folder part is escaped for DuckDB's glob syntax: an --out named `run[1]`, `r?n` or `run*x` reads its
+own files, never a sibling's.
 Example queries take their arguments as DuckDB prepared parameters ($locale, $limit); nothing a caller
 passes is ever spliced into SQL text.
 """
@@ -13,6 +16,9 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
+import sys
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,7 +26,7 @@ import duckdb
 import pandas as pd
 import pyarrow as pa
 
-from selflearn import contract
+from selflearn import contract, outdir
 from selflearn.sqlfiles import SQL_DIR
 from selflearn.stages.export import REWRITE_PAIRS_SCHEMA
 
@@ -28,6 +34,7 @@ CATALOG_FILE = "catalog.duckdb"
 VIEWS_SQL = SQL_DIR / "views.sql"
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 _PARAM = re.compile(r"\$([a-z_]+)")
+_GLOB_CHAR = re.compile(r"([\[*?])")
 
 MASSIVE_COLUMNS = {
     "id": "VARCHAR", "locale": "VARCHAR", "partition": "VARCHAR", "scenario": "VARCHAR", "intent": "VARCHAR",
@@ -39,27 +46,44 @@ MASSIVE_COLUMNS = {
 
 # ------------------------------------------------------------------------------------------------ the catalog
 
-def write_catalog(out_dir: str | Path) -> Path:
-    """Write out_dir/catalog.duckdb atomically (built under a temporary name, then renamed) and return its path.
-    Raises FileNotFoundError when out_dir holds no finished run (no manifest.json)."""
+class CatalogError(RuntimeError):
+    """DuckDB could not build the catalog; the message is one line."""
+
+
+def write_catalog(out_dir: str | Path, run_dir: str | Path | None = None) -> Path:
+    """Write the catalog of the run in `run_dir` (default: the run published in out_dir) into that run folder,
+    atomically (built under a temporary name, then renamed), and return its path. Views over the run's
+    outputs read run_dir; the quarantine, which ingest keeps across runs, is read from out_dir.
+    Raises FileNotFoundError when there is no finished run (no manifest.json), CatalogError when DuckDB fails."""
     out = Path(out_dir).resolve()
-    if not (out / "manifest.json").is_file():
+    run = Path(run_dir).resolve() if run_dir is not None else outdir.published_dir(out)
+    if not (run / "manifest.json").is_file():
         raise FileNotFoundError(f"{out} has no manifest.json: run `selflearn run --out {out}` first")
-    sources = _sources(out)
+    sources = _sources(out, run)
     sql = _PLACEHOLDER.sub(lambda m: sources[m.group(1)], VIEWS_SQL.read_text(encoding="utf-8"))
-    path = out / CATALOG_FILE
-    tmp = out / f".{CATALOG_FILE}.{os.getpid()}.tmp"
-    _remove(tmp)
-    try:
-        con = duckdb.connect(str(tmp))
+    path = run / CATALOG_FILE
+    tmp = run / f".{CATALOG_FILE}.{os.getpid()}.tmp"
+    # Built in a private temporary folder, then copied beside the target and renamed into place: DuckDB
+    # (2.0) cannot write a database whose path holds a '?' (it derives the WAL's name as if from a URL).
+    with tempfile.TemporaryDirectory(prefix="selflearn-catalog-") as build:
         try:
-            con.execute(sql)
+            con = duckdb.connect(str(Path(build) / CATALOG_FILE))
+            try:
+                con.execute(sql)
+            finally:
+                con.close()
+        except duckdb.Error as exc:
+            raise CatalogError(f"cannot write the catalog of {out}: {_one_line(exc)}") from None
+        try:
+            shutil.copyfile(Path(build) / CATALOG_FILE, tmp)
+            os.replace(tmp, path)
         finally:
-            con.close()
-        os.replace(tmp, path)
-    finally:
-        _remove(tmp)
+            _remove(tmp)
     return path
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split())[:300]
 
 
 def connect(out_dir: str | Path) -> duckdb.DuckDBPyConnection:
@@ -67,7 +91,11 @@ def connect(out_dir: str | Path) -> duckdb.DuckDBPyConnection:
     path = Path(out_dir) / CATALOG_FILE
     if not path.is_file():
         write_catalog(out_dir)
-    return duckdb.connect(str(path), read_only=True)
+    try:
+        return duckdb.connect(str(path), read_only=True)
+    except duckdb.Error as exc:
+        raise CatalogError(f"cannot open {path}: {_one_line(exc)} (rewrite it with `selflearn catalog --out "
+                           f"{out_dir}`)") from None
 
 
 def _remove(db: Path) -> None:
@@ -75,8 +103,11 @@ def _remove(db: Path) -> None:
         p.unlink(missing_ok=True)
 
 
-def _literal(path: Path) -> str:
-    return "'" + path.as_posix().replace("'", "''") + "'"
+def _literal(path: Path, pattern: str = "") -> str:
+    """A DuckDB string literal naming `path` exactly, plus an optional glob `pattern` below it. DuckDB globs
+    every path it reads, so `[`, `*` and `?` in the folder are escaped as one-character classes."""
+    escaped = _GLOB_CHAR.sub(r"[\1]", path.as_posix())
+    return "'" + (escaped + pattern).replace("'", "''") + "'"
 
 
 def _empty(schema: pa.Schema | dict[str, str]) -> str:
@@ -88,22 +119,24 @@ def _empty(schema: pa.Schema | dict[str, str]) -> str:
     return f"(select {cols} where false)"
 
 
-def _sources(out: Path) -> dict[str, str]:
-    def parquet(rel: str, schema: pa.Schema) -> str:
-        found = sorted(out.glob(rel))
-        return f"read_parquet({_literal(out / rel)}, union_by_name = true)" if found else _empty(schema)
+def _sources(out: Path, run: Path) -> dict[str, str]:
+    def parquet(folder: Path, rel: str, schema: pa.Schema) -> str:
+        parent, _, pattern = rel.rpartition("/")
+        found = sorted(folder.glob(rel))
+        return (f"read_parquet({_literal(folder / parent, '/' + pattern)}, union_by_name = true)" if found
+                else _empty(schema))
 
-    jsonl = "training/massive/*.jsonl"
     columns = ", ".join(f"'{n}': '{t}'" for n, t in MASSIVE_COLUMNS.items())
     return {
-        "weak_labels": parquet("training/weak_labels.parquet", contract.WEAK_LABELS_SCHEMA),
-        "rewrite_pairs": parquet("rephrases/pairs.parquet", REWRITE_PAIRS_SCHEMA),
-        "graph_nodes": parquet("graph/nodes.parquet", contract.NODES_SCHEMA),
-        "graph_edges": parquet("graph/edges.parquet", contract.EDGES_SCHEMA),
-        "quarantine": parquet("quarantine/*.parquet", contract.QUARANTINE_SCHEMA),
-        "massive": (f"read_json({_literal(out / jsonl)}, format = 'newline_delimited', columns = {{{columns}}})"
-                    if any(out.glob(jsonl)) else _empty(MASSIVE_COLUMNS)),
-        "run_manifest": f"read_json({_literal(out / 'manifest.json')}, format = 'auto', "
+        "weak_labels": parquet(run, "training/weak_labels.parquet", contract.WEAK_LABELS_SCHEMA),
+        "rewrite_pairs": parquet(run, "rephrases/pairs.parquet", REWRITE_PAIRS_SCHEMA),
+        "graph_nodes": parquet(run, "graph/nodes.parquet", contract.NODES_SCHEMA),
+        "graph_edges": parquet(run, "graph/edges.parquet", contract.EDGES_SCHEMA),
+        "quarantine": parquet(out, "quarantine/*.parquet", contract.QUARANTINE_SCHEMA),
+        "massive": (f"read_json({_literal(run / 'training/massive', '/*.jsonl')}, format = 'newline_delimited', "
+                    f"columns = {{{columns}}})" if any(run.glob("training/massive/*.jsonl"))
+                    else _empty(MASSIVE_COLUMNS)),
+        "run_manifest": f"read_json({_literal(run / 'manifest.json')}, format = 'auto', "
                         f"maximum_object_size = 1073741824)",
     }
 
@@ -225,12 +258,20 @@ def run_query(target: str | Path | duckdb.DuckDBPyConnection, name: str, *, loca
     values = {"locale": locale, "limit": limit}
     params = {p: values[p] for p in query.params}
     if isinstance(target, duckdb.DuckDBPyConnection):
-        return target.execute(query.sql, params).df()
+        return _execute(target, query, params)
     con = connect(target)
     try:
-        return con.execute(query.sql, params).df()
+        return _execute(con, query, params)
     finally:
         con.close()
+
+
+def _execute(con: duckdb.DuckDBPyConnection, query: ExampleQuery, params: dict) -> pd.DataFrame:
+    try:
+        return con.execute(query.sql, params).df()
+    except duckdb.Error as exc:  # e.g. a view over a file that is gone (a moved or pruned run folder)
+        raise CatalogError(f"example query {query.name} failed: {_one_line(exc)} (after moving a run folder, "
+                           "rewrite its catalog with `selflearn catalog --out DIR`)") from None
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -247,8 +288,13 @@ def main(argv: list[str] | None = None) -> int:
         for q in EXAMPLES.values():
             print(f"{q.name:30} {q.question}")
         return 0
+    try:
+        result = run_query(args.out_dir, args.query, locale=args.locale, limit=args.limit)
+    except (CatalogError, FileNotFoundError) as exc:
+        print(f"selflearn.catalog: {exc}", file=sys.stderr)
+        return 2
     with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
-        print(run_query(args.out_dir, args.query, locale=args.locale, limit=args.limit).to_string(index=False))
+        print(result.to_string(index=False))
     return 0
 
 

@@ -103,10 +103,14 @@ class UserFacingError(Exception):
 
 
 def _advice_errors():
+    from selflearn.catalog import CatalogError
     from selflearn.config import ConfigError
     from selflearn.embedders import MissingBackendError
+    from selflearn.outdir import OutputBusyError
+    from selflearn.privacy import SaltError
     from selflearn.stages.ingest import IngestError
-    return (ConfigError, IngestError, MissingBackendError, FileNotFoundError)
+    return (ConfigError, IngestError, MissingBackendError, FileNotFoundError, OutputBusyError, SaltError,
+            CatalogError)
 
 
 def cmd_run(args) -> int:
@@ -194,12 +198,15 @@ def cmd_eval(args) -> int:
 
 
 def cmd_catalog(args) -> int:
-    from selflearn.catalog import write_catalog
+    from selflearn.catalog import CatalogError, write_catalog
     try:
         path = write_catalog(Path(args.out))
     except FileNotFoundError as exc:
         raise UserFacingError(f"{exc} (is --out a finished `selflearn run` output folder?)") from None
-    print(f"catalog: {path}  (open with: duckdb {path})")
+    except CatalogError as exc:
+        raise UserFacingError(str(exc)) from None
+    link = Path(args.out) / "catalog.duckdb"
+    print(f"catalog: {link}  (open with: duckdb {link})")
     return 0
 
 

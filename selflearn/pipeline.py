@@ -4,13 +4,16 @@ ingest -> window -> friction -> pairs -> embed -> rephrase -> nodes -> edges -> 
 -> export. `PipelineRun` has one method per stage (Prefect wraps each in a task); `run()` calls them in order.
 Every output is written atomically; a re-run over the same inputs gives identical outputs, and a run killed
 at any point and restarted ends with the same outputs (ingest skips finished files, the embedding cache keeps
-finished vectors, everything downstream is recomputed from curated data).
+finished vectors, everything downstream is recomputed from curated data). A run holds the output folder's lock
+from start to end, writes what it publishes into a staging folder and switches it in at the end of export
+(selflearn.outdir): readers see the previous run or this one, never a mix.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import platform
+import shutil
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -21,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 
 import selflearn
-from selflearn import contract
+from selflearn import contract, outdir, privacy
 from selflearn.catalog import write_catalog
 from selflearn.config import Config
 from selflearn.embedders import EmbeddingCache, get_embedder, thresholds_for
@@ -45,17 +48,31 @@ class RunResult:
 
 
 class PipelineRun:
-    """State of one run; each public method is one stage and records its wall time."""
+    """State of one run; each public method is one stage and records its wall time.
+
+    `out` is the output folder (state kept across runs: curated turns, quarantine, the embedding cache);
+    `stage_dir` is this run's staging folder under it, where every published output is written until export
+    switches it in. `cfg` is validated on construction (pydantic), before the folder is touched."""
 
     def __init__(self, logs: str, out_dir: str | Path, cfg: Config, say: Callable[[str], None] = print,
                  engine_options: dict | None = None):
-        self.logs, self.out, self.cfg, self.say = logs, Path(out_dir), cfg, say
+        self.logs, self.out, self.say = logs, Path(out_dir), say
+        if self.out.exists() and not self.out.is_dir():
+            raise FileNotFoundError(f"--out {self.out} is a file; give a folder (it is created if missing)")
         self.out.mkdir(parents=True, exist_ok=True)
-        sweep_stale_temp_files(self.out)
-        options = dict(engine_options or {})
-        if cfg.run.engine == "spark":
-            options.setdefault("master", cfg.run.spark_master)
-        self.engine = get_engine(cfg.run.engine, **options)
+        self.lock = outdir.OutputLock(self.out, say)
+        self.engine = None
+        try:
+            outdir.sweep(self.out)
+            self.cfg = privacy.with_salt(cfg, self.out, say)
+            self.stage_dir = outdir.new_run_dir(self.out)
+            options = dict(engine_options or {})
+            if cfg.run.engine == "spark":
+                options.setdefault("master", cfg.run.spark_master)
+            self.engine = get_engine(cfg.run.engine, **options)
+        except BaseException:
+            self.close()
+            raise
         self.min_users = cfg.privacy.min_users
         self.timings: dict[str, float] = {}
         self.data: dict[str, Any] = {}
@@ -79,7 +96,16 @@ class PipelineRun:
             self.close()
 
     def close(self) -> None:
-        self.engine.close()
+        """Free the engine and the lock; a run that did not publish removes its staging folder."""
+        try:
+            if self.engine is not None:
+                self.engine.close()
+                self.engine = None
+        finally:
+            stage_dir = getattr(self, "stage_dir", None)
+            if stage_dir is not None and not outdir.is_complete(stage_dir):
+                shutil.rmtree(stage_dir, ignore_errors=True)
+            self.lock.release()
 
     # ------------------------------------------------------------------ stages
     def _ingest(self):
@@ -115,7 +141,7 @@ class PipelineRun:
                          embedder_name=self.embedder.name, threshold=self.cfg.rephrase.threshold)
         self.scored = self.engine.map_batches(self.pairs, scorer, contract.REPHRASE_PAIRS_SCHEMA)
         # internal, not released: per-turn-pair scores for evaluation and debugging
-        self.engine.write_parquet(self.scored, self.out / "work" / "scored_pairs.parquet")
+        self.engine.write_parquet(self.scored, self.stage_dir / "work" / "scored_pairs.parquet")
 
     def _nodes(self):
         intents = self.engine.sql("node_intents", {"turn_friction": self.turn_friction, "scored_pairs": self.scored})
@@ -160,12 +186,12 @@ class PipelineRun:
             allow_variant_only=lc.allow_variant_only)
         # internal, not released (per-utterance texts of any user count): the precision-yield curve of `eval`
         atomic_write_parquet(pa.Table.from_pandas(scored, preserve_index=False),
-                             self.out / "work" / "label_candidates.parquet")
+                             self.stage_dir / "work" / "label_candidates.parquet")
         slots = fetch_target_slots(self.engine, self.turn_friction, decisions, self.synonymy.nodes)
         self.weak = labels.finalize(decisions, self.synonymy.nodes, slots)
 
     def _export(self):
-        out, nodes = self.out, self.nodes
+        out, nodes = self.stage_dir, self.nodes
         locales = sorted(nodes["locale"].unique().tolist()) if len(nodes) else []
         export.write_weak_labels(self.weak, out)
         self.per_locale = export.write_massive_jsonl(self.weak, out, locales)
@@ -175,12 +201,13 @@ class PipelineRun:
                                                                        "scored_pairs": self.scored}))
         self.funnel = make_funnel(counts.to_pandas(), nodes, self.is_failing, self.weak)
         export.write_manifest(self.manifest(), out)
-        write_catalog(out)  # views over every output, and the human-readable page
-        write_report(out)
+        write_catalog(self.out, run_dir=out)  # views over every output, and the human-readable page
+        write_report(self.out, run_dir=out)
+        outdir.publish(self.out, out)  # the switch: readers now see this run
 
     # ------------------------------------------------------------------ results
     def manifest(self) -> dict:
-        cfg = self.cfg.model_dump()
+        cfg = privacy.redacted(self.cfg.model_dump())  # the salt is a secret; outputs never carry it
         funnel = self.funnel
         return {
             "selflearn_version": selflearn.__version__,
@@ -240,13 +267,3 @@ def make_funnel(locale_counts: pd.DataFrame, nodes: pd.DataFrame, is_failing: pd
     labelled = weak.groupby("locale").size().rename("labels") if len(weak) else pd.Series(dtype="int64", name="labels")
     funnel = locale_counts.set_index("locale").join(failing).join(labelled).fillna(0).astype("int64").reset_index()
     return funnel[["locale", "turns", "pairs", "rephrases", "failing_utterances", "labels"]]
-
-
-def sweep_stale_temp_files(out: Path) -> int:
-    """Remove half-written `.<name>.<pid>.tmp` files a killed run left behind (nothing ever reads them)."""
-    removed = 0
-    for tmp in out.rglob(".*.tmp"):
-        if tmp.is_file():
-            tmp.unlink(missing_ok=True)
-            removed += 1
-    return removed

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from selflearn import outdir
 from selflearn.io import atomic_write_text
 
 REPORT_FILE = "report.html"
@@ -41,15 +42,18 @@ td.evidence{max-width:380px;color:#475467;font-size:12px}
 
 # ------------------------------------------------------------------------------------------------ entry points
 
-def write_report(out_dir: str | Path, manifest: dict | None = None, eval_result: dict | None = None) -> Path:
-    """Write out_dir/report.html atomically from the run's manifest and outputs; eval.json is included if present."""
+def write_report(out_dir: str | Path, manifest: dict | None = None, eval_result: dict | None = None,
+                 run_dir: str | Path | None = None) -> Path:
+    """Write report.html atomically into the run folder `run_dir` (default: the run published in out_dir) from
+    the run's manifest and outputs; out_dir/eval.json is included if present."""
     out = Path(out_dir)
-    manifest = manifest if manifest is not None else json.loads((out / "manifest.json").read_text(encoding="utf-8"))
+    run = Path(run_dir) if run_dir is not None else outdir.published_dir(out)
+    manifest = manifest if manifest is not None else json.loads((run / "manifest.json").read_text(encoding="utf-8"))
     stale_eval = False
     if eval_result is None and (eval_result := read_eval(out)) is not None:
-        stale_eval = (out / "manifest.json").is_file() and \
-            (out / "eval.json").stat().st_mtime < (out / "manifest.json").stat().st_mtime
-    return atomic_write_text(render(out, manifest, eval_result, stale_eval), out / REPORT_FILE)
+        stale_eval = (run / "manifest.json").is_file() and \
+            (out / "eval.json").stat().st_mtime < (run / "manifest.json").stat().st_mtime
+    return atomic_write_text(render(out, manifest, eval_result, stale_eval, run=run), run / REPORT_FILE)
 
 
 def read_eval(out_dir: str | Path) -> dict | None:
@@ -127,13 +131,16 @@ def quality_rows(manifest: dict, eval_result: dict | None = None) -> list[list]:
 
 # ------------------------------------------------------------------------------------------------ the page
 
-def render(out: Path, manifest: dict, eval_result: dict | None, stale_eval: bool = False) -> str:
+def render(out: Path, manifest: dict, eval_result: dict | None, stale_eval: bool = False,
+           run: Path | None = None) -> str:
+    """The page for the run in `run` (default `out`, the output folder, which holds the quarantine)."""
+    run = run if run is not None else out
     counts, rows = manifest["counts"], manifest["rows"]
     funnel = pd.DataFrame(manifest["funnel"], columns=["locale", *FUNNEL_STEPS])
-    nodes = _read(out / "graph" / "nodes.parquet")
-    labels = _read(out / "training" / "weak_labels.parquet")
-    scored = _read(out / "work" / "scored_pairs.parquet", ["rephrase_score", "is_rephrase"])
-    rewrites = _read(out / "rephrases" / "pairs.parquet", ["locale"])
+    nodes = _read(run / "graph" / "nodes.parquet")
+    labels = _read(run / "training" / "weak_labels.parquet")
+    scored = _read(run / "work" / "scored_pairs.parquet", ["rephrase_score", "is_rephrase"])
+    rewrites = _read(run / "rephrases" / "pairs.parquet", ["locale"])
     quarantine = pd.concat([_read(p, ["locale", "reason"]) for p in sorted((out / "quarantine").glob("*.parquet"))]
                            or [pd.DataFrame(columns=["locale", "reason"])])
     cards = [("log rows in", rows["rows_in"], "rows-in"),

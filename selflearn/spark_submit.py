@@ -84,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     from selflearn import pipeline
     from selflearn.config import ConfigError, load_config
     from selflearn.embedders import MissingBackendError
+    from selflearn.outdir import OutputBusyError
+    from selflearn.privacy import SaltError
     from selflearn.stages.ingest import IngestError
 
     spark = None
@@ -93,7 +95,7 @@ def main(argv: list[str] | None = None) -> int:
         spark = build_session()
         result = pipeline.run(args.logs, args.out, cfg, say=lambda m: print(m, flush=True),
                               engine_options={"spark": spark})
-    except (ConfigError, IngestError, MissingBackendError, FileNotFoundError) as exc:
+    except (ConfigError, IngestError, MissingBackendError, FileNotFoundError, OutputBusyError, SaltError) as exc:
         print(f"selflearn: {exc}", file=sys.stderr)  # a problem the user can fix: one line, no traceback
         return 2
     finally:

@@ -20,7 +20,8 @@ if str(ROOT) not in sys.path:  # flows/ is not an installed package
     sys.path.insert(0, str(ROOT))
 
 pytestmark = pytest.mark.prefect
-HASHING = '[embedding]\nbackend = "hashing"\n'
+# a fixed salt: the flow's and the plain run's folders must key users alike for their outputs to be equal
+HASHING = '[embedding]\nbackend = "hashing"\n[privacy]\nuser_salt = "flow-test-salt"\n'
 
 
 @pytest.fixture(scope="module")

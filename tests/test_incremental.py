@@ -17,6 +17,7 @@ import pytest
 from selflearn import pipeline
 from selflearn.config import load_config
 from selflearn.pipeline import STAGES
+from selflearn.privacy import SALT_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
@@ -35,7 +36,8 @@ def three_days(sample_logs, tmp_path_factory) -> Path:
 
 
 def run(logs: Path | str, out: Path, backend: str = "hashing") -> dict:
-    cfg = load_config(None, {"embedding.backend": backend, "run.progress": False})
+    # one salt for every folder: outputs of different folders are compared, and user keys depend on the salt
+    cfg = load_config(None, {"embedding.backend": backend, "run.progress": False, "privacy.user_salt": "test-salt"})
     return pipeline.run(str(logs), out, cfg, say=lambda m: None).manifest
 
 
@@ -86,7 +88,17 @@ def test_rerunning_a_day_is_idempotent_with_default_embedder(three_days, tmp_pat
 def _data_files(out: Path) -> list[Path]:
     """Every output except the ones that record this run's timings (manifest, report) or are a DuckDB file."""
     skip = {"manifest.json", "report.html", "catalog.duckdb", "_ingested.json"}
-    return sorted(p for p in out.rglob("*") if p.is_file() and p.name not in skip and "cache" not in p.parts)
+    return sorted(p for p in _user_view(out) if p.name not in skip and "cache" not in p.parts)
+
+
+def _user_view(out: Path) -> list[Path]:
+    """Every file under out as a user reaches it: through the published links (training/ -> .current/...),
+    leaving out the hidden run folders, lock and salt (selflearn.outdir)."""
+    found = []
+    for dirpath, dirnames, filenames in os.walk(out, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        found += [Path(dirpath, f) for f in filenames if not (Path(dirpath) == out and f.startswith("."))]
+    return found
 
 
 # ------------------------------------------------------------------------------------------------ SIGKILL
@@ -111,6 +123,8 @@ def _cli(logs: Path, out: Path, timeout: float) -> None:
 def test_killed_run_resumes_to_the_same_outputs(sample_logs, uninterrupted, tmp_path, kill_at):
     """`selflearn run` (default embedder) is SIGKILLed as soon as it announces stage `kill_at`, then re-run."""
     out = tmp_path / "out"
+    out.mkdir()  # the uninterrupted run's salt, so that both folders key users alike
+    shutil.copy2(uninterrupted / SALT_FILE, out / SALT_FILE)
     marker = f"[{STAGES.index(kill_at) + 1:>2}/{len(STAGES)}] {kill_at}"
     proc = subprocess.Popen(_cli_args(sample_logs, out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True, cwd=ROOT, start_new_session=True)
@@ -138,7 +152,12 @@ def test_killed_run_resumes_to_the_same_outputs(sample_logs, uninterrupted, tmp_
     assert rows[0] == rows[1]
     # A write cut short by SIGKILL leaves a hidden temporary file; the re-run sweeps them, so after it the
     # folder holds nothing an uninterrupted run would not write (the embedding cache may hold extra shards).
-    outputs = {p.relative_to(uninterrupted) for p in uninterrupted.rglob("*") if p.is_file()}
-    strays = [p.relative_to(out) for p in out.rglob("*") if p.is_file() and p.relative_to(out) not in outputs]
+    outputs = {p.relative_to(uninterrupted) for p in _user_view(uninterrupted)}
+    strays = [p.relative_to(out) for p in _user_view(out) if p.relative_to(out) not in outputs]
     unexpected = [str(p) for p in strays if p.parts[:2] != ("cache", "embeddings")]
     assert unexpected == [], f"files an uninterrupted run does not write: {unexpected}"
+    # the killed run's staging folder and temporary files are gone; only the published run is left
+    assert [p.name for p in (out / ".runs").iterdir()] == [Path(os.readlink(out / ".current")).name]
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == sorted(
+        p.name for p in uninterrupted.iterdir() if p.name.startswith("."))
+    assert not list(out.rglob("*.tmp"))

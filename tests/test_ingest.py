@@ -1,6 +1,7 @@
 """Ingest stage on real Parquet files in a temp folder: accounting, contract checks, dedup, incremental runs."""
 from __future__ import annotations
 
+import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -11,7 +12,7 @@ import pytest
 
 from selflearn.config import Config, IngestConfig, PrivacyConfig
 from selflearn.contract import QUARANTINE_SCHEMA, TURNS_SCHEMA
-from selflearn.privacy import hash_user
+from selflearn.privacy import SALT_FILE, hash_user
 from selflearn.stages.ingest import REASONS, FileAccount, IngestError, IngestReport, discover_inputs, ingest
 
 T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
@@ -72,7 +73,8 @@ def test_happy_path_accounts_for_every_row_and_fills_the_turns_schema(tmp_path):
     assert pq.read_schema(report.curated_files[0]).remove_metadata() == TURNS_SCHEMA
     df = turns(out)
     assert df["locale"].tolist() == ["en-US", "ja-JP", "zh-Hant-TW"]
-    assert df["user_key"].tolist() == [hash_user(f"raw-user-{i % 2}", "selflearn-default-salt") for i in range(3)]
+    salt = (out / SALT_FILE).read_text().strip()  # none configured: generated for this folder
+    assert df["user_key"].tolist() == [hash_user(f"raw-user-{i % 2}", salt) for i in range(3)]
     assert df["day"].tolist() == ["2026-11-01"] * 3
     assert df["ts_ms"].tolist() == [T0_MS, T0_MS + 1000, T0_MS + 2000]
     assert df["utt_norm"].tolist() == ["set an alarm", "明日の天気は", "call <phone>"]
@@ -379,7 +381,9 @@ def test_rerun_skips_unchanged_files_and_leaves_outputs_byte_identical(tmp_path)
     assert second.totals() | {"by_status": None} == first.totals() | {"by_status": None}
     assert output_bytes(out) == before
 
-    other = tmp_path / "out2"  # a fresh run elsewhere writes the very same bytes
+    other = tmp_path / "out2"  # a fresh run elsewhere, with the same salt, writes the very same bytes
+    other.mkdir()
+    shutil.copy2(out / SALT_FILE, other / SALT_FILE)
     run(tmp_path / "logs", other)
     assert output_bytes(other) == before
 

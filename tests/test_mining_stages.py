@@ -1,4 +1,6 @@
 """Rephrase scoring, absorbing chain, variants and weak-label decisions on small inline data."""
+import os
+
 import numpy as np
 import pandas as pd
 import pyarrow as pa
@@ -208,13 +210,26 @@ def test_absorption_survives_a_rephrase_cycle_with_no_exit():
     assert np.isfinite(g.absorption.p_success).all()
 
 
-def test_sweep_removes_only_our_stale_temp_files(tmp_path):
-    from selflearn.pipeline import sweep_stale_temp_files
-    (tmp_path / "training").mkdir()
-    (tmp_path / "training" / ".weak_labels.parquet.123.tmp").write_bytes(b"half")
-    (tmp_path / "training" / "weak_labels.parquet").write_bytes(b"whole")
-    assert sweep_stale_temp_files(tmp_path) == 1
-    assert [p.name for p in (tmp_path / "training").iterdir()] == ["weak_labels.parquet"]
+def test_sweep_removes_only_temp_files_of_dead_processes(tmp_path):
+    import subprocess
+    import sys
+
+    from selflearn.outdir import sweep
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()  # its pid is now free (a reuse within this test is not a practical concern)
+    (tmp_path / "curated").mkdir()
+    (tmp_path / "curated" / f".turns.parquet.{dead.pid}.tmp").write_bytes(b"half")
+    (tmp_path / "curated" / f".other.parquet.{os.getpid()}.tmp").write_bytes(b"being written")
+    (tmp_path / "curated" / "turns.parquet").write_bytes(b"whole")
+    (tmp_path / "work" / f".scored.parquet.{dead.pid}.spark-tmp").mkdir(parents=True)  # Spark's temp folder
+    (tmp_path / "cache").mkdir()
+    (tmp_path / "cache" / f".shard-1-{dead.pid}-ab12.npz.tmp").write_bytes(b"half")
+    (tmp_path / "cache" / f".shard-1-{os.getpid()}-cd34.npz.tmp").write_bytes(b"being written")
+    assert sweep(tmp_path) == 3
+    assert sorted(p.name for p in (tmp_path / "curated").iterdir()) == [
+        f".other.parquet.{os.getpid()}.tmp", "turns.parquet"]
+    assert [p.name for p in (tmp_path / "cache").iterdir()] == [f".shard-1-{os.getpid()}-cd34.npz.tmp"]
+    assert list((tmp_path / "work").iterdir()) == []
 
 
 def test_an_embedder_without_fitted_weights_is_warned_about(caplog):

@@ -293,9 +293,14 @@ def check_catalog(out: Path, counts: dict) -> None:
 
 
 def data_files(out: Path) -> dict[str, bytes]:
-    """Every Parquet and JSON Lines output by relative path (the embedding cache holds neither)."""
-    return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.rglob("*"))
-            if p.is_file() and p.suffix in (".parquet", ".jsonl")}
+    """Every Parquet and JSON Lines output by relative path (the embedding cache holds neither), as a user
+    reaches it: through the published links, not the hidden run folders they point into (selflearn.outdir)."""
+    found = {}
+    for dirpath, dirnames, filenames in os.walk(out, followlinks=True):
+        dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+        for p in (Path(dirpath, f) for f in filenames if f.endswith((".parquet", ".jsonl"))):
+            found[p.relative_to(out).as_posix()] = p.read_bytes()
+    return dict(sorted(found.items()))
 
 
 def without_timings(out: Path) -> tuple[dict, str]:
@@ -327,7 +332,9 @@ def assert_property(log: Log, engine: str, knobs: dict) -> dict:
         tmp = Path(tmp)
         logs_arg, rows_written = write_logs(log, tmp)
         config = tmp / "run.toml"
+        # a fixed salt (both runs go to fresh folders and must key users alike); k = 1 needs its explicit switch
         config.write_text(f'[embedding]\nbackend = "hashing"\n[privacy]\nmin_users = {knobs["min_users"]}\n'
+                          f'allow_k1 = {str(knobs["min_users"] == 1).lower()}\nuser_salt = "property-salt"\n'
                           f'[run]\nengine = "{engine}"\nwindow_days = {knobs["window_days"]}\n', encoding="utf-8")
         runs = []
         for name in ("first", "second"):

@@ -265,7 +265,9 @@ def e2e_config(cache: Path, **run) -> Config:
     """Config() defaults (the default embedder included), quiet, with the shared embedding cache."""
     cfg = Config()
     return cfg.model_copy(update={"run": cfg.run.model_copy(update={"progress": False, **run}),
-                                  "embedding": cfg.embedding.model_copy(update={"cache_dir": str(cache)})})
+                                  "embedding": cfg.embedding.model_copy(update={"cache_dir": str(cache)}),
+                                  # one salt for both engines' folders: users are keyed alike
+                                  "privacy": cfg.privacy.model_copy(update={"user_salt": "e2e-test-salt"})})
 
 
 @pytest.fixture(scope="module")

@@ -155,6 +155,7 @@ def ingest(logs: str, out_dir: Path, config: Config, progress: bool = False) -> 
     """Validate and curate every input file of `logs` into out_dir; see the module docstring for the layout."""
     root, files = _discover(logs)
     out_dir = Path(out_dir)
+    config = privacy.with_salt(config, out_dir, say=log.warning)  # a no-op when PipelineRun resolved it
     turns_dir, quarantine_dir = out_dir / "curated" / "turns", out_dir / "quarantine"
     state_path = out_dir / "curated" / STATE_FILE
     previous = _load_state(state_path)

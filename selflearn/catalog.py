@@ -3,7 +3,8 @@
     write_catalog(out_dir) -> out_dir/catalog.duckdb     views from sql/views.sql over every output
     run_query(out_dir, "top_rewrite_pairs", locale="de-DE", limit=5) -> pandas.DataFrame
 
-The catalog holds views only (no data), so it is small and rewritten at the end of every run. View paths
+The catalog holds views only (no data), so it is small and rewritten at the end of every run. It views released
+files only (and the manifest): the quarantine is private to operators and appears as counts per reason. View paths
 are absolute: DuckDB resolves relative paths against the working directory of the process that opens the
 catalog, not against the database file, so a moved run folder needs `selflearn catalog --out NEW_DIR`.
 Example queries take their arguments as DuckDB prepared parameters ($locale, $limit); nothing a caller
@@ -100,7 +101,6 @@ def _sources(out: Path) -> dict[str, str]:
         "rewrite_pairs": parquet("rephrases/pairs.parquet", REWRITE_PAIRS_SCHEMA),
         "graph_nodes": parquet("graph/nodes.parquet", contract.NODES_SCHEMA),
         "graph_edges": parquet("graph/edges.parquet", contract.EDGES_SCHEMA),
-        "quarantine": parquet("quarantine/*.parquet", contract.QUARANTINE_SCHEMA),
         "massive": (f"read_json({_literal(out / jsonl)}, format = 'newline_delimited', columns = {{{columns}}})"
                     if any(out.glob(jsonl)) else _empty(MASSIVE_COLUMNS)),
         "run_manifest": f"read_json({_literal(out / 'manifest.json')}, format = 'auto', "
@@ -202,10 +202,9 @@ order by n.n_users desc, n.n_events desc, n.locale, n.utt_norm
 limit $limit"""),
 
     ExampleQuery("quarantine_reasons", "Which log rows were rejected at ingest, and why?", """
-select coalesce(locale, '(none)') as locale, reason, count(*) as log_rows, any_value(detail) as example_detail
-from quarantine
+select locale, reason, "rows" as log_rows
+from quarantine_summary
 where $locale is null or locale = $locale
-group by all
 order by log_rows desc, locale, reason
 limit $limit"""),
 ]}

@@ -45,9 +45,12 @@ from selflearn.contract import (
 log = logging.getLogger(__name__)
 
 # Bump when ingest or selflearn.text changes what lands in curated turns: a new version re-ingests every file.
-INGEST_VERSION = "1"
+INGEST_VERSION = "2"
 STATE_FILE = "_ingested.json"
 QUARANTINE_UTTERANCE_CHARS = 200
+QUARANTINE_FIELD_CHARS = 40  # a logged locale or status quoted in the private quarantine
+# Intent and slot names go into training files and the report as they are: only plain names pass.
+SAFE_NAME = r"^[A-Za-z0-9_.:-]{1,100}$"
 
 REASONS: dict[str, str] = {
     # a whole file (row_number -1), only with ingest.quarantine_bad_files
@@ -64,6 +67,8 @@ REASONS: dict[str, str] = {
     "utterance_too_long": "utterance is longer than ingest.max_utterance_chars",
     "invalid_status": f"response_status is not one of {', '.join(RESPONSE_STATUSES)}",
     "invalid_confidence": "nlu_confidence is outside [0, 1] or NaN",
+    "invalid_intent": "nlu_intent is not a plain name (1-100 of A-Z a-z 0-9 _ . : -)",
+    "invalid_slot_name": "a slot name in nlu_slots is missing or not a plain name (1-100 of A-Z a-z 0-9 _ . : -)",
 }
 ROW_REASONS = list(REASONS)[3:]
 COUNTS = ("rows_in", "rows_kept", "rows_quarantined", "duplicates")
@@ -412,6 +417,17 @@ def _map_distinct(arr: pa.Array, fn: Callable[[list], list]) -> pa.Array:
     return pc.take(pa.array(fn(encoded.dictionary.to_pylist()), pa.string()), encoded.indices)
 
 
+def _bad_slot_names(slots: pa.Array) -> np.ndarray:
+    """Per row: some slot of nlu_slots has a null name or one that is not SAFE_NAME."""
+    bad = np.zeros(len(slots), bool)
+    names = pc.list_flatten(slots).field("name")
+    if len(names):
+        wrong = _np(pc.invert(pc.fill_null(pc.match_substring_regex(names, SAFE_NAME), False)))
+        rows = _np(pc.list_parent_indices(slots))
+        bad[rows[wrong]] = True
+    return bad
+
+
 def _curate(col: dict[str, pa.Array], name: str, config: Config, seen: set[str],
             texts: _TextCache) -> tuple[pa.Table, pa.Table, int]:
     """(curated turns, quarantine rows, duplicates) of one file's contract columns; adds kept ids to seen."""
@@ -438,6 +454,10 @@ def _curate(col: dict[str, pa.Array], name: str, config: Config, seen: set[str],
         "invalid_status": _np(pc.and_(status.is_valid(), pc.invert(pc.is_in(status, pa.array(RESPONSE_STATUSES))))),
         "invalid_confidence": _np(pc.fill_null(pc.or_(pc.is_nan(confidence), pc.or_(
             pc.less(confidence, 0.0), pc.greater(confidence, 1.0))), False)),
+        # a blank intent means "none" (as before); anything else must be a plain name
+        "invalid_intent": _np(pc.fill_null(pc.and_(pc.not_equal(col["nlu_intent"], ""), pc.invert(
+            pc.match_substring_regex(col["nlu_intent"], SAFE_NAME))), False)),
+        "invalid_slot_name": _bad_slot_names(col["nlu_slots"]),
     }
     reason = np.full(len(col["event_id"]), -1, np.int16)
     for code in reversed(range(len(ROW_REASONS))):  # the first failing check in REASONS order wins
@@ -476,35 +496,51 @@ def _curate(col: dict[str, pa.Array], name: str, config: Config, seen: set[str],
 
 def _quarantine_rows(col: dict[str, pa.Array], name: str, reason: np.ndarray, checks: dict[str, np.ndarray],
                      distinct: list, utter_index: pa.Array, config: Config) -> pa.Table:
+    """Private rows for operators, found again by file and row number: no user key, no event id, and every
+    logged string cut, then scrubbed."""
     rows = np.flatnonzero(reason >= 0)
     if not len(rows):
         return QUARANTINE_SCHEMA.empty_table()
     take = pa.array(rows, pa.int64())
-    part = {c: col[c].take(take).to_pylist()
-            for c in ("event_id", "user_id", "locale", "response_status", "nlu_confidence")}
-    user_keys = privacy.hash_users([u if u and u.strip() else None for u in part["user_id"]],
-                                   config.privacy.user_salt)
+    part = {c: col[c].take(take).to_pylist() for c in ("locale", "response_status", "nlu_confidence")}
     out = []
     for k, (row, index) in enumerate(zip(rows, utter_index.take(take).to_pylist(), strict=True)):
         code = ROW_REASONS[reason[row]]
         clean = None if index is None else distinct[index][0]
         also = [c for c in ROW_REASONS if c != code and checks[c][row]]
         detail = _detail(code, {c: v[k] for c, v in part.items()}, clean, config)
+        locale = part["locale"][k]
         out.append({"source_file": name, "row_number": int(row), "reason": code,
                     "detail": detail + (f" (also: {', '.join(also)})" if also else ""),
-                    "event_id": part["event_id"][k], "user_key": user_keys[k], "locale": part["locale"][k],
-                    "utterance": None if clean is None else text.scrub_pii(clean)[:QUARANTINE_UTTERANCE_CHARS]})
+                    "locale": None if locale is None else text.preview(locale, QUARANTINE_FIELD_CHARS),
+                    "utterance": None if clean is None else text.preview(clean, QUARANTINE_UTTERANCE_CHARS)})
     return pa.Table.from_pylist(out, schema=QUARANTINE_SCHEMA)
+
+
+def quarantine_summary(quarantine_dir: Path) -> list[dict]:
+    """Quarantined rows per (locale, reason) over every quarantine file: what the manifest, the report and the
+    catalog show instead of the private rows. A locale that is not a tag reads '(invalid)', a blank one '(none)'."""
+    counts: dict[tuple[str, str], int] = {}
+    for path in sorted(Path(quarantine_dir).glob("*.parquet")):
+        table = pq.read_table(path, columns=["locale", "reason"])
+        for locale, code in zip(table["locale"].to_pylist(), table["reason"].to_pylist()):
+            shown = "(none)" if not (locale or "").strip() else normalize_locale(locale) or "(invalid)"
+            counts[shown, code] = counts.get((shown, code), 0) + 1
+    return [{"locale": loc, "reason": code, "rows": n} for (loc, code), n in sorted(counts.items())]
 
 
 def _detail(code: str, row: dict, clean: str | None, config: Config) -> str:
     if code == "invalid_locale":
-        return f"locale {row['locale']!r} is not a BCP-47 tag such as en-US or zh-Hant-TW"
+        return f"locale {_quoted(row['locale'])} is not a BCP-47 tag such as en-US or zh-Hant-TW"
     if code == "utterance_too_long":
         return (f"utterance has {len(clean or '')} characters "
                 f"(ingest.max_utterance_chars = {config.ingest.max_utterance_chars})")
     if code == "invalid_status":
-        return f"response_status {row['response_status']!r} is not one of {', '.join(RESPONSE_STATUSES)}"
+        return f"response_status {_quoted(row['response_status'])} is not one of {', '.join(RESPONSE_STATUSES)}"
     if code == "invalid_confidence":
         return f"nlu_confidence {row['nlu_confidence']!r} is outside [0, 1]"
     return REASONS[code]
+
+
+def _quoted(value: str) -> str:
+    return repr(text.preview(value, QUARANTINE_FIELD_CHARS))

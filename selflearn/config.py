@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import platform
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -29,6 +30,21 @@ class IngestConfig(_Section):
 class PrivacyConfig(_Section):
     user_salt: str = Field("selflearn-default-salt", description="salt for hashing user ids; set your own secret")
     min_users: int = Field(2, description="release no text seen from fewer distinct users (k-anonymity style)")
+    pii_patterns: dict[str, list[str]] = Field(
+        default_factory=dict, description="extra PII patterns (regular expressions, case-insensitive) replaced by "
+                                          "<pii> at ingest, by '*' (every locale), a language ('de') or a locale "
+                                          "('de-CH'); e.g. national ids or customer numbers")
+
+    @field_validator("pii_patterns")
+    @classmethod
+    def _patterns_compile(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for key, patterns in value.items():
+            for pattern in patterns:
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise ValueError(f"pattern {pattern!r} for {key!r} is not a regular expression ({exc})") from None
+        return value
 
 
 class SessionsConfig(_Section):

@@ -10,7 +10,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from selflearn.config import Config, IngestConfig, PrivacyConfig
+from selflearn.config import Config, ConfigError, IngestConfig, PrivacyConfig, load_config
 from selflearn.contract import QUARANTINE_SCHEMA, TURNS_SCHEMA
 from selflearn.privacy import hash_user
 from selflearn.stages.ingest import REASONS, FileAccount, IngestError, IngestReport, discover_inputs, ingest
@@ -472,6 +472,18 @@ def test_intent_and_slot_names_must_be_plain_names(tmp_path, intent, slots, reas
     assert quarantine(tmp_path / "out")[["row_number", "reason"]].values.tolist() == [[0, reason]]
     assert turns(tmp_path / "out")["nlu_intent"].tolist() == good
     assert reason in REASONS
+
+
+def test_configured_pii_patterns_apply_per_locale_and_everywhere(tmp_path):
+    said = ["meine kundennummer 4711 bitte", "meine kundennummer 4711 bitte", "ticket PRJ-1234 status"]
+    write(tmp_path / "logs" / "a.parquet", logs(4, locale=["de-DE", "en-US", "en-US", "de-CH"],
+                                               utterance=said + ["kundennummer 9 für ticket prj-0001"]))
+    privacy = PrivacyConfig(pii_patterns={"de": [r"kundennummer\s+\d+"], "*": [r"\bprj-\d{4}\b"]})
+    ingest(str(tmp_path / "logs"), tmp_path / "out", Config(privacy=privacy))
+    assert turns(tmp_path / "out")["utt"].tolist() == [
+        "meine <pii> bitte", "meine kundennummer 4711 bitte", "ticket <pii> status", "<pii> für ticket <pii>"]
+    with pytest.raises(ConfigError, match=r"privacy.pii_patterns: .*'\(unclosed' for 'de' is not a regular"):
+        load_config(None, {"privacy.pii_patterns": {"de": ["(unclosed"]}})
 
 
 # ------------------------------------------------------------------------------------------------ io helpers

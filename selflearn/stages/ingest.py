@@ -190,7 +190,7 @@ def ingest(logs: str, out_dir: Path, config: Config, progress: bool = False) -> 
     if todo:
         replaced = {f"{file_key(name)}.parquet" for _, name in todo}
         seen = _event_ids(p for p in sorted(turns_dir.glob("*.parquet")) if p.name not in replaced)
-        texts = _TextCache(config.ingest.max_utterance_chars)
+        texts = _TextCache(config.ingest.max_utterance_chars, config.privacy.pii_patterns)
         for path, name in tqdm(todo, desc="ingest", unit="file", disable=not progress):
             account = _ingest_file(path, name, turns_dir, quarantine_dir, config, seen, texts)
             account.check_balanced()
@@ -212,6 +212,7 @@ def _account_fields(recorded: dict) -> dict:
 def _settings_fingerprint(config: Config) -> str:
     settings = {"ingest_version": INGEST_VERSION, "contract": LOG_CONTRACT_VERSION,
                 "max_utterance_chars": config.ingest.max_utterance_chars,
+                "pii_patterns": config.privacy.pii_patterns,
                 "salt": hashlib.sha256(config.privacy.user_salt.encode()).hexdigest()}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -381,13 +382,21 @@ def _valid_utf8(arr: pa.Array) -> pa.Array:
 # ------------------------------------------------------------------------------------------------ rows
 
 class _TextCache:
-    """Per distinct utterance: cleaned text, empty/too-long flags, display and matching forms (computed once)."""
+    """Per distinct utterance (and set of configured PII patterns): cleaned text, empty/too-long flags, display
+    and matching forms (computed once)."""
 
-    def __init__(self, max_chars: int, limit: int = 500_000):
+    def __init__(self, max_chars: int, pii_patterns: dict[str, list[str]] | None = None, limit: int = 500_000):
         self.max_chars, self.limit, self.memo = max_chars, limit, {}
+        self.patterns = {key: tuple(re.compile(p, re.IGNORECASE) for p in values)
+                         for key, values in (pii_patterns or {}).items()}
 
-    def get(self, raw: str) -> tuple[str, str | None, str | None, str | None]:
-        hit = self.memo.get(raw)
+    def patterns_for(self, locale: str | None) -> tuple[re.Pattern, ...]:
+        """privacy.pii_patterns that apply to a (normalized) locale: '*', its language, the locale itself."""
+        keys = ["*"] + ([] if locale is None else [locale.split("-")[0], locale] if "-" in locale else [locale])
+        return tuple(p for key in dict.fromkeys(keys) for p in self.patterns.get(key, ()))
+
+    def get(self, raw: str, extra: tuple[re.Pattern, ...] = ()) -> tuple[str, str | None, str | None, str | None]:
+        hit = self.memo.get((raw, extra))
         if hit is None:
             clean = text.strip_controls(raw)
             if not clean.translate(_INVISIBLE).strip():
@@ -395,11 +404,11 @@ class _TextCache:
             elif len(clean) > self.max_chars:
                 hit = (clean, "utterance_too_long", None, None)
             else:
-                display = text.display_text(clean)
+                display = text.display_text(clean, extra)
                 hit = (clean, None, display, text.match_key(display))  # == text.normalize(clean)
             if len(self.memo) >= self.limit:
                 self.memo.clear()
-            self.memo[raw] = hit
+            self.memo[raw, extra] = hit
         return hit
 
 
@@ -428,17 +437,37 @@ def _bad_slot_names(slots: pa.Array) -> np.ndarray:
     return bad
 
 
+def _distinct_texts(utterance: pa.Array, locale: pa.Array, texts: _TextCache) -> tuple[list, pa.Array]:
+    """(_TextCache.get of each distinct (utterance, PII pattern set), its index per row; null for a null text).
+    Without per-locale patterns every row of one text shares one entry."""
+    utter = pc.dictionary_encode(utterance)
+    values = utter.dictionary.to_pylist()
+    if not any(key != "*" for key in texts.patterns):
+        extra = texts.patterns_for(None)
+        return [texts.get(v, extra) for v in values], utter.indices
+    sets: dict[tuple, int] = {}  # pattern set -> its number
+    locales = pc.dictionary_encode(locale)
+    per_locale = [sets.setdefault(texts.patterns_for(x), len(sets)) for x in locales.dictionary.to_pylist()]
+    per_locale.append(sets.setdefault(texts.patterns_for(None), len(sets)))  # index -1: a row without a locale
+    row_set = np.asarray(per_locale, np.int64)[_np(pc.fill_null(locales.indices, -1)).astype(np.int64)]
+    row_text = _np(pc.fill_null(utter.indices, -1)).astype(np.int64)
+    keys, inverse = np.unique(np.where(row_text < 0, -1, row_text * len(sets) + row_set), return_inverse=True)
+    pattern_sets = list(sets)
+    distinct = [(None,) * 4 if k < 0 else texts.get(values[k // len(sets)], pattern_sets[k % len(sets)])
+                for k in keys]
+    return distinct, pa.array(inverse, pa.int64(), mask=keys[inverse] < 0)
+
+
 def _curate(col: dict[str, pa.Array], name: str, config: Config, seen: set[str],
             texts: _TextCache) -> tuple[pa.Table, pa.Table, int]:
     """(curated turns, quarantine rows, duplicates) of one file's contract columns; adds kept ids to seen."""
-    utter = pc.dictionary_encode(col["utterance"])
-    distinct = [texts.get(v) for v in utter.dictionary.to_pylist()]
+    locale = _map_distinct(col["locale"], lambda values: [normalize_locale(v) for v in values])
+    distinct, text_index = _distinct_texts(col["utterance"], locale, texts)
 
     def per_row(i: int) -> pa.Array:  # field i of _TextCache.get for every row
-        return pc.take(pa.array([d[i] for d in distinct], pa.string()), utter.indices)
+        return pc.take(pa.array([d[i] for d in distinct], pa.string()), text_index)
 
     utter_problem = _np(pc.if_else(col["utterance"].is_null(), "empty_utterance", per_row(1)))
-    locale = _map_distinct(col["locale"], lambda values: [normalize_locale(v) for v in values])
     status = pc.utf8_lower(pc.utf8_trim_whitespace(col["response_status"]))
     status = pc.if_else(pc.equal(status, ""), pa.scalar(None, pa.string()), status)  # blank means unknown
     confidence = col["nlu_confidence"]
@@ -490,7 +519,7 @@ def _curate(col: dict[str, pa.Array], name: str, config: Config, seen: set[str],
         "barge_in": col["barge_in"].take(keep),
         "source_file": pa.repeat(pa.scalar(name, pa.string()), len(keep)),
     }, schema=TURNS_SCHEMA)
-    quarantine = _quarantine_rows(col, name, reason, checks, distinct, utter.indices, config)
+    quarantine = _quarantine_rows(col, name, reason, checks, distinct, text_index, config)
     return turns, quarantine, int(duplicate.sum())
 
 

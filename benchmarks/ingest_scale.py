@@ -5,7 +5,8 @@
 
 Each case runs `selflearn.stages.ingest.ingest` in a fresh Python process (so its peak resident memory is its
 own, read from the kernel with wait4) over logs written once under --root. Prints one line per case:
-rows, files, seconds, peak RSS. Figures go to docs/BENCHMARKS.md with the machine and the date.
+rows, files, wall seconds (and CPU seconds: on a shared machine the wall time says more about the neighbours),
+peak RSS. Figures go to docs/BENCHMARKS.md with the machine and the date.
 """
 from __future__ import annotations
 
@@ -73,7 +74,8 @@ def run_case(logs: Path, out: Path) -> dict:
     child.stdout.close()
     if os.waitstatus_to_exitcode(status) != 0:
         raise SystemExit(f"ingest of {logs} failed (exit {os.waitstatus_to_exitcode(status)})")
-    return {"rows": int(rows), "seconds": round(seconds, 1), "peak_rss_mb": round(usage.ru_maxrss / 1024)}
+    return {"rows": int(rows), "seconds": round(seconds, 1), "cpu_seconds": round(usage.ru_utime + usage.ru_stime, 1),
+            "peak_rss_mb": round(usage.ru_maxrss / 1024)}
 
 
 def main() -> int:
@@ -90,7 +92,8 @@ def main() -> int:
         size_mb = sum(p.stat().st_size for p in logs.rglob("*.parquet")) / 2**20
         results[name] = {"files": files, "input_mb": round(size_mb, 1), **run_case(logs, args.root / f"out-{name}")}
         print(f"{name:10}  {results[name]['rows']:>9,} rows  {files:>5,} files  {size_mb:6.1f} MB in  "
-              f"{results[name]['seconds']:6.1f} s  peak RSS {results[name]['peak_rss_mb']:,} MB", flush=True)
+              f"{results[name]['seconds']:6.1f} s ({results[name]['cpu_seconds']:.1f} s CPU)  "
+              f"peak RSS {results[name]['peak_rss_mb']:,} MB", flush=True)
     if args.json:
         args.json.write_text(json.dumps({"machine": f"{platform.machine()} {os.cpu_count()} CPUs",
                                          "python": platform.python_version(), "results": results}, indent=2) + "\n")

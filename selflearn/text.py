@@ -37,14 +37,13 @@ SPOKEN_EMAIL = re.compile(
     rf"(?<!\w)[^\W_]{{1,40}}(?:{_SAY_SEP}[^\W_]{{1,40}}){{0,4}}{_SAY_AT}[^\W_][\w-]{{0,40}}"
     rf"(?:(?:\s*\.\s*|\s+{_SAY_DOT}\s+)[^\W_][\w-]{{0,40}}){{0,3}}(?:\s*\.\s*|\s+{_SAY_DOT}\s+){_TLD}(?!\w)",
     re.IGNORECASE)
-_DIGIT_WORDS = {  # spoken digits; 'oh' is how English speakers read a zero in a phone number
-    **dict.fromkeys(["zero", "oh", "null", "zéro", "cero"], 1),
-    **dict.fromkeys(["one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
-                     "eins", "zwei", "zwo", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun",
-                     "un", "deux", "trois", "quatre", "cinq", "six", "sept", "huit", "neuf",
-                     "uno", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho", "nueve"], 1),
-}
-_SPOKEN_DIGIT = rf"(?:(?:double|triple|doppel)\s+)?(?:{'|'.join(sorted(_DIGIT_WORDS, key=len, reverse=True))}|\d{{1,4}})"
+_DIGIT_WORDS = (  # spoken digits; 'oh' is how English speakers read a zero in a phone number
+    "zero", "oh", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine",
+    "null", "eins", "zwei", "zwo", "drei", "vier", "fünf", "sechs", "sieben", "acht", "neun",
+    "zéro", "un", "deux", "trois", "quatre", "cinq", "sept", "huit", "neuf",
+    "cero", "uno", "dos", "tres", "cuatro", "cinco", "seis", "siete", "ocho", "nueve")
+_WORD_ALTERNATIVES = "|".join(sorted(_DIGIT_WORDS, key=len, reverse=True))  # longest first: "uno" before "un"
+_SPOKEN_DIGIT = rf"(?:(?:double|triple|doppel)\s+)?(?:{_WORD_ALTERNATIVES}|\d{{1,4}})"
 SPOKEN_NUMBER = re.compile(rf"(?<!\w){_SPOKEN_DIGIT}(?:[\s,-]+{_SPOKEN_DIGIT}){{3,24}}(?!\w)", re.IGNORECASE)
 _SPOKEN_MIN_DIGITS = 7  # a phone number without its area code; "five thirty" and "one two three" stay
 

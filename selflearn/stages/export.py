@@ -1,8 +1,7 @@
 """Released outputs: weak labels, MASSIVE-format training files, rewrite pairs and the graph.
 
 Every writer passes its rows through the one release filter (selflearn.release.ReleaseFilter): only text seen
-from at least `privacy.min_users` distinct users is released; user keys never leave `work/`. Each writer
-returns what it withheld, for the manifest.
+from at least `privacy.min_users` distinct users is released; user keys never leave `work/`.
 """
 from __future__ import annotations
 
@@ -13,8 +12,8 @@ import pandas as pd
 import pyarrow as pa
 
 from selflearn import contract
-from selflearn.release import ReleaseFilter
 from selflearn.io import atomic_write_json, atomic_write_parquet, atomic_write_text
+from selflearn.release import ReleaseFilter
 
 
 def scenario_of(intent: str) -> str:

@@ -168,8 +168,9 @@ def ingest(logs: str, out_dir: Path, config: Config, progress: bool = False) -> 
     settings = _settings_fingerprint(config)
     changed_settings = previous["settings"] != settings
     if changed_settings and previous["files"]:
-        log.warning("ingest settings changed since the last run (salt, max_utterance_chars or version): "
-                    "re-ingesting every input file; outputs of files no longer in the input keep the old settings")
+        log.warning("ingest settings changed since the last run (salt, max_utterance_chars, pii_patterns or "
+                    "version): re-ingesting every input file; outputs of files no longer in the input keep the "
+                    "old settings")
     recorded = {} if changed_settings else previous["files"]
     state = {"settings": settings, "files": dict(previous["files"])}
 
@@ -193,16 +194,20 @@ def ingest(logs: str, out_dir: Path, config: Config, progress: bool = False) -> 
         replaced = {f"{file_key(name)}.parquet" for _, name in todo}
         seen = _event_ids(p for p in sorted(turns_dir.glob("*.parquet")) if p.name not in replaced)
         texts = _TextCache(config.ingest.max_utterance_chars, config.privacy.pii_patterns)
-        for done, (path, name) in enumerate(tqdm(todo, desc="ingest", unit="file", disable=not progress), 1):
-            account = _ingest_file(path, name, turns_dir, quarantine_dir, config, seen, texts)
-            account.check_balanced()
-            accounts[name] = account
-            state["files"][name] = {**asdict(account), "file_key": file_key(name)}
-            # rewriting (and fsyncing) the whole state after every file made many small files slow (1,849 files:
-            # 37 s). A file done but not yet recorded is simply ingested again after a crash, to the same outputs.
-            if done % STATE_EVERY_FILES == 0:
-                io.atomic_write_json(state, state_path)
-    if todo or state != previous or not state_path.exists():
+        try:
+            for done, (path, name) in enumerate(tqdm(todo, desc="ingest", unit="file", disable=not progress), 1):
+                account = _ingest_file(path, name, turns_dir, quarantine_dir, config, seen, texts)
+                account.check_balanced()
+                accounts[name] = account
+                state["files"][name] = {**asdict(account), "file_key": file_key(name)}
+                # rewriting (and fsyncing) the whole state after every file made many small files slow (1,849
+                # files: 37 s). A file done but not recorded when the process dies is ingested again next time,
+                # to the same outputs.
+                if done % STATE_EVERY_FILES == 0:
+                    io.atomic_write_json(state, state_path)
+        finally:  # also when a bad file stops the run: the files done before it stay done
+            io.atomic_write_json(state, state_path)
+    elif state != previous or not state_path.exists():
         io.atomic_write_json(state, state_path)
 
     report = IngestReport([accounts[n] for n in names], sorted(turns_dir.glob("*.parquet")))

@@ -3,7 +3,8 @@
     write_catalog(out_dir) -> out_dir/catalog.duckdb     views from sql/views.sql over every output
     run_query(out_dir, "top_rewrite_pairs", locale="de-DE", limit=5) -> pandas.DataFrame
 
-The catalog holds views only (no data), so it is small and rewritten at the end of every run. View paths
+The catalog holds views only (no data), so it is small and rewritten at the end of every run. It views released
+files only (and the manifest): the quarantine is private to operators and appears as counts per reason. View paths
 are absolute: DuckDB resolves relative paths against the working directory of the process that opens the
 catalog, not against the database file, so a moved run folder needs `selflearn catalog --out NEW_DIR`. They
 name the files of the catalog's own run folder (selflearn.outdir), so an open catalog reads one run throughout,
@@ -53,13 +54,13 @@ class CatalogError(RuntimeError):
 def write_catalog(out_dir: str | Path, run_dir: str | Path | None = None) -> Path:
     """Write the catalog of the run in `run_dir` (default: the run published in out_dir) into that run folder,
     atomically (built under a temporary name, then renamed), and return its path. Views over the run's
-    outputs read run_dir; the quarantine, which ingest keeps across runs, is read from out_dir.
+    outputs read run_dir only (the quarantine is private: the catalog shows its counts from the manifest).
     Raises FileNotFoundError when there is no finished run (no manifest.json), CatalogError when DuckDB fails."""
     out = Path(out_dir).resolve()
     run = Path(run_dir).resolve() if run_dir is not None else outdir.published_dir(out)
     if not (run / "manifest.json").is_file():
         raise FileNotFoundError(f"{out} has no manifest.json: run `selflearn run --out {out}` first")
-    sources = _sources(out, run)
+    sources = _sources(run)
     sql = _PLACEHOLDER.sub(lambda m: sources[m.group(1)], VIEWS_SQL.read_text(encoding="utf-8"))
     path = run / CATALOG_FILE
     tmp = run / f".{CATALOG_FILE}.{os.getpid()}.tmp"
@@ -119,7 +120,7 @@ def _empty(schema: pa.Schema | dict[str, str]) -> str:
     return f"(select {cols} where false)"
 
 
-def _sources(out: Path, run: Path) -> dict[str, str]:
+def _sources(run: Path) -> dict[str, str]:
     def parquet(folder: Path, rel: str, schema: pa.Schema) -> str:
         parent, _, pattern = rel.rpartition("/")
         found = sorted(folder.glob(rel))
@@ -132,7 +133,6 @@ def _sources(out: Path, run: Path) -> dict[str, str]:
         "rewrite_pairs": parquet(run, "rephrases/pairs.parquet", REWRITE_PAIRS_SCHEMA),
         "graph_nodes": parquet(run, "graph/nodes.parquet", contract.NODES_SCHEMA),
         "graph_edges": parquet(run, "graph/edges.parquet", contract.EDGES_SCHEMA),
-        "quarantine": parquet(out, "quarantine/*.parquet", contract.QUARANTINE_SCHEMA),
         "massive": (f"read_json({_literal(run / 'training/massive', '/*.jsonl')}, format = 'newline_delimited', "
                     f"columns = {{{columns}}})" if any(run.glob("training/massive/*.jsonl"))
                     else _empty(MASSIVE_COLUMNS)),
@@ -235,10 +235,9 @@ order by n.n_users desc, n.n_events desc, n.locale, n.utt_norm
 limit $limit"""),
 
     ExampleQuery("quarantine_reasons", "Which log rows were rejected at ingest, and why?", """
-select coalesce(locale, '(none)') as locale, reason, count(*) as log_rows, any_value(detail) as example_detail
-from quarantine
+select locale, reason, "rows" as log_rows
+from quarantine_summary
 where $locale is null or locale = $locale
-group by all
 order by log_rows desc, locale, reason
 limit $limit"""),
 ]}

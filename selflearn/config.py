@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import platform
+import re
 import tomllib
 from pathlib import Path
 from typing import Literal
@@ -47,6 +48,10 @@ class PrivacyConfig(_Section):
                           "and kept in <out>/.selflearn-salt (mode 0600), see selflearn.privacy")
     min_users: int = Field(2, ge=1, description="release no text seen from fewer distinct users (k-anonymity style)")
     allow_k1: bool = Field(False, description="permit min_users = 1, i.e. releasing text said by a single user")
+    pii_patterns: dict[str, list[str]] = Field(
+        default_factory=dict, description="extra PII patterns (regular expressions, case-insensitive) replaced by "
+                                          "<pii> at ingest, by '*' (every locale), a language ('de') or a locale "
+                                          "('de-CH'); e.g. national ids or customer numbers")
 
     @field_validator("user_salt")
     @classmethod
@@ -64,6 +69,17 @@ class PrivacyConfig(_Section):
             raise ValueError(f"privacy.min_users = {self.min_users} would release text said by a single user; "
                              "use 2 or more, or also set privacy.allow_k1 = true if that is really intended")
         return self
+
+    @field_validator("pii_patterns")
+    @classmethod
+    def _patterns_compile(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        for key, patterns in value.items():
+            for pattern in patterns:
+                try:
+                    re.compile(pattern)
+                except re.error as exc:
+                    raise ValueError(f"pattern {pattern!r} for {key!r} is not a regular expression ({exc})") from None
+        return value
 
 
 class SessionsConfig(_Section):

@@ -50,15 +50,15 @@ TURNS_SCHEMA = pa.schema([
     ("source_file", pa.string()),
 ])
 
+# Private, for operators (never a catalog view, never released): rows are found again by file and row number,
+# so no user key or event id is kept, and every logged string in it is cut and PII scrubbed.
 QUARANTINE_SCHEMA = pa.schema([
     ("source_file", pa.string()),
     ("row_number", pa.int64()),         # 0-based row within the source file; -1 for a whole file
     ("reason", pa.string()),            # reason code, see selflearn.stages.ingest.REASONS
     ("detail", pa.string()),
-    ("event_id", pa.string()),
-    ("user_key", pa.string()),
-    ("locale", pa.string()),
-    ("utterance", pa.string()),         # truncated, PII scrubbed
+    ("locale", pa.string()),            # as logged, cut and scrubbed
+    ("utterance", pa.string()),         # cut, then PII scrubbed
 ])
 
 # ---------------------------------------------------------------- sessions, pairs, friction

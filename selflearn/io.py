@@ -91,6 +91,16 @@ def fingerprint(data: bytes) -> str:
     return f"{len(data)}:{hashlib.sha256(data).hexdigest()}"
 
 
+def fingerprint_file(path: Path, chunk: int = 1 << 20) -> str:
+    """fingerprint() of a file's content, read a chunk at a time (a large log file is never held whole)."""
+    digest, size = hashlib.sha256(), 0
+    with open(path, "rb") as fh:
+        while block := fh.read(chunk):
+            digest.update(block)
+            size += len(block)
+    return f"{size}:{digest.hexdigest()}"
+
+
 def _temp_path(path: Path) -> Path:
     return path.with_name(f".{path.name}.{os.getpid()}.tmp")
 
@@ -136,3 +146,54 @@ def atomic_write_json(obj: Any, path: Path) -> Path:
 def atomic_write_text(content: str, path: Path) -> Path:
     """Write UTF-8 text atomically (temp file in the same folder, fsync, rename)."""
     return _atomic_write(path, lambda fh: fh.write(content.encode("utf-8")))
+
+
+class AtomicParquetWriter:
+    """Stream tables into one Parquet file atomically: a temporary file beside `path`, opened at the first
+    write, fsynced and renamed over `path` by close(); abort() (or an exception inside `with`) removes it and
+    leaves `path` as it was. close() returns whether anything was written (nothing written: nothing changes).
+    Deterministic: the same tables in the same order give the same bytes."""
+
+    def __init__(self, path: Path, schema: pa.Schema, **write_options: Any):
+        self.path, self.schema = Path(path), schema
+        self.options = {"compression": "zstd", **write_options}
+        self._tmp: Path | None = None
+        self._fh: BinaryIO | None = None
+        self._writer: pq.ParquetWriter | None = None
+
+    def write(self, table: pa.Table) -> None:
+        if self._writer is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._tmp = _temp_path(self.path)
+            self._fh = open(self._tmp, "wb")
+            self._writer = pq.ParquetWriter(self._fh, self.schema, **self.options)
+        self._writer.write_table(table)
+
+    def close(self) -> bool:
+        if self._writer is None:
+            return False
+        try:
+            self._writer.close()
+            self._fh.flush()
+            os.fsync(self._fh.fileno())
+            self._fh.close()
+        except BaseException:
+            self.abort()
+            raise
+        _replace(self._tmp, self.path)
+        self._writer = None
+        return True
+
+    def abort(self) -> None:
+        if self._fh is not None:
+            self._fh.close()
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+        self._writer = None
+
+    def __enter__(self) -> AtomicParquetWriter:
+        return self
+
+    def __exit__(self, kind, value, traceback) -> None:
+        if kind is not None:
+            self.abort()

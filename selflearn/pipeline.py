@@ -30,9 +30,10 @@ from selflearn.config import Config
 from selflearn.embedders import EmbeddingCache, get_embedder, thresholds_for
 from selflearn.engines.base import get_engine
 from selflearn.io import atomic_write_parquet
+from selflearn.release import ReleaseFilter
 from selflearn.report import write_report
 from selflearn.stages import export, friction, graph, labels, rephrase, variants
-from selflearn.stages.ingest import ingest
+from selflearn.stages.ingest import ingest, quarantine_summary
 
 STAGES = ("ingest", "window", "friction", "pairs", "embed", "rephrase", "nodes", "edges", "variants",
           "graph", "labels", "export")
@@ -193,10 +194,12 @@ class PipelineRun:
     def _export(self):
         out, nodes = self.stage_dir, self.nodes
         locales = sorted(nodes["locale"].unique().tolist()) if len(nodes) else []
-        export.write_weak_labels(self.weak, out)
-        self.per_locale = export.write_massive_jsonl(self.weak, out, locales)
-        self.released = export.write_graph(self.synonymy.nodes, self.synonymy.edges, out, self.min_users)
-        self.n_rewrites = export.write_rewrite_pairs(self.rewrite_edges, nodes, out, self.min_users)
+        release = ReleaseFilter.from_nodes(nodes, self.min_users)  # the one gate every released file goes through
+        self.weak, self.withheld_labels = export.write_weak_labels(self.weak, out, release)
+        self.per_locale = export.write_massive_jsonl(self.weak, out, locales, release)
+        self.released = export.write_graph(self.synonymy.nodes, self.synonymy.edges, out, release)
+        self.n_rewrites = export.write_rewrite_pairs(self.rewrite_edges, nodes, out, release)
+        self.quarantine_summary = quarantine_summary(out / "quarantine")
         counts = self.engine.to_arrow(self.engine.sql("locale_counts", {"turns": self.turns,
                                                                        "scored_pairs": self.scored}))
         self.funnel = make_funnel(counts.to_pandas(), nodes, self.is_failing, self.weak)
@@ -218,6 +221,7 @@ class PipelineRun:
             "config_fingerprint": hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16],
             "inputs": [vars(f) for f in self.report.files],
             "rows": self.report.totals(),
+            "quarantine": self.quarantine_summary,
             "embedding": self.embed_stats,
             "knn_index": self.index_kinds,
             "counts": {
@@ -227,6 +231,7 @@ class PipelineRun:
                 "variant_edges": int(len(self.variant_edges)), "released_nodes": self.released[0],
                 "released_edges": self.released[1], "released_rewrite_pairs": self.n_rewrites,
                 "weak_labels": int(len(self.weak)), "labels_per_locale": self.per_locale,
+                "labels_withheld": self.withheld_labels,
                 "abstained": self.abstained,
                 "operating_point": self.operating_point,
                 "components": int(self.synonymy.nodes["component"].nunique()) if len(self.nodes) else 0,

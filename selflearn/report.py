@@ -141,8 +141,8 @@ def render(out: Path, manifest: dict, eval_result: dict | None, stale_eval: bool
     labels = _read(run / "training" / "weak_labels.parquet")
     scored = _read(run / "work" / "scored_pairs.parquet", ["rephrase_score", "is_rephrase"])
     rewrites = _read(run / "rephrases" / "pairs.parquet", ["locale"])
-    quarantine = pd.concat([_read(p, ["locale", "reason"]) for p in sorted((out / "quarantine").glob("*.parquet"))]
-                           or [pd.DataFrame(columns=["locale", "reason"])])
+    # counts from the manifest: the quarantine rows themselves are private to operators
+    quarantine = pd.DataFrame(manifest.get("quarantine", []), columns=["locale", "reason", "rows"])
     cards = [("log rows in", rows["rows_in"], "rows-in"),
              ("turns in window", counts["turns_in_window"], "total-turns"),
              ("rephrases", counts["rephrases"], "rephrases"),
@@ -151,7 +151,7 @@ def render(out: Path, manifest: dict, eval_result: dict | None, stale_eval: bool
              ("quarantined rows", rows["rows_quarantined"], "quarantined")]
     funnel["label_yield"] = [_ratio(n, d) for n, d in zip(funnel["labels"], funnel["failing_utterances"])]
     abstained = pd.DataFrame(sorted(counts.get("abstained", {}).items()), columns=["abstained because", "utterances"])
-    rejected = quarantine.fillna({"locale": "(none)"}).groupby(["locale", "reason"]).size().rename("log_rows")
+    rejected = quarantine.rename(columns={"rows": "log_rows"})
     timings = pd.DataFrame(list(manifest.get("timings_s", {}).items()), columns=["stage", "seconds"])
     embedding = manifest.get("embedding", {})
     no_labels = no_labels_reason(manifest)
@@ -181,7 +181,7 @@ def render(out: Path, manifest: dict, eval_result: dict | None, stale_eval: bool
         _table(_label_sample(labels)) if len(labels) else f"<p>{_e(no_labels or 'No labels were emitted.')}</p>",
         "<h2>Abstentions and quarantine</h2>",
         _table(abstained),
-        _table(rejected.reset_index()) if len(quarantine) else "<p>No log rows were quarantined.</p>",
+        _table(rejected) if len(quarantine) else "<p>No log rows were quarantined.</p>",
         "<h2>Evaluation</h2>", _eval_section(eval_result, stale_eval),
         "<h2>Timings</h2>", _table(timings),
     ]
@@ -199,7 +199,7 @@ def _per_locale(funnel, nodes, labels, rewrites, quarantine) -> pd.DataFrame:
             (g["n_friction"].sum() / g["n_events"].sum()).round(3).rename("defect_rate"))
     if len(labels):
         table = table.join(labels.groupby("locale")["confidence"].mean().round(3).rename("mean_label_confidence"))
-    table = table.join(quarantine.groupby("locale").size().rename("quarantined_rows"))
+    table = table.join(quarantine.groupby("locale")["rows"].sum().rename("quarantined_rows"))
     return table.reset_index()
 
 

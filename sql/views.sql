@@ -20,9 +20,6 @@ select * from ${graph_nodes};
 create or replace view graph_edges as
 select * from ${graph_edges};
 
--- log rows rejected by ingest, one row each with a reason code
-create or replace view quarantine as
-select * from ${quarantine};
 
 -- the MASSIVE-format training files, one row per line of training/massive/<locale>.jsonl
 create or replace view massive as
@@ -43,3 +40,14 @@ with per_locale as (
 select locale, turns, pairs, rephrases, failing_utterances, labels
 from per_locale
 order by locale;
+
+-- log rows rejected by ingest, counted per locale and reason code. The rows themselves (<out>/quarantine/) are
+-- private to operators and never a view: they hold text of any number of users.
+create or replace view quarantine_summary as
+with per_reason as (
+  select unnest(cast(quarantine as struct(locale varchar, reason varchar, "rows" bigint)[]), recursive := true)
+  from run_manifest
+)
+select locale, reason, "rows"
+from per_reason
+order by locale, reason;

@@ -21,8 +21,8 @@ from selflearn import catalog, pipeline, report
 from selflearn.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
-VIEWS = ("weak_labels", "rewrite_pairs", "graph_nodes", "graph_edges", "quarantine", "massive", "run_manifest",
-         "funnel")
+VIEWS = ("weak_labels", "rewrite_pairs", "graph_nodes", "graph_edges", "massive", "run_manifest", "funnel",
+         "quarantine_summary")
 
 
 @pytest.fixture(scope="module")
@@ -56,11 +56,29 @@ def test_every_view_reads_its_output(out, manifest):
     assert count("weak_labels") == count("massive") == counts["weak_labels"] > 0
     assert count("rewrite_pairs") == counts["released_rewrite_pairs"]
     assert count("graph_nodes") == counts["released_nodes"] and count("graph_edges") == counts["released_edges"]
-    assert count("quarantine") == manifest["rows"]["rows_quarantined"] == 2
+    assert con.execute('select sum("rows") from quarantine_summary').fetchall()[0][0] \
+        == manifest["rows"]["rows_quarantined"] == 2
     assert count("run_manifest") == 1
     funnel = con.execute("select * from funnel").df()
     assert funnel.to_dict(orient="records") == manifest["funnel"]
     assert con.execute("select config_fingerprint from run_manifest").fetchall()[0][0] == manifest["config_fingerprint"]
+
+
+def test_the_quarantine_is_private_counts_only_in_catalog_and_report(out, manifest):
+    """The quarantine holds text of any number of users: operators read the files, the catalog and the report
+    show counts per locale and reason, and the files keep no user key, no event id, no long or raw text."""
+    con = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
+    views = {r[0] for r in con.execute("select view_name from duckdb_views() where not internal").fetchall()}
+    sql = " ".join(r[0] for r in con.execute("select sql from duckdb_views() where not internal").fetchall())
+    summary = con.execute("select * from quarantine_summary").fetchall()
+    con.close()
+    assert "quarantine" not in views and "/quarantine/" not in sql
+    assert summary == [("(invalid)", "invalid_locale", 1), ("en-US", "null_user_id", 1)]
+    rows = pq.read_table(next((out / "quarantine").glob("*.parquet"))).to_pylist()
+    assert {"user_key", "event_id"}.isdisjoint(rows[0]) and {r["row_number"] for r in rows} == {1, 2}
+    page = (out / "report.html").read_text()
+    assert "hola" not in page and "bad-2" not in page and "not a locale" not in page
+    assert "invalid_locale" in page and "null_user_id" in page
 
 
 @pytest.mark.parametrize("name", list(catalog.EXAMPLES))
@@ -126,7 +144,7 @@ def test_missing_outputs_read_as_empty_views(out, tmp_path):
     shutil.copy(out / "manifest.json", only_manifest)
     con = duckdb.connect(str(catalog.write_catalog(only_manifest)), read_only=True)
     live = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
-    for view in VIEWS[:6]:
+    for view in VIEWS[:5]:
         assert con.execute(f"select count(*) from {view}").fetchall() == [(0,)]
         columns = lambda c: [d[0] for d in c.execute(f"select * from {view} limit 0").description]  # noqa: E731
         assert columns(con) == columns(live), view

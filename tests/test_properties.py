@@ -5,7 +5,10 @@ before, 2999, other zones), any Unicode, one Parquet file or several, flat or hi
 
 Whatever the log (and with single-user text released or a one-day window), `selflearn run` must exit 0,
 account for every row written, write every output in its contract schema, keep catalog and report consistent
-with the manifest, and write the same bytes again into a fresh folder.
+with the manifest, and write the same bytes again into a fresh folder. Privacy: every text in every released
+file (weak labels with their evidence, MASSIVE JSONL, rewrite pairs, graph, report.html, catalog views) is said
+by at least privacy.min_users distinct users of the input log, and the quarantine is no catalog view and keeps
+no user key or event id.
 
 Hypothesis runs derandomized (the same examples on every CI run) and keeps no example database;
 SELFLEARN_HYPOTHESIS_EXAMPLES raises the number of examples (default 30 on DuckDB, 3 on Spark).
@@ -34,6 +37,7 @@ from hypothesis import strategies as st
 from selflearn import catalog, contract
 from selflearn.cli import main
 from selflearn.stages.export import REWRITE_PAIRS_SCHEMA
+from selflearn.text import normalize, strip_controls
 
 EXAMPLES = int(os.environ.get("SELFLEARN_HYPOTHESIS_EXAMPLES", "30"))
 settings.register_profile(
@@ -322,6 +326,112 @@ def describe(manifest: dict) -> None:
         event(f"{what}: {'some' if n else 'none'}")
 
 
+# ------------------------------------------------------------------------------------------------ privacy
+
+# How evidence quotes a rephrase target, and how annot_utt marks a slot (MASSIVE): the texts inside are checked.
+EVIDENCE_QUOTE = re.compile(r"rephrased to '(.*?)' \(strongest rephrase")
+ANNOTATION = re.compile(r"\[[A-Za-z0-9_.:-]+ : (.*?)\]")
+# Columns of report tables that hold user text.
+REPORT_TEXT_COLUMNS = {"utterance", "fixed by"}
+
+
+def users_per_text(log: Log) -> dict[str, int]:
+    """Distinct users per normalized text over the rows ingest keeps (a quarantined row or a duplicate event
+    adds no user): computed from the input log, not from anything the run wrote."""
+    users: dict[str, set] = {}
+    seen: set[str] = set()
+    for row in log.rows:
+        raw = row["utterance"]
+        if not passes_row_checks(row, log) or not strip_controls(raw).strip() or len(strip_controls(raw)) > 2000:
+            continue
+        if row["event_id"] in seen:
+            continue
+        seen.add(row["event_id"])
+        users.setdefault(normalize(raw), set()).add(row["user_id"])
+    return {text: len(who) for text, who in users.items()}
+
+
+def passes_row_checks(row: dict, log: Log) -> bool:
+    """The contract's row checks on what to_row wrote (a defect in a column the file lacks is no defect)."""
+    def value(name):
+        return row[name] if log.columns.get(name, "present") == "present" else None
+
+    status, confidence = value("response_status"), value("nlu_confidence")
+    return (bool((row["event_id"] or "").strip()) and bool((row["user_id"] or "").strip())
+            and row["locale"] in LOCALES and row["ts"] is not None
+            and (status is None or status.strip().lower() in ("", "success", "error", "unhandled"))
+            and (confidence is None or 0.0 <= confidence <= 1.0))
+
+
+def released_texts(out: Path) -> list[tuple[str, str]]:
+    """(where, text) for every text of user speech in the run's released files, report and catalog views."""
+    found: list[tuple[str, str]] = []
+
+    def label_texts(where: str, utt, annot_utt, target_utt, evidence, slots) -> None:
+        found.extend((f"{where}.utt", t) for t in (utt, target_utt) if t is not None)
+        if annot_utt is not None:
+            found.append((f"{where}.annot_utt", ANNOTATION.sub(r"\1", annot_utt)))
+        found.extend((f"{where}.evidence", q) for q in EVIDENCE_QUOTE.findall(evidence or ""))
+        for slot in slots or []:  # a slot value is part of the utterance, never text from elsewhere
+            assert (slot["value"] or "").casefold() in (utt or "").casefold(), (where, slot, utt)
+
+    for r in pq.read_table(out / "training/weak_labels.parquet").to_pylist():
+        label_texts("weak_labels", r["utt"], r["annot_utt"], r["target_utt"], r["evidence"], r["slots"])
+        found.append(("weak_labels.utt_norm", r["utt_norm"]))
+    for path in sorted((out / "training/massive").glob("*.jsonl")):
+        for line in path.read_text(encoding="utf-8").splitlines():
+            r = json.loads(line)
+            w = r["weak_label"]
+            label_texts(f"massive/{path.name}", r["utt"], r["annot_utt"], w["target_utt"], w["evidence"], [])
+    for r in pq.read_table(out / "rephrases/pairs.parquet").to_pylist():
+        found += [("pairs.a", r["utt_a"]), ("pairs.b", r["utt_b"]), ("pairs.norm_a", r["utt_norm_a"]),
+                  ("pairs.norm_b", r["utt_norm_b"])]
+    for r in pq.read_table(out / "graph/nodes.parquet").to_pylist():
+        found += [("nodes.utt", r["utt"]), ("nodes.utt_norm", r["utt_norm"])]
+    page = (out / "report.html").read_text(encoding="utf-8")
+    for table in re.findall(r"<table>(.*?)</table>", page, flags=re.S):
+        header = [html.unescape(h) for h in re.findall(r"<th[^>]*>(.*?)</th>", table, flags=re.S)]
+        for row in re.findall(r"<tr>(.*?)</tr>", table, flags=re.S):
+            cells = [html.unescape(c) for c in re.findall(r"<td[^>]*>(.*?)</td>", row, flags=re.S)]
+            for name, cell in zip(header, cells):
+                if name in REPORT_TEXT_COLUMNS:
+                    found.append((f"report.{name}", cell))
+                elif name == "evidence":
+                    found.extend(("report.evidence", q) for q in EVIDENCE_QUOTE.findall(cell))
+    con = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
+    try:
+        views = [r[0] for r in con.execute("select view_name from duckdb_views() where not internal").fetchall()]
+        for view in views:
+            for (column,) in con.execute(f"select column_name from (describe {view})").fetchall():
+                if re.search(r"(^|_)utt(_|$)", column):
+                    plain = ANNOTATION.sub if column.startswith("annot") else lambda _, v: v
+                    found += [(f"catalog.{view}.{column}", plain(r"\1", v)) for (v,) in
+                              con.execute(f'select "{column}" from {view} where "{column}" is not null').fetchall()]
+        for (t, e) in con.execute("select weak_label.target_utt, weak_label.evidence from massive").fetchall():
+            found += [("catalog.massive.target_utt", t)] + [("catalog.massive.evidence", q)
+                                                           for q in EVIDENCE_QUOTE.findall(e or "")]
+    finally:
+        con.close()
+    return found
+
+
+def check_privacy(out: Path, log: Log, min_users: int) -> None:
+    users = users_per_text(log)
+    texts = released_texts(out)
+    short = [(where, text, users.get(normalize(text), 0)) for where, text in texts
+             if users.get(normalize(text), 0) < min_users]
+    assert short == [], f"released text said by fewer than {min_users} users: {short[:5]}"
+    con = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
+    try:
+        views = {r[0] for r in con.execute("select view_name from duckdb_views() where not internal").fetchall()}
+        sql = " ".join(r[0] for r in con.execute("select sql from duckdb_views() where not internal").fetchall())
+    finally:
+        con.close()
+    assert "quarantine" not in views and "/quarantine/" not in sql  # private to operators
+    for path in out.glob("quarantine/*.parquet"):
+        assert {"user_key", "event_id"}.isdisjoint(pq.read_schema(path).names), path
+
+
 # Config a deployment may well choose: releasing single-user text, a one-day window.
 KNOBS = st.fixed_dictionaries({"min_users": st.sampled_from([2, 1, 3]), "window_days": st.sampled_from([28, 1])})
 
@@ -341,6 +451,7 @@ def assert_property(log: Log, engine: str, knobs: dict) -> dict:
             code, stdout = run_cli(logs_arg, tmp / name, config)
             assert code == 0, stdout[-2000:]
             check_run(tmp / name, rows_written, stdout)
+            check_privacy(tmp / name, log, knobs["min_users"])
             runs.append(tmp / name)
         first, second = (data_files(r) for r in runs)
         assert first.keys() == second.keys()

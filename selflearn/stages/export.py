@@ -1,6 +1,7 @@
 """Released outputs: weak labels, MASSIVE-format training files, rewrite pairs and the graph.
 
-Only text seen from at least `min_users` distinct users is released; user keys never leave `work/`.
+Every writer passes its rows through the one release filter (selflearn.release.ReleaseFilter): only text seen
+from at least `privacy.min_users` distinct users is released; user keys never leave `work/`.
 """
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pyarrow as pa
 
 from selflearn import contract
 from selflearn.io import atomic_write_json, atomic_write_parquet, atomic_write_text
+from selflearn.release import ReleaseFilter
 
 
 def scenario_of(intent: str) -> str:
@@ -19,15 +21,20 @@ def scenario_of(intent: str) -> str:
     return intent.split("_", 1)[0] if intent else ""
 
 
-def write_weak_labels(labels: pd.DataFrame, out: Path) -> None:
+def write_weak_labels(labels: pd.DataFrame, out: Path, release: ReleaseFilter) -> tuple[pd.DataFrame, int]:
+    """training/weak_labels.parquet; returns (the labels written, the number withheld)."""
+    labels, withheld = release.keep("weak_labels", labels)
     table = pa.Table.from_pandas(labels, preserve_index=False) if len(labels) else contract.empty(
         contract.WEAK_LABELS_SCHEMA)
     atomic_write_parquet(contract.conform(table, contract.WEAK_LABELS_SCHEMA, "labels"),
                          out / "training" / "weak_labels.parquet")
+    return labels, withheld
 
 
-def write_massive_jsonl(labels: pd.DataFrame, out: Path, locales: list[str]) -> dict[str, int]:
+def write_massive_jsonl(labels: pd.DataFrame, out: Path, locales: list[str],
+                        release: ReleaseFilter) -> dict[str, int]:
     """One MASSIVE-format file per locale (also for locales with no labels, so consumers see them all)."""
+    labels, _ = release.keep("weak_labels", labels)  # the same rows as weak_labels.parquet
     counts = {}
     folder = out / "training" / "massive"
     for locale in sorted(set(locales)):
@@ -47,8 +54,9 @@ def write_massive_jsonl(labels: pd.DataFrame, out: Path, locales: list[str]) -> 
     return counts
 
 
-def write_graph(nodes: pd.DataFrame, edges: pd.DataFrame, out: Path, min_users: int) -> tuple[int, int]:
-    released = nodes[nodes["n_users"] >= min_users]
+def write_graph(nodes: pd.DataFrame, edges: pd.DataFrame, out: Path, release: ReleaseFilter) -> tuple[int, int]:
+    """graph/nodes.parquet (releasable utterances) and graph/edges.parquet (edges between them)."""
+    released, _ = release.keep("graph_nodes", nodes)
     ids = set(released["node_id"])
     released_edges = edges[edges["src"].isin(ids) & edges["dst"].isin(ids)
                            & ((edges["kind"] != "multiturn") | (edges["n_users"] > 0))]
@@ -68,14 +76,14 @@ REWRITE_PAIRS_SCHEMA = pa.schema([
 ])
 
 
-def write_rewrite_pairs(edges: pd.DataFrame, nodes: pd.DataFrame, out: Path, min_users: int) -> int:
+def write_rewrite_pairs(edges: pd.DataFrame, nodes: pd.DataFrame, out: Path, release: ReleaseFilter) -> int:
     """Aggregated failing -> fixing rewrites whose both texts are releasable."""
     info = nodes.set_index(["locale", "utt_norm"])[["utt", "top_intent", "n_users"]]
     frame = (edges.rename(columns={"n_users": "edge_users"})
              .join(info.add_suffix("_a"), on=["locale", "utt_norm_a"])
              .join(info.add_suffix("_b"), on=["locale", "utt_norm_b"]))
     # weak edges (no pair above the rephrase threshold) are label evidence, not released rewrites
-    frame = frame[(frame["n_users_a"] >= min_users) & (frame["n_users_b"] >= min_users) & (frame["edge_users"] > 0)]
+    frame = frame[frame["edge_users"] > 0]
     result = pd.DataFrame({
         "locale": frame["locale"], "utt_a": frame["utt_a"], "utt_b": frame["utt_b"],
         "utt_norm_a": frame["utt_norm_a"], "utt_norm_b": frame["utt_norm_b"],
@@ -83,6 +91,7 @@ def write_rewrite_pairs(edges: pd.DataFrame, nodes: pd.DataFrame, out: Path, min
         "n_users": frame["edge_users"], "n_events": frame["n_events"], "mean_score": frame["mean_score"],
         "llr": frame["llr"], "pmi": frame["pmi"],
     }).sort_values(["locale", "n_users", "llr", "utt_norm_a", "utt_norm_b"], ascending=[True, False, False, True, True])
+    result, _ = release.keep("rewrite_pairs", result)
     atomic_write_parquet(contract.conform(pa.Table.from_pandas(result, preserve_index=False),
                                           REWRITE_PAIRS_SCHEMA, "export"), out / "rephrases" / "pairs.parquet")
     return len(result)

@@ -20,7 +20,7 @@ import hashlib
 import json
 import logging
 import re
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -45,9 +45,14 @@ from selflearn.contract import (
 log = logging.getLogger(__name__)
 
 # Bump when ingest or selflearn.text changes what lands in curated turns: a new version re-ingests every file.
-INGEST_VERSION = "1"
+INGEST_VERSION = "2"
 STATE_FILE = "_ingested.json"
 QUARANTINE_UTTERANCE_CHARS = 200
+BATCH_ROWS = 65_536  # rows curated at a time: ingest memory follows this, not the size of a file
+STATE_EVERY_FILES = 256  # the state file is rewritten after this many files (and at the end), not after each
+QUARANTINE_FIELD_CHARS = 40  # a logged locale or status quoted in the private quarantine
+# Intent and slot names go into training files and the report as they are: only plain names pass.
+SAFE_NAME = r"^[A-Za-z0-9_.:-]{1,100}$"
 
 REASONS: dict[str, str] = {
     # a whole file (row_number -1), only with ingest.quarantine_bad_files
@@ -64,6 +69,8 @@ REASONS: dict[str, str] = {
     "utterance_too_long": "utterance is longer than ingest.max_utterance_chars",
     "invalid_status": f"response_status is not one of {', '.join(RESPONSE_STATUSES)}",
     "invalid_confidence": "nlu_confidence is outside [0, 1] or NaN",
+    "invalid_intent": "nlu_intent is not a plain name (1-100 of A-Z a-z 0-9 _ . : -)",
+    "invalid_slot_name": "a slot name in nlu_slots is missing or not a plain name (1-100 of A-Z a-z 0-9 _ . : -)",
 }
 ROW_REASONS = list(REASONS)[3:]
 COUNTS = ("rows_in", "rows_kept", "rows_quarantined", "duplicates")
@@ -162,8 +169,9 @@ def ingest(logs: str, out_dir: Path, config: Config, progress: bool = False) -> 
     settings = _settings_fingerprint(config)
     changed_settings = previous["settings"] != settings
     if changed_settings and previous["files"]:
-        log.warning("ingest settings changed since the last run (salt, max_utterance_chars or version): "
-                    "re-ingesting every input file; outputs of files no longer in the input keep the old settings")
+        log.warning("ingest settings changed since the last run (salt, max_utterance_chars, pii_patterns or "
+                    "version): re-ingesting every input file; outputs of files no longer in the input keep the "
+                    "old settings")
     recorded = {} if changed_settings else previous["files"]
     state = {"settings": settings, "files": dict(previous["files"])}
 
@@ -175,7 +183,7 @@ def ingest(logs: str, out_dir: Path, config: Config, progress: bool = False) -> 
         if old and (turns_dir / f"{file_key(name)}.parquet").exists() and not (
                 old["status"] == "quarantined_file" and not config.ingest.quarantine_bad_files):
             try:
-                fp = io.fingerprint(path.read_bytes())
+                fp = io.fingerprint_file(path)
             except OSError:
                 fp = None
             if fp == old["fingerprint"]:
@@ -186,12 +194,19 @@ def ingest(logs: str, out_dir: Path, config: Config, progress: bool = False) -> 
     if todo:
         replaced = {f"{file_key(name)}.parquet" for _, name in todo}
         seen = _event_ids(p for p in sorted(turns_dir.glob("*.parquet")) if p.name not in replaced)
-        texts = _TextCache(config.ingest.max_utterance_chars)
-        for path, name in tqdm(todo, desc="ingest", unit="file", disable=not progress):
-            account = _ingest_file(path, name, turns_dir, quarantine_dir, config, seen, texts)
-            account.check_balanced()
-            accounts[name] = account
-            state["files"][name] = {**asdict(account), "file_key": file_key(name)}
+        texts = _TextCache(config.ingest.max_utterance_chars, config.privacy.pii_patterns)
+        try:
+            for done, (path, name) in enumerate(tqdm(todo, desc="ingest", unit="file", disable=not progress), 1):
+                account = _ingest_file(path, name, turns_dir, quarantine_dir, config, seen, texts)
+                account.check_balanced()
+                accounts[name] = account
+                state["files"][name] = {**asdict(account), "file_key": file_key(name)}
+                # rewriting (and fsyncing) the whole state after every file made many small files slow (1,849
+                # files: 37 s). A file done but not recorded when the process dies is ingested again next time,
+                # to the same outputs.
+                if done % STATE_EVERY_FILES == 0:
+                    io.atomic_write_json(state, state_path)
+        finally:  # also when a bad file stops the run: the files done before it stay done
             io.atomic_write_json(state, state_path)
     elif state != previous or not state_path.exists():
         io.atomic_write_json(state, state_path)
@@ -208,6 +223,7 @@ def _account_fields(recorded: dict) -> dict:
 def _settings_fingerprint(config: Config) -> str:
     settings = {"ingest_version": INGEST_VERSION, "contract": LOG_CONTRACT_VERSION,
                 "max_utterance_chars": config.ingest.max_utterance_chars,
+                "pii_patterns": config.privacy.pii_patterns,
                 "salt": hashlib.sha256(config.privacy.user_salt.encode()).hexdigest()}
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
 
@@ -232,71 +248,97 @@ def _event_ids(curated: Iterable[Path]) -> set[str]:
 
 def _ingest_file(path: Path, name: str, turns_dir: Path, quarantine_dir: Path, config: Config,
                  seen: set[str], texts: _TextCache) -> FileAccount:
+    """Curate one file a batch of rows at a time (memory follows BATCH_ROWS, not the file), streaming both
+    outputs into place atomically."""
     key = file_key(name)
+    turns_path, quarantine_path = turns_dir / f"{key}.parquet", quarantine_dir / f"{key}.parquet"
     fp = "unreadable"
+    kept_ids: list[pa.Array] = []  # to forget again if the file turns out bad halfway
+    counts = {"kept": 0, "quarantined": 0, "duplicates": 0}
+    turns_out = io.AtomicParquetWriter(turns_path, TURNS_SCHEMA)
+    quarantine_out = io.AtomicParquetWriter(quarantine_path, QUARANTINE_SCHEMA)
     try:
         try:
-            data = path.read_bytes()
+            fp = io.fingerprint_file(path)
         except OSError as exc:
             raise _BadFile("bad_file", f"cannot be read ({exc.strerror or exc})") from None
-        fp = io.fingerprint(data)
-        columns, rows_in = _read_contract(data)
+        rows_in = 0
+        for offset, columns, rows_in in _contract_batches(path):
+            turns, quarantine, duplicates = _curate(columns, name, config, seen, texts, offset)
+            kept_ids.append(turns["event_id"].combine_chunks())
+            counts["kept"] += turns.num_rows
+            counts["quarantined"] += quarantine.num_rows
+            counts["duplicates"] += duplicates
+            turns_out.write(turns)
+            if quarantine.num_rows:
+                quarantine_out.write(quarantine)
     except _BadFile as bad:
+        turns_out.abort(), quarantine_out.abort()
+        for ids in kept_ids:
+            seen.difference_update(ids.to_pylist())
         if not config.ingest.quarantine_bad_files:
             raise IngestError(f"file {path}: {bad}") from None
         row = {"source_file": name, "row_number": -1, "reason": bad.reason, "detail": str(bad)}
-        io.atomic_write_parquet(TURNS_SCHEMA.empty_table(), turns_dir / f"{key}.parquet")
-        io.atomic_write_parquet(pa.Table.from_pylist([row], schema=QUARANTINE_SCHEMA),
-                                quarantine_dir / f"{key}.parquet")
+        io.atomic_write_parquet(TURNS_SCHEMA.empty_table(), turns_path)
+        io.atomic_write_parquet(pa.Table.from_pylist([row], schema=QUARANTINE_SCHEMA), quarantine_path)
         return FileAccount(name, "quarantined_file", bad.rows, 0, bad.rows, 0, fp)
-
-    turns, quarantine, duplicates = _curate(columns, name, config, seen, texts)
-    io.atomic_write_parquet(turns, turns_dir / f"{key}.parquet")
-    if quarantine.num_rows:
-        io.atomic_write_parquet(quarantine, quarantine_dir / f"{key}.parquet")
-    else:
-        (quarantine_dir / f"{key}.parquet").unlink(missing_ok=True)
+    except BaseException:
+        turns_out.abort(), quarantine_out.abort()
+        raise
+    if not counts["kept"]:
+        turns_out.write(TURNS_SCHEMA.empty_table())  # every accounted file has its (possibly empty) turns file
+    turns_out.close()
+    if not quarantine_out.close():
+        quarantine_path.unlink(missing_ok=True)
     status = "empty" if rows_in == 0 else "ingested"
-    return FileAccount(name, status, rows_in, turns.num_rows, quarantine.num_rows, duplicates, fp)
+    return FileAccount(name, status, rows_in, counts["kept"], counts["quarantined"], counts["duplicates"], fp)
 
 
 # ------------------------------------------------------------------------------------------------ contract
 
-def _read_contract(data: bytes) -> tuple[dict[str, pa.Array], int]:
-    """The file's columns cast to LOG_SCHEMA (missing optional ones null, extra ones dropped, strings valid
-    UTF-8) and its row count; _BadFile when the bytes or the schema break the contract."""
+def _contract_batches(path: Path) -> Iterator[tuple[int, dict[str, pa.Array], int]]:
+    """(offset of the batch's first row, its columns cast to LOG_SCHEMA (missing optional ones null, extra ones
+    dropped, strings valid UTF-8), the file's row count) per batch of at most BATCH_ROWS rows; _BadFile when
+    the bytes or the schema break the contract, also halfway through."""
     try:
-        parquet = pq.ParquetFile(pa.BufferReader(data))
+        parquet = pq.ParquetFile(path)
         schema = parquet.schema_arrow
     except Exception as exc:  # pyarrow raises several types for non-Parquet bytes
         raise _BadFile("bad_file", f"not a readable Parquet file ({_first_line(exc)})") from None
-    rows = parquet.metadata.num_rows
-    missing = [c for c in REQUIRED_LOG_COLUMNS if c not in schema.names]
-    if missing:
-        cols = ", ".join(repr(c) for c in missing)
-        raise _BadFile("missing_column", f"missing required column{'s' * (len(missing) > 1)} {cols} "
-                       f"(the log contract needs {', '.join(REQUIRED_LOG_COLUMNS)})", rows)
-    present = [f for f in LOG_SCHEMA if f.name in schema.names]
-    for f in present:
-        found = schema.field(f.name).type
-        if not _castable(found, f.type):
-            raise _BadFile("bad_type", f"column {f.name!r} has type {found}, "
-                           f"expected {_EXPECTED.get(f.name, 'string')}", rows)
-    try:
-        table = parquet.read(columns=[f.name for f in present])
-    except Exception as exc:
-        raise _BadFile("bad_file", f"not a readable Parquet file ({_first_line(exc)})", rows) from None
-    columns = {}
-    for f in LOG_SCHEMA:
-        if f.name not in table.column_names:
-            columns[f.name] = pa.nulls(table.num_rows, f.type)
-            continue
-        try:
-            columns[f.name] = _valid_utf8(_cast(table[f.name].combine_chunks(), f.type))
-        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
-            raise _BadFile("bad_type", f"column {f.name!r} of type {table.schema.field(f.name).type} "
-                           f"cannot be cast to {f.type} ({_first_line(exc)})", rows) from None
-    return columns, table.num_rows
+    with parquet:
+        rows = parquet.metadata.num_rows
+        missing = [c for c in REQUIRED_LOG_COLUMNS if c not in schema.names]
+        if missing:
+            cols = ", ".join(repr(c) for c in missing)
+            raise _BadFile("missing_column", f"missing required column{'s' * (len(missing) > 1)} {cols} "
+                           f"(the log contract needs {', '.join(REQUIRED_LOG_COLUMNS)})", rows)
+        present = [f for f in LOG_SCHEMA if f.name in schema.names]
+        for f in present:
+            found = schema.field(f.name).type
+            if not _castable(found, f.type):
+                raise _BadFile("bad_type", f"column {f.name!r} has type {found}, "
+                               f"expected {_EXPECTED.get(f.name, 'string')}", rows)
+        batches = parquet.iter_batches(batch_size=BATCH_ROWS, columns=[f.name for f in present])
+        offset = 0
+        while True:
+            try:
+                batch = next(batches, None)
+            except Exception as exc:
+                raise _BadFile("bad_file", f"not a readable Parquet file ({_first_line(exc)})", rows) from None
+            if batch is None:
+                return
+            columns = {}
+            for f in LOG_SCHEMA:
+                if f.name not in batch.schema.names:
+                    columns[f.name] = pa.nulls(batch.num_rows, f.type)
+                    continue
+                try:
+                    columns[f.name] = _valid_utf8(_cast(batch.column(f.name), f.type))
+                except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:
+                    raise _BadFile("bad_type", f"column {f.name!r} of type {batch.schema.field(f.name).type} "
+                                   f"cannot be cast to {f.type} ({_first_line(exc)})", rows) from None
+            yield offset, columns, rows
+            offset += batch.num_rows
 
 
 def _first_line(exc: Exception) -> str:
@@ -377,13 +419,21 @@ def _valid_utf8(arr: pa.Array) -> pa.Array:
 # ------------------------------------------------------------------------------------------------ rows
 
 class _TextCache:
-    """Per distinct utterance: cleaned text, empty/too-long flags, display and matching forms (computed once)."""
+    """Per distinct utterance (and set of configured PII patterns): cleaned text, empty/too-long flags, display
+    and matching forms (computed once)."""
 
-    def __init__(self, max_chars: int, limit: int = 500_000):
+    def __init__(self, max_chars: int, pii_patterns: dict[str, list[str]] | None = None, limit: int = 500_000):
         self.max_chars, self.limit, self.memo = max_chars, limit, {}
+        self.patterns = {key: tuple(re.compile(p, re.IGNORECASE) for p in values)
+                         for key, values in (pii_patterns or {}).items()}
 
-    def get(self, raw: str) -> tuple[str, str | None, str | None, str | None]:
-        hit = self.memo.get(raw)
+    def patterns_for(self, locale: str | None) -> tuple[re.Pattern, ...]:
+        """privacy.pii_patterns that apply to a (normalized) locale: '*', its language, the locale itself."""
+        keys = ["*"] + ([] if locale is None else [locale.split("-")[0], locale] if "-" in locale else [locale])
+        return tuple(p for key in dict.fromkeys(keys) for p in self.patterns.get(key, ()))
+
+    def get(self, raw: str, extra: tuple[re.Pattern, ...] = ()) -> tuple[str, str | None, str | None, str | None]:
+        hit = self.memo.get((raw, extra))
         if hit is None:
             clean = text.strip_controls(raw)
             if not clean.translate(_INVISIBLE).strip():
@@ -391,11 +441,11 @@ class _TextCache:
             elif len(clean) > self.max_chars:
                 hit = (clean, "utterance_too_long", None, None)
             else:
-                display = text.display_text(clean)
+                display = text.display_text(clean, extra)
                 hit = (clean, None, display, text.match_key(display))  # == text.normalize(clean)
             if len(self.memo) >= self.limit:
                 self.memo.clear()
-            self.memo[raw] = hit
+            self.memo[raw, extra] = hit
         return hit
 
 
@@ -413,17 +463,49 @@ def _map_distinct(arr: pa.Array, fn: Callable[[list], list]) -> pa.Array:
     return pc.take(pa.array(fn(encoded.dictionary.to_pylist()), pa.string()), encoded.indices)
 
 
+def _bad_slot_names(slots: pa.Array) -> np.ndarray:
+    """Per row: some slot of nlu_slots has a null name or one that is not SAFE_NAME."""
+    bad = np.zeros(len(slots), bool)
+    names = pc.list_flatten(slots).field("name")
+    if len(names):
+        wrong = _np(pc.invert(pc.fill_null(pc.match_substring_regex(names, SAFE_NAME), False)))
+        rows = _np(pc.list_parent_indices(slots))
+        bad[rows[wrong]] = True
+    return bad
+
+
+def _distinct_texts(utterance: pa.Array, locale: pa.Array, texts: _TextCache) -> tuple[list, pa.Array]:
+    """(_TextCache.get of each distinct (utterance, PII pattern set), its index per row; null for a null text).
+    Without per-locale patterns every row of one text shares one entry."""
+    utter = pc.dictionary_encode(utterance)
+    values = utter.dictionary.to_pylist()
+    if not any(key != "*" for key in texts.patterns):
+        extra = texts.patterns_for(None)
+        return [texts.get(v, extra) for v in values], utter.indices
+    sets: dict[tuple, int] = {}  # pattern set -> its number
+    locales = pc.dictionary_encode(locale)
+    per_locale = [sets.setdefault(texts.patterns_for(x), len(sets)) for x in locales.dictionary.to_pylist()]
+    per_locale.append(sets.setdefault(texts.patterns_for(None), len(sets)))  # index -1: a row without a locale
+    row_set = np.asarray(per_locale, np.int64)[_np(pc.fill_null(locales.indices, -1)).astype(np.int64)]
+    row_text = _np(pc.fill_null(utter.indices, -1)).astype(np.int64)
+    keys, inverse = np.unique(np.where(row_text < 0, -1, row_text * len(sets) + row_set), return_inverse=True)
+    pattern_sets = list(sets)
+    distinct = [(None,) * 4 if k < 0 else texts.get(values[k // len(sets)], pattern_sets[k % len(sets)])
+                for k in keys]
+    return distinct, pa.array(inverse, pa.int64(), mask=keys[inverse] < 0)
+
+
 def _curate(col: dict[str, pa.Array], name: str, config: Config, seen: set[str],
-            texts: _TextCache) -> tuple[pa.Table, pa.Table, int]:
-    """(curated turns, quarantine rows, duplicates) of one file's contract columns; adds kept ids to seen."""
-    utter = pc.dictionary_encode(col["utterance"])
-    distinct = [texts.get(v) for v in utter.dictionary.to_pylist()]
+            texts: _TextCache, offset: int = 0) -> tuple[pa.Table, pa.Table, int]:
+    """(curated turns, quarantine rows, duplicates) of one batch of a file's contract columns, whose first row is
+    row `offset` of the file; adds kept ids to seen."""
+    locale = _map_distinct(col["locale"], lambda values: [normalize_locale(v) for v in values])
+    distinct, text_index = _distinct_texts(col["utterance"], locale, texts)
 
     def per_row(i: int) -> pa.Array:  # field i of _TextCache.get for every row
-        return pc.take(pa.array([d[i] for d in distinct], pa.string()), utter.indices)
+        return pc.take(pa.array([d[i] for d in distinct], pa.string()), text_index)
 
     utter_problem = _np(pc.if_else(col["utterance"].is_null(), "empty_utterance", per_row(1)))
-    locale = _map_distinct(col["locale"], lambda values: [normalize_locale(v) for v in values])
     status = pc.utf8_lower(pc.utf8_trim_whitespace(col["response_status"]))
     status = pc.if_else(pc.equal(status, ""), pa.scalar(None, pa.string()), status)  # blank means unknown
     confidence = col["nlu_confidence"]
@@ -439,6 +521,10 @@ def _curate(col: dict[str, pa.Array], name: str, config: Config, seen: set[str],
         "invalid_status": _np(pc.and_(status.is_valid(), pc.invert(pc.is_in(status, pa.array(RESPONSE_STATUSES))))),
         "invalid_confidence": _np(pc.fill_null(pc.or_(pc.is_nan(confidence), pc.or_(
             pc.less(confidence, 0.0), pc.greater(confidence, 1.0))), False)),
+        # a blank intent means "none" (as before); anything else must be a plain name
+        "invalid_intent": _np(pc.fill_null(pc.and_(pc.not_equal(col["nlu_intent"], ""), pc.invert(
+            pc.match_substring_regex(col["nlu_intent"], SAFE_NAME))), False)),
+        "invalid_slot_name": _bad_slot_names(col["nlu_slots"]),
     }
     reason = np.full(len(col["event_id"]), -1, np.int16)
     for code in reversed(range(len(ROW_REASONS))):  # the first failing check in REASONS order wins
@@ -471,41 +557,57 @@ def _curate(col: dict[str, pa.Array], name: str, config: Config, seen: set[str],
         "barge_in": col["barge_in"].take(keep),
         "source_file": pa.repeat(pa.scalar(name, pa.string()), len(keep)),
     }, schema=TURNS_SCHEMA)
-    quarantine = _quarantine_rows(col, name, reason, checks, distinct, utter.indices, config)
+    quarantine = _quarantine_rows(col, name, reason, checks, distinct, text_index, config, offset)
     return turns, quarantine, int(duplicate.sum())
 
 
 def _quarantine_rows(col: dict[str, pa.Array], name: str, reason: np.ndarray, checks: dict[str, np.ndarray],
-                     distinct: list, utter_index: pa.Array, config: Config) -> pa.Table:
+                     distinct: list, utter_index: pa.Array, config: Config, offset: int) -> pa.Table:
+    """Private rows for operators, found again by file and row number: no user key, no event id, and every
+    logged string cut, then scrubbed."""
     rows = np.flatnonzero(reason >= 0)
     if not len(rows):
         return QUARANTINE_SCHEMA.empty_table()
     take = pa.array(rows, pa.int64())
-    part = {c: col[c].take(take).to_pylist()
-            for c in ("event_id", "user_id", "locale", "response_status", "nlu_confidence")}
-    user_keys = privacy.hash_users([u if u and u.strip() else None for u in part["user_id"]],
-                                   config.privacy.user_salt)
+    part = {c: col[c].take(take).to_pylist() for c in ("locale", "response_status", "nlu_confidence")}
     out = []
     for k, (row, index) in enumerate(zip(rows, utter_index.take(take).to_pylist(), strict=True)):
         code = ROW_REASONS[reason[row]]
         clean = None if index is None else distinct[index][0]
         also = [c for c in ROW_REASONS if c != code and checks[c][row]]
         detail = _detail(code, {c: v[k] for c, v in part.items()}, clean, config)
-        out.append({"source_file": name, "row_number": int(row), "reason": code,
+        locale = part["locale"][k]
+        out.append({"source_file": name, "row_number": offset + int(row), "reason": code,
                     "detail": detail + (f" (also: {', '.join(also)})" if also else ""),
-                    "event_id": part["event_id"][k], "user_key": user_keys[k], "locale": part["locale"][k],
-                    "utterance": None if clean is None else text.scrub_pii(clean)[:QUARANTINE_UTTERANCE_CHARS]})
+                    "locale": None if locale is None else text.preview(locale, QUARANTINE_FIELD_CHARS),
+                    "utterance": None if clean is None else text.preview(clean, QUARANTINE_UTTERANCE_CHARS)})
     return pa.Table.from_pylist(out, schema=QUARANTINE_SCHEMA)
+
+
+def quarantine_summary(quarantine_dir: Path) -> list[dict]:
+    """Quarantined rows per (locale, reason) over every quarantine file: what the manifest, the report and the
+    catalog show instead of the private rows. A locale that is not a tag reads '(invalid)', a blank one '(none)'."""
+    counts: dict[tuple[str, str], int] = {}
+    for path in sorted(Path(quarantine_dir).glob("*.parquet")):
+        table = pq.read_table(path, columns=["locale", "reason"])
+        for locale, code in zip(table["locale"].to_pylist(), table["reason"].to_pylist()):
+            shown = "(none)" if not (locale or "").strip() else normalize_locale(locale) or "(invalid)"
+            counts[shown, code] = counts.get((shown, code), 0) + 1
+    return [{"locale": loc, "reason": code, "rows": n} for (loc, code), n in sorted(counts.items())]
 
 
 def _detail(code: str, row: dict, clean: str | None, config: Config) -> str:
     if code == "invalid_locale":
-        return f"locale {row['locale']!r} is not a BCP-47 tag such as en-US or zh-Hant-TW"
+        return f"locale {_quoted(row['locale'])} is not a BCP-47 tag such as en-US or zh-Hant-TW"
     if code == "utterance_too_long":
         return (f"utterance has {len(clean or '')} characters "
                 f"(ingest.max_utterance_chars = {config.ingest.max_utterance_chars})")
     if code == "invalid_status":
-        return f"response_status {row['response_status']!r} is not one of {', '.join(RESPONSE_STATUSES)}"
+        return f"response_status {_quoted(row['response_status'])} is not one of {', '.join(RESPONSE_STATUSES)}"
     if code == "invalid_confidence":
         return f"nlu_confidence {row['nlu_confidence']!r} is outside [0, 1]"
     return REASONS[code]
+
+
+def _quoted(value: str) -> str:
+    return repr(text.preview(value, QUARANTINE_FIELD_CHARS))

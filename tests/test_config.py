@@ -28,6 +28,7 @@ BAD = [
     ("privacy.min_users", "3", "whole number"),
     ("privacy.min_users", 2.5, "whole number"),
     ("privacy.allow_k1", "yes", "true or false"),
+    ("privacy.pii_patterns", ["\\d{9}"], "expected a [section] of keys"),
     ("sessions.inactivity_gap_s", -1, "greater than or equal to 0"),
     ("sessions.inactivity_gap_s", "300", "a number"),
     ("sessions.max_pair_gap_s", -0.5, "greater than or equal to 0"),
@@ -103,6 +104,13 @@ def test_the_table_covers_every_key():
     keys = {f"{section}.{key}" for section, model in Config.model_fields.items()
             for key in model.annotation.model_fields}
     assert keys - covered == set()
+
+
+def test_a_pii_pattern_that_does_not_compile_is_named(tmp_path):
+    path = tmp_path / "run.toml"
+    path.write_text('[privacy.pii_patterns]\n"*" = ["(unclosed"]\n', encoding="utf-8")
+    with pytest.raises(ConfigError, match=r"privacy.pii_patterns.*'\(unclosed' for '\*' is not a regular expression"):
+        load_config(str(path))
 
 
 def test_good_values_pass():

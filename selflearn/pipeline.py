@@ -199,7 +199,7 @@ class PipelineRun:
         self.per_locale = export.write_massive_jsonl(self.weak, out, locales, release)
         self.released = export.write_graph(self.synonymy.nodes, self.synonymy.edges, out, release)
         self.n_rewrites = export.write_rewrite_pairs(self.rewrite_edges, nodes, out, release)
-        self.quarantine_summary = quarantine_summary(out / "quarantine")
+        self.quarantine_summary = quarantine_summary(self.out / "quarantine")  # kept across runs, not staged
         counts = self.engine.to_arrow(self.engine.sql("locale_counts", {"turns": self.turns,
                                                                        "scored_pairs": self.scored}))
         self.funnel = make_funnel(counts.to_pandas(), nodes, self.is_failing, self.weak)

@@ -487,7 +487,7 @@ def test_configured_pii_patterns_apply_per_locale_and_everywhere(tmp_path):
     ingest(str(tmp_path / "logs"), tmp_path / "out", Config(privacy=privacy))
     assert turns(tmp_path / "out")["utt"].tolist() == [
         "meine <pii> bitte", "meine kundennummer 4711 bitte", "ticket <pii> status", "<pii> für ticket <pii>"]
-    with pytest.raises(ConfigError, match=r"privacy.pii_patterns: .*'\(unclosed' for 'de' is not a regular"):
+    with pytest.raises(ConfigError, match=r"privacy.pii_patterns = .*'\(unclosed' for 'de' is not a regular"):
         load_config(None, {"privacy.pii_patterns": {"de": ["(unclosed"]}})
 
 
@@ -499,9 +499,11 @@ def test_a_file_is_curated_in_batches_with_the_same_result(tmp_path, monkeypatch
     ids = ["e0", "e1", "e2", "e3", "e4", "e1", "e6", "e7", "e8", "e3", "e10"]
     table = logs(11, event_id=ids, locale=["en-US"] * 6 + ["bad locale"] + ["en-US"] * 4)
     write(tmp_path / "logs" / "a.parquet", table)
-    whole = run(tmp_path / "logs", tmp_path / "whole").files[0]
+    # one salt for both folders (each would otherwise generate its own), so their user keys compare
+    salted = Config(privacy=PrivacyConfig(user_salt="one-salt-for-both-folders"))
+    whole = ingest(str(tmp_path / "logs"), tmp_path / "whole", salted).files[0]
     monkeypatch.setattr(ingest_module, "BATCH_ROWS", 4, raising=False)
-    batched = run(tmp_path / "logs", tmp_path / "batched").files[0]
+    batched = ingest(str(tmp_path / "logs"), tmp_path / "batched", salted).files[0]
     assert (batched.rows_in, batched.rows_kept, batched.rows_quarantined, batched.duplicates) == (11, 8, 1, 2)
     assert (whole.rows_kept, whole.rows_quarantined, whole.duplicates) == (8, 1, 2)
     assert turns(tmp_path / "batched").equals(turns(tmp_path / "whole"))

@@ -73,7 +73,7 @@ def unpack_zipped_package() -> None:
     atexit.register(shutil.rmtree, target, ignore_errors=True)
     with zipfile.ZipFile(archive) as zf:
         zf.extractall(target)
-    if not (target / "sql").is_dir():
+    if not (target / "sql").is_dir() and not (target / "selflearn" / "sql").is_dir():
         raise FileNotFoundError(f"{archive} holds no sql/ folder: zip sql/ beside selflearn/ (docs/SPARK.md)")
     sys.path.insert(0, str(target))
 

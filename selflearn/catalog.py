@@ -93,10 +93,10 @@ def _sources(out: Path) -> dict[str, str]:
         found = sorted(out.glob(rel))
         return f"read_parquet({_literal(out / rel)}, union_by_name = true)" if found else _empty(schema)
 
-    jsonl = "training/massive/*.jsonl"
+    jsonl = "training/massive/*/*.jsonl"
     columns = ", ".join(f"'{n}': '{t}'" for n, t in MASSIVE_COLUMNS.items())
     return {
-        "weak_labels": parquet("training/weak_labels.parquet", contract.WEAK_LABELS_SCHEMA),
+        "weak_labels": parquet("training/parquet/*.parquet", contract.WEAK_LABELS_SCHEMA),
         "rewrite_pairs": parquet("rephrases/pairs.parquet", REWRITE_PAIRS_SCHEMA),
         "graph_nodes": parquet("graph/nodes.parquet", contract.NODES_SCHEMA),
         "graph_edges": parquet("graph/edges.parquet", contract.EDGES_SCHEMA),

@@ -41,6 +41,9 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--min-users", type=int, help="release no text seen from fewer distinct users (default 2)")
     run.add_argument("--window-days", type=int, help="statistics window in days (default 28)")
     run.add_argument("--truth", help="simulator ground truth folder: also evaluate the run against it")
+    run.add_argument("--eval-share", type=float, metavar="SHARE",
+                     help="hold out this share of labels (0 <= SHARE < 1) as the training set's `test` split, "
+                          "chosen by hashing each utterance so it stays in its split on every run (default 0)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
 
     sim = sub.add_parser("simulate", help="write realistic multilingual logs with ground truth")
@@ -118,7 +121,7 @@ def cmd_run(args) -> int:
         cfg = load_config(args.config, {
             "run.engine": args.engine, "embedding.backend": args.embedder, "embedding.model": args.model,
             "privacy.min_users": args.min_users, "run.window_days": args.window_days,
-            "run.progress": False if args.no_progress else None,
+            "run.progress": False if args.no_progress else None, "training.eval_share": args.eval_share,
         })
         result = pipeline.run(args.logs, args.out, cfg, say=lambda m: print(m, flush=True))
     except _advice_errors() as exc:
@@ -151,7 +154,7 @@ def _print_summary(result) -> None:
         print(why)
     total = sum(result.timings.values())
     print(f"\noutputs in {result.out_dir.resolve()}  ({total:.1f}s)")
-    for rel in ("training/weak_labels.parquet", "training/massive/", "rephrases/pairs.parquet", "graph/",
+    for rel in ("training/", "rephrases/pairs.parquet", "graph/",
                 "quarantine/", "manifest.json", "report.html", "catalog.duckdb"):
         if (result.out_dir / rel).exists():
             print(f"  {rel}")

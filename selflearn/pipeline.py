@@ -28,7 +28,7 @@ from selflearn.embedders import EmbeddingCache, get_embedder, thresholds_for
 from selflearn.engines.base import get_engine
 from selflearn.io import atomic_write_parquet
 from selflearn.report import write_report
-from selflearn.stages import export, friction, graph, labels, rephrase, variants
+from selflearn.stages import export, friction, graph, labels, rephrase, training_set, variants
 from selflearn.stages.ingest import ingest
 
 STAGES = ("ingest", "window", "friction", "pairs", "embed", "rephrase", "nodes", "edges", "variants",
@@ -167,8 +167,10 @@ class PipelineRun:
     def _export(self):
         out, nodes = self.out, self.nodes
         locales = sorted(nodes["locale"].unique().tolist()) if len(nodes) else []
-        export.write_weak_labels(self.weak, out)
-        self.per_locale = export.write_massive_jsonl(self.weak, out, locales)
+        self.training = training_set.write_training_set(
+            self.weak, out, locales, eval_share=self.cfg.training.eval_share, min_users=self.min_users,
+            about={"selflearn_version": selflearn.__version__, "config_fingerprint": self.config_fingerprint(),
+                   "embedder": self.embedder.name, "target_precision": self.cfg.labels.target_precision})
         self.released = export.write_graph(self.synonymy.nodes, self.synonymy.edges, out, self.min_users)
         self.n_rewrites = export.write_rewrite_pairs(self.rewrite_edges, nodes, out, self.min_users)
         counts = self.engine.to_arrow(self.engine.sql("locale_counts", {"turns": self.turns,
@@ -179,6 +181,9 @@ class PipelineRun:
         write_report(out)
 
     # ------------------------------------------------------------------ results
+    def config_fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(self.cfg.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
+
     def manifest(self) -> dict:
         cfg = self.cfg.model_dump()
         funnel = self.funnel
@@ -188,7 +193,7 @@ class PipelineRun:
             "engine": self.engine.name,
             "python": platform.python_version(),
             "config": cfg,
-            "config_fingerprint": hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16],
+            "config_fingerprint": self.config_fingerprint(),
             "inputs": [vars(f) for f in self.report.files],
             "rows": self.report.totals(),
             "embedding": self.embed_stats,
@@ -199,12 +204,13 @@ class PipelineRun:
                 "failing_nodes": int(self.is_failing.sum()), "rewrite_edges": int(len(self.rewrite_edges)),
                 "variant_edges": int(len(self.variant_edges)), "released_nodes": self.released[0],
                 "released_edges": self.released[1], "released_rewrite_pairs": self.n_rewrites,
-                "weak_labels": int(len(self.weak)), "labels_per_locale": self.per_locale,
+                "weak_labels": int(len(self.weak)), "labels_per_locale": self.training.per_locale(),
                 "abstained": self.abstained,
                 "operating_point": self.operating_point,
                 "components": int(self.synonymy.nodes["component"].nunique()) if len(self.nodes) else 0,
                 "longest_chain": max((len(c) for c in self.synonymy.chains), default=0),
             },
+            "training": self.training.to_manifest(),
             "funnel": funnel.to_dict(orient="records"),
             "timings_s": self.timings,
         }

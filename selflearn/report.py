@@ -19,6 +19,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from selflearn.io import atomic_write_text
+from selflearn.stages.training_set import labels_folder
 
 REPORT_FILE = "report.html"
 FUNNEL_STEPS = ("turns", "pairs", "rephrases", "failing_utterances", "labels")
@@ -131,7 +132,7 @@ def render(out: Path, manifest: dict, eval_result: dict | None, stale_eval: bool
     counts, rows = manifest["counts"], manifest["rows"]
     funnel = pd.DataFrame(manifest["funnel"], columns=["locale", *FUNNEL_STEPS])
     nodes = _read(out / "graph" / "nodes.parquet")
-    labels = _read(out / "training" / "weak_labels.parquet")
+    labels = _read_folder(labels_folder(out))
     scored = _read(out / "work" / "scored_pairs.parquet", ["rephrase_score", "is_rephrase"])
     rewrites = _read(out / "rephrases" / "pairs.parquet", ["locale"])
     quarantine = pd.concat([_read(p, ["locale", "reason"]) for p in sorted((out / "quarantine").glob("*.parquet"))]
@@ -355,6 +356,12 @@ def _md_table(header: list[str], rows: list[list]) -> list[str]:
     esc = lambda v: _cell(v).replace("|", "\\|")  # noqa: E731
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
            ["| " + " | ".join(esc(v) for v in row) + " |" for row in rows]
+
+
+def _read_folder(folder: Path) -> pd.DataFrame:
+    """Every Parquet file of a folder in one frame (the training set's splits)."""
+    files = sorted(folder.glob("*.parquet"))
+    return pd.concat([_read(f) for f in files], ignore_index=True) if files else pd.DataFrame()
 
 
 def _read(path: Path, columns: list[str] | None = None) -> pd.DataFrame:

@@ -77,10 +77,10 @@ def test_flow_matches_plain_run_and_publishes_artifacts(harness, sample_logs, ha
     flow_out, plain_out = tmp_path / "flow", tmp_path / "plain"
     flow_run_id, summary = _flow_run(selflearn_daily(str(sample_logs), str(flow_out), config_path=str(hashing_config),
                                                      return_state=True))
-    for rel in ("training/weak_labels.parquet", "rephrases/pairs.parquet", "graph/nodes.parquet",
+    for rel in ("training/parquet/train.parquet", "rephrases/pairs.parquet", "graph/nodes.parquet",
                 "graph/edges.parquet", "manifest.json", "catalog.duckdb", "report.html"):
         assert (flow_out / rel).is_file(), rel
-    assert list((flow_out / "training" / "massive").glob("*.jsonl"))
+    assert list((flow_out / "training" / "massive" / "train").glob("*.jsonl"))
     assert set(_task_states(flow_run_id)) == set(pipeline.STAGES)
     messages = _log_messages(flow_run_id)
     for name in pipeline.STAGES[1:]:  # every stage logs through the run logger (ingest logs its totals)
@@ -90,8 +90,8 @@ def test_flow_matches_plain_run_and_publishes_artifacts(harness, sample_logs, ha
     plain = pipeline.run(str(sample_logs), plain_out, load_config(hashing_config, {"run.progress": False}),
                          say=lambda m: None)
     assert summary["counts"]["weak_labels"] == len(plain.labels) > 0
-    assert pq.read_table(flow_out / "training/weak_labels.parquet").equals(
-        pq.read_table(plain_out / "training/weak_labels.parquet"))
+    assert pq.read_table(flow_out / "training/parquet/train.parquet").equals(
+        pq.read_table(plain_out / "training/parquet/train.parquet"))
 
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
@@ -118,11 +118,11 @@ def test_daily_partition_runs_and_ingest_cache(harness, sample_logs, hashing_con
         flow_run_id, _ = _flow_run(selflearn_daily(**args))
         states.append(_task_states(flow_run_id)["ingest"])
         if len(states) == 1:
-            labels = (out / "training/weak_labels.parquet").read_bytes()
+            labels = (out / "training/parquet/train.parquet").read_bytes()
     assert states[0] == "Completed" and states[2] == "Cached", states
     manifest = json.loads((out / "manifest.json").read_text())
     assert {f["source_file"] for f in manifest["inputs"]} == {f"day={day}/part-0.parquet"}
-    assert (out / "training/weak_labels.parquet").read_bytes() == labels
+    assert (out / "training/parquet/train.parquet").read_bytes() == labels
 
     with pytest.raises(ValueError):
         selflearn_daily(str(sample_logs), str(out), date="../etc", config_path=str(hashing_config))
@@ -206,5 +206,5 @@ def test_deployment_runs_on_local_server_with_process_worker(sample_logs, hashin
             _stop(proc)
 
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["counts"]["weak_labels"] == pq.read_table(out / "training/weak_labels.parquet").num_rows > 0
+    assert manifest["counts"]["weak_labels"] == pq.read_table(out / "training/parquet/train.parquet").num_rows > 0
     assert (out / "catalog.duckdb").is_file() and (out / "report.html").is_file()

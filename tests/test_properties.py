@@ -43,7 +43,7 @@ CI = settings.get_profile("selflearn-ci")
 
 # Every file a run writes in a contract schema (glob relative to --out -> schema).
 OUTPUT_SCHEMAS = {
-    "training/weak_labels.parquet": contract.WEAK_LABELS_SCHEMA,
+    "training/parquet/*.parquet": contract.WEAK_LABELS_SCHEMA,
     "graph/nodes.parquet": contract.NODES_SCHEMA,
     "graph/edges.parquet": contract.EDGES_SCHEMA,
     "rephrases/pairs.parquet": REWRITE_PAIRS_SCHEMA,
@@ -51,7 +51,7 @@ OUTPUT_SCHEMAS = {
     "curated/turns/*.parquet": contract.TURNS_SCHEMA,
     "work/scored_pairs.parquet": contract.REPHRASE_PAIRS_SCHEMA,
 }
-ALWAYS_WRITTEN = ("training/weak_labels.parquet", "graph/nodes.parquet", "graph/edges.parquet",
+ALWAYS_WRITTEN = ("training/parquet/train.parquet", "training/README.md", "graph/nodes.parquet", "graph/edges.parquet",
                   "rephrases/pairs.parquet", "work/scored_pairs.parquet", "manifest.json", "report.html",
                   "catalog.duckdb")
 MASSIVE_KEYS = {"id", "locale", "partition", "scenario", "intent", "utt", "annot_utt", "weak_label"}
@@ -257,7 +257,7 @@ def check_run(out: Path, rows_written: int, stdout: str) -> None:
             assert found.equals(schema), f"{path.relative_to(out)}:\n{found}\n!=\n{schema}"
     quarantined = sum(pq.read_metadata(p).num_rows for p in out.glob("quarantine/*.parquet"))
     assert quarantined == rows["rows_quarantined"]
-    assert pq.read_metadata(out / "training/weak_labels.parquet").num_rows == counts["weak_labels"]
+    assert pq.read_metadata(out / "training/parquet/train.parquet").num_rows == counts["weak_labels"]
     assert sum(r["turns"] for r in manifest["funnel"]) == counts["turns_in_window"]
     assert sum(r["labels"] for r in manifest["funnel"]) == counts["weak_labels"]
     check_massive(out, counts)
@@ -272,7 +272,7 @@ def check_run(out: Path, rows_written: int, stdout: str) -> None:
 
 def check_massive(out: Path, counts: dict) -> None:
     per_locale = {}
-    for path in sorted((out / "training" / "massive").glob("*.jsonl")):
+    for path in sorted((out / "training" / "massive" / "train").glob("*.jsonl")):
         lines = path.read_text(encoding="utf-8").splitlines()
         for line in lines:
             record = json.loads(line)

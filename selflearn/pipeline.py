@@ -62,7 +62,7 @@ class PipelineRun:
 
     def _timed(self, name: str, fn: Callable[[], Any]) -> Any:
         self.say(f"[{STAGES.index(name) + 1:>2}/{len(STAGES)}] {name} ...")
-        start = time.perf_counter()
+        start = self._stage_started = time.perf_counter()
         result = fn()
         self.timings[name] = round(time.perf_counter() - start, 3)
         return result
@@ -176,6 +176,8 @@ class PipelineRun:
         counts = self.engine.to_arrow(self.engine.sql("locale_counts", {"turns": self.turns,
                                                                        "scored_pairs": self.scored}))
         self.funnel = make_funnel(counts.to_pandas(), nodes, self.is_failing, self.weak)
+        # the manifest is written inside this stage: record the stage's time so far, or it would have none
+        self.timings["export"] = round(time.perf_counter() - self._stage_started, 3)
         export.write_manifest(self.manifest(), out)
         write_catalog(out)  # views over every output, and the human-readable page
         write_report(out)

@@ -31,7 +31,7 @@ border-bottom:1px solid #dde2ea;padding-bottom:4px}.muted{color:#667085}.cards{d
 gap:10px;margin:14px 0}.card{border:1px solid #dde2ea;border-radius:8px;padding:8px 14px;min-width:120px}
 .card b{display:block;font-size:20px}table{border-collapse:collapse;margin:6px 0 12px;font-size:13px}
 th,td{border-bottom:1px solid #e6e9ef;padding:3px 9px;text-align:left;vertical-align:top;max-width:240px;
-overflow-wrap:anywhere}th,td.n{white-space:nowrap;overflow-wrap:normal}
+overflow-wrap:break-word}th,td.n,td.name{white-space:nowrap;overflow-wrap:normal}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f4f6f9}
 .plots{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
 .plot{border:1px solid #e6e9ef;border-radius:8px;padding:8px}
@@ -146,7 +146,7 @@ def render(out: Path, manifest: dict, eval_result: dict | None, stale_eval: bool
     funnel["label_yield"] = [_ratio(n, d) for n, d in zip(funnel["labels"], funnel["failing_utterances"])]
     abstained = pd.DataFrame(sorted(counts.get("abstained", {}).items()), columns=["abstained because", "utterances"])
     rejected = quarantine.fillna({"locale": "(none)"}).groupby(["locale", "reason"]).size().rename("log_rows")
-    timings = pd.DataFrame(list(manifest.get("timings_s", {}).items()), columns=["stage", "seconds"])
+    timings = timings_table(manifest.get("timings_s", {}))
     embedding = manifest.get("embedding", {})
     no_labels = no_labels_reason(manifest)
     body = [
@@ -184,6 +184,16 @@ def render(out: Path, manifest: dict, eval_result: dict | None, stale_eval: bool
             + "\n".join(body) + "\n</body></html>\n")
 
 
+def timings_table(timings: dict[str, float]) -> pd.DataFrame:
+    """Seconds per stage in run order, then a total row."""
+    from selflearn.pipeline import STAGES  # here, not at the top: pipeline imports this module
+
+    order = [s for s in STAGES if s in timings] + sorted(set(timings) - set(STAGES))
+    rows = [(stage, float(timings[stage])) for stage in order]
+    return pd.DataFrame(rows + [("total", round(sum(t for _, t in rows), 3))] if rows else [],
+                        columns=["stage", "seconds"])
+
+
 def _per_locale(funnel, nodes, labels, rewrites, quarantine) -> pd.DataFrame:
     table = funnel[["locale", "turns", "labels"]].set_index("locale")
     table = table.join(rewrites.groupby("locale").size().rename("released_rewrite_pairs"))
@@ -194,6 +204,9 @@ def _per_locale(funnel, nodes, labels, rewrites, quarantine) -> pd.DataFrame:
     if len(labels):
         table = table.join(labels.groupby("locale")["confidence"].mean().round(3).rename("mean_label_confidence"))
     table = table.join(quarantine.groupby("locale").size().rename("quarantined_rows"))
+    # a locale missing from a join has none of that output: a count of 0, not a missing float
+    counts = [c for c in ("released_rewrite_pairs", "released_utterances", "quarantined_rows") if c in table]
+    table[counts] = table[counts].fillna(0).astype("int64")
     return table.reset_index()
 
 
@@ -241,7 +254,8 @@ def _eval_section(result: dict | None, stale: bool) -> str:
             continue
         rows = [{"locale": loc, **{c: m.get(c) for c in cols}} for loc, m in sec.get("by_locale", {}).items()]
         rows.append({"locale": "ALL", **{c: sec["overall"].get(c) for c in cols}})
-        parts += [f"<h3>{_e(title)}</h3>", _table(pd.DataFrame(rows))]
+        # object columns keep each value's type: a count with a missing value beside it stays an integer
+        parts += [f"<h3>{_e(title)}</h3>", _table(pd.DataFrame(rows, dtype=object))]
     confidence = result.get("confidence") or {}
     if confidence.get("curve"):
         parts += ["<h3>Confidence: precision and yield along the cut</h3>",
@@ -344,12 +358,34 @@ def _plot(svg: str, caption: str = "") -> str:
 def _table(frame: pd.DataFrame) -> str:
     if frame is None or not len(frame):
         return '<p class="muted">(none)</p>'
-    numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
+    numeric = [_is_numeric(frame[c]) for c in frame.columns]
     head = "".join(f'<th class="{"n" if n else ""}">{_e(c)}</th>' for c, n in zip(frame.columns, numeric))
     body = "".join("<tr>" + "".join(
-        f'<td class="{"n" if n else "evidence" if c == "evidence" else ""}">{_e(_cell(v))}</td>'
+        f'<td class="{_cell_class(c, n)}">{_e(_cell(v))}</td>'
         for c, v, n in zip(frame.columns, row, numeric)) + "</tr>" for row in frame.itertuples(index=False))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+# columns holding one identifier each (intent names such as `transport_ticket_query`): never broken mid-name
+NAME_COLUMNS = frozenset({"locale", "label", "system said", "intent", "system_intent", "rewrite_intent",
+                          "top_intent", "stage", "reason", "abstained because"})
+
+
+def _cell_class(column: str, numeric: bool) -> str:
+    return "n" if numeric else "evidence" if column == "evidence" else "name" if column in NAME_COLUMNS else ""
+
+
+def _is_numeric(column: pd.Series) -> bool:
+    """Right-aligned: every present value is a number (object columns included, see _eval_section)."""
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        return True
+    present = [v for v in column if not _missing(v)]
+    return bool(present) and all(isinstance(v, numbers.Number) and not isinstance(v, (bool, np.bool_))
+                                 for v in present)
+
+
+def _missing(value) -> bool:
+    return value is None or (not isinstance(value, (str, list, dict)) and bool(pd.isna(value)))
 
 
 def _md_table(header: list[str], rows: list[list]) -> list[str]:

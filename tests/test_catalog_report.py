@@ -160,6 +160,27 @@ def test_report_includes_eval_when_present(out, tmp_path):
         json.loads((run / "manifest.json").read_text()), json.loads((run / "eval.json").read_text()))
 
 
+def test_report_numbers_timings_and_names_read_cleanly(out, manifest, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    # a missing count beside integers made pandas store the column as floats, printed as 9.000
+    full = {"tp": 9, "fp": 1, "fn": 2, "precision": 0.9, "recall": 0.818, "f1": 0.857}
+    (run / "eval.json").write_text(json.dumps({"rephrase": {"by_locale": {"en-US": full, "de-DE": {
+        "tp": None, "fp": 4, "fn": 0, "precision": None, "recall": None, "f1": None}}, "overall": full}}))
+    page = report.write_report(run).read_text()
+    rephrase = page.split("<h3>Rephrase detection</h3>", 1)[1].split("</table>", 1)[0]
+    assert '<td class="n">9</td>' in rephrase and "9.000" not in rephrase and "4.000" not in rephrase
+    timings = page.split("<h2>Timings</h2>", 1)[1].split("</table>", 1)[0]
+    stages = [c.split("<", 1)[0] for c in timings.split('<td class="name">')[1:]]
+    assert stages == [*pipeline.STAGES, "total"]  # run order, export included, then the total
+    total = sum(manifest["timings_s"].values())
+    assert f'<td class="name">total</td><td class="n">{total:.3f}</td>' in timings
+    assert "overflow-wrap:anywhere" not in page  # what broke intent names mid-word
+    if manifest["counts"]["weak_labels"]:
+        assert '<td class="name">' + report._label_sample(
+            report._read_folder(run / "training" / "parquet"))["label"].iloc[0] + "</td>" in page
+
+
 def _chromium() -> str | None:
     return next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
 

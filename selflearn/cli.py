@@ -5,6 +5,7 @@ Errors a user can fix (bad input, bad config) print one line of advice and exit 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -143,13 +144,21 @@ def cmd_run(args) -> int:
     except _advice_errors() as exc:
         raise UserFacingError(str(exc)) from None
     _print_summary(result)
+    report = None
     if args.truth:
         from selflearn import evaluate
         report = evaluate.evaluate(args.logs, args.truth, args.out, min_users=cfg.privacy.min_users)
         _write_eval(report, Path(args.out) / "eval.json")
         print(evaluate.format_report(report))
         _refresh_report(Path(args.out))
+    _print_decision(result.manifest, report)
     return 0
+
+
+def _print_decision(manifest: dict, eval_result: dict | None) -> None:
+    from selflearn.decision import decide, format_text
+    print()
+    print(format_text(decide(manifest, eval_result), manifest.get("changes_since_previous_run")))
 
 
 def _refresh_report(out: Path) -> None:
@@ -209,6 +218,8 @@ def cmd_eval(args) -> int:
     print(evaluate.format_report(report))
     if not args.json and (Path(args.out) / "manifest.json").exists():
         _refresh_report(Path(args.out))
+    if (Path(args.out) / "manifest.json").exists():
+        _print_decision(json.loads((Path(args.out) / "manifest.json").read_text(encoding="utf-8")), report)
     return 0
 
 

@@ -21,7 +21,7 @@ import pandas as pd
 import pyarrow as pa
 
 import selflearn
-from selflearn import contract
+from selflearn import contract, decision
 from selflearn.catalog import write_catalog
 from selflearn.config import Config
 from selflearn.embedders import EmbeddingCache, get_embedder, thresholds_for
@@ -167,6 +167,7 @@ class PipelineRun:
     def _export(self):
         out, nodes = self.out, self.nodes
         locales = sorted(nodes["locale"].unique().tolist()) if len(nodes) else []
+        self.changes = decision.label_changes(training_set.read_previous_labels(out), self.weak)
         self.training = training_set.write_training_set(
             self.weak, out, locales, eval_share=self.cfg.training.eval_share, min_users=self.min_users,
             about={"selflearn_version": selflearn.__version__, "config_fingerprint": self.config_fingerprint(),
@@ -213,6 +214,7 @@ class PipelineRun:
                 "longest_chain": max((len(c) for c in self.synonymy.chains), default=0),
             },
             "training": self.training.to_manifest(),
+            "changes_since_previous_run": self.changes,
             "funnel": funnel.to_dict(orient="records"),
             "timings_s": self.timings,
         }

@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import pyarrow.parquet as pq
 
+from selflearn.decision import MIN_LABELS, changes_sentence, decide
 from selflearn.io import atomic_write_text
 from selflearn.stages.training_set import labels_folder
 
@@ -37,6 +38,8 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f4f6
 .plot{border:1px solid #e6e9ef;border-radius:8px;padding:8px}
 td.evidence{max-width:380px;color:#475467;font-size:12px}
 .notice{border-left:4px solid #d9a400;background:#fff8e1;padding:8px 12px}
+#decision{border:2px solid #1d2430;border-radius:8px;padding:4px 14px 8px;margin:12px 0}
+#decision h2{border:0;margin:6px 0}td.use{color:#1e7a4c;font-weight:600}td.skip{color:#b42318;font-weight:600}
 """
 
 
@@ -154,6 +157,7 @@ def render(out: Path, manifest: dict, eval_result: dict | None, stale_eval: bool
         f'<p class="muted">{_e(out.resolve())} · selflearn {_e(manifest.get("selflearn_version"))} · engine '
         f'{_e(manifest.get("engine"))} · embedder {_e(embedding.get("embedder"))} · config '
         f'{_e(manifest.get("config_fingerprint"))}</p>',
+        decision_panel(manifest, None if stale_eval else eval_result),  # a stale eval judged another run
         '<div class="cards">' + "".join(f'<div class="card"><b id="{i}">{_num(v)}</b>{_e(k)}</div>'
                                         for k, v, i in cards) + "</div>",
         f'<p class="notice" id="no-labels">{_e(no_labels)}</p>' if no_labels else "",
@@ -192,6 +196,38 @@ def timings_table(timings: dict[str, float]) -> pd.DataFrame:
     rows = [(stage, float(timings[stage])) for stage in order]
     return pd.DataFrame(rows + [("total", round(sum(t for _, t in rows), 3))] if rows else [],
                         columns=["stage", "seconds"])
+
+
+def decision_panel(manifest: dict, eval_result: dict | None) -> str:
+    """Per locale: labels, estimated (and measured) precision, closed-loop gain and a verdict with its reason;
+    then what changed since the previous run. First on the page: it is what a reader came for."""
+    decisions = decide(manifest, eval_result)
+    measured = any(d.measured_precision is not None for d in decisions)
+    gains = any(d.closed_loop_gain is not None for d in decisions)
+    head = ["locale", "labels", "estimated precision", *(["measured precision"] * measured),
+            *(["closed-loop gain"] * gains), "verdict"]
+    rows = []
+    for d in decisions:
+        cells = [f'<td class="name">{_e(d.locale)}</td>', f'<td class="n">{d.labels:,}</td>',
+                 f'<td class="n">{_opt(d.estimated_precision)}</td>']
+        cells += [f'<td class="n">{_opt(d.measured_precision)}</td>'] * measured
+        cells += [f'<td class="n">{_opt(d.closed_loop_gain, "{:+.3f}")}</td>'] * gains
+        cells.append(f'<td class="{"use" if d.use else "skip"}">{_e(d.verdict)}</td>')
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    header = "".join(f'<th class="{"" if h in ("locale", "verdict") else "n"}">{_e(h)}</th>' for h in head)
+    target = manifest["config"]["labels"]["target_precision"]
+    return (f'<section id="decision"><h2>Decision: train on these labels?</h2>'
+            f'<p class="muted">Estimated precision is the mean calibrated confidence of the emitted labels '
+            f'(target {target:g}); a locale needs at least {MIN_LABELS} labels. Measured precision and the '
+            f'closed-loop gain (intent accuracy with the labels minus without) need ground truth '
+            f'(<code>--truth</code>).</p>'
+            + (f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>" if rows
+               else "<p>No locale in the window.</p>")
+            + f'<p id="changes">{_e(changes_sentence(manifest.get("changes_since_previous_run")))}</p></section>')
+
+
+def _opt(value: float | None, fmt: str = "{:.3f}") -> str:
+    return "-" if value is None else fmt.format(value)
 
 
 def _per_locale(funnel, nodes, labels, rewrites, quarantine) -> pd.DataFrame:

@@ -160,6 +160,15 @@ def test_report_includes_eval_when_present(out, tmp_path):
         json.loads((run / "manifest.json").read_text()), json.loads((run / "eval.json").read_text()))
 
 
+def test_report_opens_with_a_verdict_per_locale(out, manifest):
+    page = (out / "report.html").read_text()
+    panel = page.split('<section id="decision">', 1)[1].split("</section>", 1)[0]
+    assert page.index('<section id="decision">') < page.index('class="cards"')  # first thing under the title
+    for locale, n in manifest["counts"]["labels_per_locale"].items():
+        assert f'<td class="name">{locale}</td><td class="n">{n:,}</td>' in panel
+    assert ("use: " in panel or "do not use: " in panel) and 'id="changes">Since the previous run' in panel
+
+
 def test_report_numbers_timings_and_names_read_cleanly(out, manifest, tmp_path):
     run = tmp_path / "run"
     shutil.copytree(out, run)
@@ -247,3 +256,4 @@ def test_report_renders_in_headless_chromium(out, manifest, tmp_path):
     assert f'id="total-turns">{manifest["counts"]["turns_in_window"]:,}</b>' in dom
     assert f'id="label-count">{manifest["counts"]["weak_labels"]:,}</b>' in dom
     assert dom.count("<svg") >= 5 and "Sample of emitted labels" in dom
+    assert 'id="decision"' in dom and dom.index('id="decision"') < dom.index('class="cards"')

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from selflearn import contract
 from selflearn.io import atomic_write_parquet, atomic_write_text
@@ -46,6 +47,7 @@ class TrainingSet:
     eval_share: float
     per_split: dict[str, dict[str, int]] = field(default_factory=dict)
     files: list[str] = field(default_factory=list)
+    estimated_precision: dict[str, float] = field(default_factory=dict)  # mean calibrated confidence per locale
 
     def per_locale(self) -> dict[str, int]:
         totals: dict[str, int] = {}
@@ -55,7 +57,8 @@ class TrainingSet:
         return dict(sorted(totals.items()))
 
     def to_manifest(self) -> dict:
-        return {"eval_share": self.eval_share, "labels_per_split": self.per_split, "files": self.files}
+        return {"eval_share": self.eval_share, "labels_per_split": self.per_split, "files": self.files,
+                "estimated_precision": self.estimated_precision}
 
 
 def scenario_of(intent: str) -> str:
@@ -87,7 +90,8 @@ def write_training_set(labels: pd.DataFrame, out: Path, locales: list[str], *, e
     splits = {TRAIN: labels[~test_mask.to_numpy()]}
     if eval_share > 0:
         splits[TEST] = labels[test_mask.to_numpy()]
-    result = TrainingSet(eval_share=eval_share)
+    result = TrainingSet(eval_share=eval_share, estimated_precision={
+        str(locale): round(float(conf), 4) for locale, conf in labels.groupby("locale")["confidence"].mean().items()})
     written: list[Path] = []
     for split, rows in splits.items():
         parquet = root / PARQUET_CONFIG / f"{split}.parquet"
@@ -109,6 +113,18 @@ def write_training_set(labels: pd.DataFrame, out: Path, locales: list[str], *, e
     remove_everything_else(root, set(written))
     result.files = sorted(p.relative_to(out).as_posix() for p in written)
     return result
+
+
+def read_previous_labels(out: Path) -> pd.DataFrame | None:
+    """The labels (locale, utt_norm, intent) a previous run left in this folder, None without a previous run
+    (no manifest). Reads this layout or the one before it (training/weak_labels.parquet)."""
+    if not (Path(out) / "manifest.json").is_file():
+        return None
+    files = sorted(labels_folder(out).glob("*.parquet")) or \
+        [p for p in [Path(out) / TRAINING_DIR / "weak_labels.parquet"] if p.is_file()]
+    columns = ["locale", "utt_norm", "intent"]
+    frames = [pq.read_table(f, columns=columns).to_pandas() for f in files]
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
 
 
 def massive_lines(rows: pd.DataFrame, locale: str, split: str) -> list[str]:

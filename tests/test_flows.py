@@ -105,6 +105,37 @@ def test_flow_matches_plain_run_and_publishes_artifacts(harness, sample_logs, ha
     assert sum(row["labels"] for row in funnel) == len(plain.labels)
 
 
+def test_a_stage_that_fails_once_is_retried_and_the_flow_recovers(harness, sample_logs, hashing_config, tmp_path,
+                                                                  monkeypatch):
+    """The graph stage raises once (as a file system hiccup would); its task retries and the run completes."""
+    import flows.selflearn_flow as daily
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from selflearn.pipeline import PipelineRun
+
+    assert all(t.retries >= 1 and t.timeout_seconds for t in [daily.ingest, *daily.STAGE_TASKS.values()])
+    attempts = []
+    build_graph = PipelineRun._graph
+
+    def graph_failing_once(run):
+        attempts.append(len(attempts) + 1)
+        if len(attempts) == 1:
+            raise OSError("injected fault: the output volume went away for a moment")
+        return build_graph(run)
+
+    monkeypatch.setattr(PipelineRun, "_graph", graph_failing_once)
+    # the production backoff waits 10 s and more; the behaviour under test is the retry, not the wait
+    monkeypatch.setitem(daily.STAGE_TASKS, "graph", daily.STAGE_TASKS["graph"].with_options(retry_delay_seconds=0))
+    flow_run_id, summary = _flow_run(daily.selflearn_daily(str(sample_logs), str(tmp_path / "out"),
+                                                           config_path=str(hashing_config), return_state=True))
+    assert attempts == [1, 2]
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    graph_run = next(r for r in runs if r.name.rsplit("-", 1)[0] == "graph")
+    assert graph_run.run_count == 2 and graph_run.state.name == "Completed"
+    assert summary["counts"]["weak_labels"] > 0 and (tmp_path / "out" / "training" / "parquet" / "train.parquet").is_file()
+
+
 def test_daily_partition_runs_and_ingest_cache(harness, sample_logs, hashing_config, tmp_path):
     """date= mines one partition; an unchanged re-run takes ingest from Prefect's cache and changes no output."""
     from flows.selflearn_flow import selflearn_daily

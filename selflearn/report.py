@@ -39,7 +39,7 @@ td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f4f6
 td.evidence{max-width:380px;color:#475467;font-size:12px}
 .notice{border-left:4px solid #d9a400;background:#fff8e1;padding:8px 12px}
 #decision{border:2px solid #1d2430;border-radius:8px;padding:4px 14px 8px;margin:12px 0}
-#decision h2{border:0;margin:6px 0}td.use{color:#1e7a4c;font-weight:600}td.skip{color:#b42318;font-weight:600}
+#decision h2{border:0;margin:6px 0}#decision td.use,#decision td.skip{max-width:560px}td.use{color:#1e7a4c;font-weight:600}td.skip{color:#b42318;font-weight:600}
 """
 
 

@@ -251,6 +251,9 @@ def test_report_renders_in_headless_chromium(out, manifest, tmp_path):
     assert pixels.shape[:2] == (2000, 1200)
     assert pixels.std() > 20, "the screenshot is (nearly) blank"
     assert len(np.unique(pixels.reshape(-1, 3)[::97], axis=0)) > 20  # text, bars and tables, not one flat colour
+    # the decision panel's frame (2 px, #1d2430) is the only long dark line on the page: above the fold
+    dark = (np.abs(pixels.astype(int) - [0x1d, 0x24, 0x30]).max(axis=2) < 40).sum(axis=1) > 600
+    assert dark[:700].any(), "no decision panel in the first 700 px of the page"
 
     dom = subprocess.run(flags + ["--dump-dom", url], capture_output=True, text=True, timeout=120, check=True).stdout
     assert f'id="total-turns">{manifest["counts"]["turns_in_window"]:,}</b>' in dom

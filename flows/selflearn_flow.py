@@ -80,9 +80,9 @@ STAGE_TASKS = {name: stage.with_options(name=name, retries=STAGE_RETRIES, retry_
                for name in STAGES if name != "ingest"}
 
 
-# A flow retry starts over on a fresh PipelineRun (ingest skips finished files, the embedding cache keeps
-# finished vectors), for failures that outlast the task retries.
-@flow(name="selflearn-daily", retries=1, retry_delay_seconds=600)
+# No flow-level retry: Prefect 3 retries a flow on any exception, so a bad parameter (date="../etc") would
+# wait and fail again; transient faults are retried per task above, and the next scheduled run resumes.
+@flow(name="selflearn-daily")
 def selflearn_daily(logs_root: str, out_root: str, date: str | None = None, engine: str = "duckdb",
                     config_path: str | None = None) -> dict:
     """Mine logs_root (or its day=<date> partition) into out_root; returns the manifest's counts."""

@@ -19,6 +19,7 @@ import json
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
+from prefect.tasks import exponential_backoff
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
@@ -47,8 +48,19 @@ def config_fingerprint(cfg: Config) -> str:
     return hashlib.sha256(json.dumps(cfg.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
 
 
-@task(name="ingest", retries=2, retry_delay_seconds=[10, 60], cache_key_fn=ingest_cache_key,
-      persist_result=True)
+# Retries: a stage that fails (a file system hiccup, a killed worker thread, an out-of-memory embed batch)
+# runs again with jittered exponential backoff (10 s, 20 s, 40 s). Every stage can be rerun on the same
+# PipelineRun: it recomputes its outputs from the previous stages' state and writes files atomically.
+STAGE_RETRIES = 3
+STAGE_RETRY_DELAYS_S = exponential_backoff(backoff_factor=10)(STAGE_RETRIES)
+# Timeouts: generous ceilings that only stop a stage that hangs (a stuck mount, a deadlocked engine), sized
+# from docs/BENCHMARKS.md (1M turns: embedding of new texts takes hours on CPU, every other stage minutes).
+STAGE_TIMEOUT_S = {"ingest": 4 * 3600, "embed": 12 * 3600}
+DEFAULT_STAGE_TIMEOUT_S = 2 * 3600
+
+
+@task(name="ingest", retries=STAGE_RETRIES, retry_delay_seconds=STAGE_RETRY_DELAYS_S, retry_jitter_factor=0.5,
+      timeout_seconds=STAGE_TIMEOUT_S["ingest"], cache_key_fn=ingest_cache_key, persist_result=True)
 def ingest(run: PipelineRun) -> IngestReport:
     """I/O-bound, retried: reads new log files, writes curated turns and quarantine (atomic per file)."""
     totals = run.stage("ingest")
@@ -62,9 +74,14 @@ def stage(run: PipelineRun, name: str) -> None:
     get_run_logger().info("%s done in %.2fs", name, run.timings[name])
 
 
-STAGE_TASKS = {name: stage.with_options(name=name) for name in STAGES if name != "ingest"}
+STAGE_TASKS = {name: stage.with_options(name=name, retries=STAGE_RETRIES, retry_delay_seconds=STAGE_RETRY_DELAYS_S,
+                                         retry_jitter_factor=0.5,
+                                         timeout_seconds=STAGE_TIMEOUT_S.get(name, DEFAULT_STAGE_TIMEOUT_S))
+               for name in STAGES if name != "ingest"}
 
 
+# No flow-level retry: Prefect 3 retries a flow on any exception, so a bad parameter (date="../etc") would
+# wait and fail again; transient faults are retried per task above, and the next scheduled run resumes.
 @flow(name="selflearn-daily")
 def selflearn_daily(logs_root: str, out_root: str, date: str | None = None, engine: str = "duckdb",
                     config_path: str | None = None) -> dict:

@@ -129,12 +129,12 @@ def _sources(run: Path) -> dict[str, str]:
 
     columns = ", ".join(f"'{n}': '{t}'" for n, t in MASSIVE_COLUMNS.items())
     return {
-        "weak_labels": parquet(run, "training/weak_labels.parquet", contract.WEAK_LABELS_SCHEMA),
+        "weak_labels": parquet(run, "training/parquet/*.parquet", contract.WEAK_LABELS_SCHEMA),
         "rewrite_pairs": parquet(run, "rephrases/pairs.parquet", REWRITE_PAIRS_SCHEMA),
         "graph_nodes": parquet(run, "graph/nodes.parquet", contract.NODES_SCHEMA),
         "graph_edges": parquet(run, "graph/edges.parquet", contract.EDGES_SCHEMA),
-        "massive": (f"read_json({_literal(run / 'training/massive', '/*.jsonl')}, format = 'newline_delimited', "
-                    f"columns = {{{columns}}})" if any(run.glob("training/massive/*.jsonl"))
+        "massive": (f"read_json({_literal(run / 'training/massive', '/*/*.jsonl')}, format = 'newline_delimited', "
+                    f"columns = {{{columns}}})" if any(run.glob("training/massive/*/*.jsonl"))
                     else _empty(MASSIVE_COLUMNS)),
         "run_manifest": f"read_json({_literal(run / 'manifest.json')}, format = 'auto', "
                         f"maximum_object_size = 1073741824)",

@@ -5,6 +5,7 @@ Errors a user can fix (bad input, bad config) print one line of advice and exit 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 from pathlib import Path
@@ -17,7 +18,7 @@ EXAMPLES = """examples:
   selflearn simulate --out /tmp/real_like --turns 20000 --world real-like
   selflearn run --logs /tmp/sim/logs --out /tmp/run
   selflearn eval --logs /tmp/sim/logs --truth /tmp/sim/truth --out /tmp/run
-  duckdb /tmp/run/catalog.duckdb
+  python -m selflearn.catalog /tmp/run top_rewrite_pairs
 """
 
 
@@ -41,16 +42,24 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--min-users", type=int, help="release no text seen from fewer distinct users (default 2)")
     run.add_argument("--window-days", type=int, help="statistics window in days (default 28)")
     run.add_argument("--truth", help="simulator ground truth folder: also evaluate the run against it")
+    run.add_argument("--eval-share", type=float, metavar="SHARE",
+                     help="hold out this share of labels (0 <= SHARE < 1) as the training set's `test` split, "
+                          "chosen by hashing each utterance so it stays in its split on every run (default 0)")
     run.add_argument("--no-progress", action="store_true", help="no progress bars")
 
-    sim = sub.add_parser("simulate", help="write realistic multilingual logs with ground truth")
-    sim.add_argument("--out", required=True)
-    sim.add_argument("--turns", type=int, default=5000)
-    sim.add_argument("--locales", default="en-US,de-DE,fr-FR,es-ES,ja-JP,hi-IN", help="comma-separated")
-    sim.add_argument("--seed", type=int, default=7)
-    sim.add_argument("--days", type=int, default=7)
-    sim.add_argument("--start-date", default="2026-11-01")
-    sim.add_argument("--users", type=int, help="default turns/12")
+    sim = sub.add_parser(
+        "simulate", help="write realistic multilingual logs with ground truth",
+        description="Write simulated assistant logs (Parquet, the v1 log contract, one day=YYYY-MM-DD partition "
+                    "per day) under OUT/logs and their ground truth (true intents, true rephrase pairs, a "
+                    "labeled NLU seed and test set) under OUT/truth, to try or evaluate `selflearn run`.")
+    sim.add_argument("--out", required=True, help="output folder: logs/ and truth/ are written under it")
+    sim.add_argument("--turns", type=int, default=5000, help="number of user turns to simulate (default 5000)")
+    sim.add_argument("--locales", default="en-US,de-DE,fr-FR,es-ES,ja-JP,hi-IN", help="comma-separated locales")
+    sim.add_argument("--seed", type=int, default=7,
+                     help="random seed: the same seed and options write the same logs (default 7)")
+    sim.add_argument("--days", type=int, default=7, help="days the turns spread over, from --start-date (default 7)")
+    sim.add_argument("--start-date", default="2026-11-01", help="first day, YYYY-MM-DD (default 2026-11-01)")
+    sim.add_argument("--users", type=int, help="distinct simulated users (default turns/12)")
     sim.add_argument("--massive", help="MASSIVE parquet to draw phrasing from (default: bundled excerpt)")
     sim.add_argument("--world", default=DEFAULT_WORLD, choices=[*WORLDS, *REAL_NLU_WORLDS], metavar="NAME",
                      help=f"evaluation world, one of: {', '.join([*WORLDS, *REAL_NLU_WORLDS])} (default "
@@ -58,16 +67,27 @@ def _parser() -> argparse.ArgumentParser:
                           "--turns and --seed)")
     sim.add_argument("--list-worlds", action=_ListWorlds, help="print every world with its knobs and exit")
 
-    ev = sub.add_parser("eval", help="measure a run against ground truth, the naive baseline and a closed loop")
-    ev.add_argument("--logs", required=True)
+    ev = sub.add_parser(
+        "eval", help="measure a run against ground truth, the naive baseline and a closed loop",
+        description="Score a finished run against ground truth: rephrase detection, label precision and "
+                    "coverage per locale, a naive baseline, the precision-yield curve of the confidences, and a "
+                    "closed loop (intent accuracy of a model trained on the seed set with and without the "
+                    "labels). Writes OUT/eval.json and refreshes OUT/report.html.")
+    ev.add_argument("--logs", required=True, help="the logs the run mined (same as its --logs)")
     ev.add_argument("--truth", required=True, help="ground truth folder (turns.parquet, pairs.parquet, nlu_*.parquet)")
     ev.add_argument("--out", required=True, help="the run's output folder")
-    ev.add_argument("--json", help="also write the result here (default <out>/eval.json)")
-    ev.add_argument("--min-users", type=int, default=2)
-    ev.add_argument("--no-closed-loop", action="store_true")
+    ev.add_argument("--json", help="write the result here instead of <out>/eval.json")
+    ev.add_argument("--min-users", type=int, default=2,
+                    help="the run's privacy.min_users, for the naive baseline's comparison (default 2)")
+    ev.add_argument("--no-closed-loop", action="store_true", help="skip the closed loop (the slowest part)")
 
-    cat = sub.add_parser("catalog", help="(re)write <out>/catalog.duckdb with views over every output")
-    cat.add_argument("--out", required=True)
+    cat = sub.add_parser(
+        "catalog", help="(re)write <out>/catalog.duckdb with views over every output",
+        description="Rewrite OUT/catalog.duckdb: DuckDB views (weak_labels, rewrite_pairs, graph_nodes, "
+                    "graph_edges, quarantine, massive, run_manifest, funnel) over a finished run's files. "
+                    "Every run writes it; rewrite it after moving the run folder. Named example queries: "
+                    "python -m selflearn.catalog OUT [QUERY].")
+    cat.add_argument("--out", required=True, help="a finished `selflearn run` output folder")
     return parser
 
 
@@ -122,19 +142,27 @@ def cmd_run(args) -> int:
         cfg = load_config(args.config, {
             "run.engine": args.engine, "embedding.backend": args.embedder, "embedding.model": args.model,
             "privacy.min_users": args.min_users, "run.window_days": args.window_days,
-            "run.progress": False if args.no_progress else None,
+            "run.progress": False if args.no_progress else None, "training.eval_share": args.eval_share,
         })
         result = pipeline.run(args.logs, args.out, cfg, say=lambda m: print(m, flush=True))
     except _advice_errors() as exc:
         raise UserFacingError(str(exc)) from None
     _print_summary(result)
+    report = None
     if args.truth:
         from selflearn import evaluate
         report = evaluate.evaluate(args.logs, args.truth, args.out, min_users=cfg.privacy.min_users)
         _write_eval(report, Path(args.out) / "eval.json")
         print(evaluate.format_report(report))
         _refresh_report(Path(args.out))
+    _print_decision(result.manifest, report)
     return 0
+
+
+def _print_decision(manifest: dict, eval_result: dict | None) -> None:
+    from selflearn.decision import decide, format_text
+    print()
+    print(format_text(decide(manifest, eval_result), manifest.get("changes_since_previous_run")))
 
 
 def _refresh_report(out: Path) -> None:
@@ -155,7 +183,7 @@ def _print_summary(result) -> None:
         print(why)
     total = sum(result.timings.values())
     print(f"\noutputs in {result.out_dir.resolve()}  ({total:.1f}s)")
-    for rel in ("training/weak_labels.parquet", "training/massive/", "rephrases/pairs.parquet", "graph/",
+    for rel in ("training/", "rephrases/pairs.parquet", "graph/",
                 "quarantine/", "manifest.json", "report.html", "catalog.duckdb"):
         if (result.out_dir / rel).exists():
             print(f"  {rel}")
@@ -194,6 +222,8 @@ def cmd_eval(args) -> int:
     print(evaluate.format_report(report))
     if not args.json and (Path(args.out) / "manifest.json").exists():
         _refresh_report(Path(args.out))
+    if (Path(args.out) / "manifest.json").exists():
+        _print_decision(json.loads((Path(args.out) / "manifest.json").read_text(encoding="utf-8")), report)
     return 0
 
 

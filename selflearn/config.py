@@ -147,6 +147,11 @@ class LabelsConfig(_Section):
         False, description="label from similarity alone (no user rephrased it); off: precision drops sharply")
 
 
+class TrainingConfig(_Section):
+    eval_share: float = Field(0.0, ge=0.0, lt=1.0, description="share of labels held out as the training set's "
+                              "`test` split, chosen by hashing each utterance (stable across runs); 0 = none")
+
+
 class RunConfig(_Section):
     engine: Literal["duckdb", "spark"] = "duckdb"
     window_days: int = Field(28, gt=0, description="statistics accumulate over the last N days of partitions")
@@ -163,6 +168,7 @@ class Config(_Section):
     embedding: EmbeddingConfig = EmbeddingConfig()
     variants: VariantsConfig = VariantsConfig()
     labels: LabelsConfig = LabelsConfig()
+    training: TrainingConfig = TrainingConfig()
     run: RunConfig = RunConfig()
 
 

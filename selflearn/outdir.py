@@ -9,7 +9,7 @@
                                    symlinks -> .current/<name>, so the documented paths always work
 
 A run writes everything it publishes into a fresh .runs/<run-id>/, writes the completion marker last and then
-switches .current with one rename(2): whoever opens <out>/training/weak_labels.parquet gets the old run's file
+switches .current with one rename(2): whoever opens <out>/training/parquet/train.parquet gets the old run's file
 or the new run's, and the catalog's views name the files of their own run folder, so a catalog opened before
 the switch keeps reading one consistent run (the previous run folder is kept for such readers; older ones are
 removed). A run killed at any point leaves the previous run published and untouched; its staging folder is

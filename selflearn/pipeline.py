@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 
 import selflearn
-from selflearn import contract, outdir, privacy
+from selflearn import contract, decision, outdir, privacy
 from selflearn.catalog import write_catalog
 from selflearn.config import Config
 from selflearn.embedders import EmbeddingCache, get_embedder, thresholds_for
@@ -32,7 +32,7 @@ from selflearn.engines.base import get_engine
 from selflearn.io import atomic_write_parquet
 from selflearn.release import ReleaseFilter
 from selflearn.report import write_report
-from selflearn.stages import export, friction, graph, labels, rephrase, variants
+from selflearn.stages import export, friction, graph, labels, rephrase, training_set, variants
 from selflearn.stages.ingest import ingest, quarantine_summary
 
 STAGES = ("ingest", "window", "friction", "pairs", "embed", "rephrase", "nodes", "edges", "variants",
@@ -80,7 +80,7 @@ class PipelineRun:
 
     def _timed(self, name: str, fn: Callable[[], Any]) -> Any:
         self.say(f"[{STAGES.index(name) + 1:>2}/{len(STAGES)}] {name} ...")
-        start = time.perf_counter()
+        start = self._stage_started = time.perf_counter()
         result = fn()
         self.timings[name] = round(time.perf_counter() - start, 3)
         return result
@@ -195,20 +195,32 @@ class PipelineRun:
         out, nodes = self.stage_dir, self.nodes
         locales = sorted(nodes["locale"].unique().tolist()) if len(nodes) else []
         release = ReleaseFilter.from_nodes(nodes, self.min_users)  # the one gate every released file goes through
-        self.weak, self.withheld_labels = export.write_weak_labels(self.weak, out, release)
-        self.per_locale = export.write_massive_jsonl(self.weak, out, locales, release)
+        self.weak, self.withheld_labels = release.keep("weak_labels", self.weak)
+        # the previous run is the published one (this run's folder is new until the switch)
+        self.changes = decision.label_changes(
+            training_set.read_previous_labels(outdir.published_dir(self.out)), self.weak)
+        self.training = training_set.write_training_set(
+            self.weak, out, locales, eval_share=self.cfg.training.eval_share, min_users=self.min_users,
+            about={"selflearn_version": selflearn.__version__, "config_fingerprint": self.config_fingerprint(),
+                   "embedder": self.embedder.name, "target_precision": self.cfg.labels.target_precision})
         self.released = export.write_graph(self.synonymy.nodes, self.synonymy.edges, out, release)
         self.n_rewrites = export.write_rewrite_pairs(self.rewrite_edges, nodes, out, release)
         self.quarantine_summary = quarantine_summary(self.out / "quarantine")  # kept across runs, not staged
         counts = self.engine.to_arrow(self.engine.sql("locale_counts", {"turns": self.turns,
                                                                        "scored_pairs": self.scored}))
         self.funnel = make_funnel(counts.to_pandas(), nodes, self.is_failing, self.weak)
+        # the manifest is written inside this stage: record the stage's time so far, or it would have none
+        self.timings["export"] = round(time.perf_counter() - self._stage_started, 3)
         export.write_manifest(self.manifest(), out)
         write_catalog(self.out, run_dir=out)  # views over every output, and the human-readable page
         write_report(self.out, run_dir=out)
         outdir.publish(self.out, out)  # the switch: readers now see this run
 
     # ------------------------------------------------------------------ results
+    def config_fingerprint(self) -> str:
+        cfg = privacy.redacted(self.cfg.model_dump())  # a hash of the secret salt must not travel either
+        return hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16]
+
     def manifest(self) -> dict:
         cfg = privacy.redacted(self.cfg.model_dump())  # the salt is a secret; outputs never carry it
         funnel = self.funnel
@@ -218,7 +230,7 @@ class PipelineRun:
             "engine": self.engine.name,
             "python": platform.python_version(),
             "config": cfg,
-            "config_fingerprint": hashlib.sha256(json.dumps(cfg, sort_keys=True).encode()).hexdigest()[:16],
+            "config_fingerprint": self.config_fingerprint(),
             "inputs": [vars(f) for f in self.report.files],
             "rows": self.report.totals(),
             "quarantine": self.quarantine_summary,
@@ -230,13 +242,15 @@ class PipelineRun:
                 "failing_nodes": int(self.is_failing.sum()), "rewrite_edges": int(len(self.rewrite_edges)),
                 "variant_edges": int(len(self.variant_edges)), "released_nodes": self.released[0],
                 "released_edges": self.released[1], "released_rewrite_pairs": self.n_rewrites,
-                "weak_labels": int(len(self.weak)), "labels_per_locale": self.per_locale,
+                "weak_labels": int(len(self.weak)), "labels_per_locale": self.training.per_locale(),
                 "labels_withheld": self.withheld_labels,
                 "abstained": self.abstained,
                 "operating_point": self.operating_point,
                 "components": int(self.synonymy.nodes["component"].nunique()) if len(self.nodes) else 0,
                 "longest_chain": max((len(c) for c in self.synonymy.chains), default=0),
             },
+            "training": self.training.to_manifest(),
+            "changes_since_previous_run": self.changes,
             "funnel": funnel.to_dict(orient="records"),
             "timings_s": self.timings,
         }

@@ -19,7 +19,9 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from selflearn import outdir
+from selflearn.decision import MIN_LABELS, changes_sentence, decide
 from selflearn.io import atomic_write_text
+from selflearn.stages.training_set import labels_folder
 
 REPORT_FILE = "report.html"
 FUNNEL_STEPS = ("turns", "pairs", "rephrases", "failing_utterances", "labels")
@@ -31,12 +33,14 @@ border-bottom:1px solid #dde2ea;padding-bottom:4px}.muted{color:#667085}.cards{d
 gap:10px;margin:14px 0}.card{border:1px solid #dde2ea;border-radius:8px;padding:8px 14px;min-width:120px}
 .card b{display:block;font-size:20px}table{border-collapse:collapse;margin:6px 0 12px;font-size:13px}
 th,td{border-bottom:1px solid #e6e9ef;padding:3px 9px;text-align:left;vertical-align:top;max-width:240px;
-overflow-wrap:anywhere}th,td.n{white-space:nowrap;overflow-wrap:normal}
+overflow-wrap:break-word}th,td.n,td.name{white-space:nowrap;overflow-wrap:normal}
 td.n,th.n{text-align:right;font-variant-numeric:tabular-nums}th{background:#f4f6f9}
 .plots{display:flex;flex-wrap:wrap;gap:18px;align-items:flex-start}
 .plot{border:1px solid #e6e9ef;border-radius:8px;padding:8px}
 td.evidence{max-width:380px;color:#475467;font-size:12px}
 .notice{border-left:4px solid #d9a400;background:#fff8e1;padding:8px 12px}
+#decision{border:2px solid #1d2430;border-radius:8px;padding:4px 14px 8px;margin:12px 0}
+#decision h2{border:0;margin:6px 0}#decision td.use,#decision td.skip{max-width:560px}td.use{color:#1e7a4c;font-weight:600}td.skip{color:#b42318;font-weight:600}
 """
 
 
@@ -138,7 +142,7 @@ def render(out: Path, manifest: dict, eval_result: dict | None, stale_eval: bool
     counts, rows = manifest["counts"], manifest["rows"]
     funnel = pd.DataFrame(manifest["funnel"], columns=["locale", *FUNNEL_STEPS])
     nodes = _read(run / "graph" / "nodes.parquet")
-    labels = _read(run / "training" / "weak_labels.parquet")
+    labels = _read_folder(labels_folder(run))
     scored = _read(run / "work" / "scored_pairs.parquet", ["rephrase_score", "is_rephrase"])
     rewrites = _read(run / "rephrases" / "pairs.parquet", ["locale"])
     # counts from the manifest: the quarantine rows themselves are private to operators
@@ -152,7 +156,7 @@ def render(out: Path, manifest: dict, eval_result: dict | None, stale_eval: bool
     funnel["label_yield"] = [_ratio(n, d) for n, d in zip(funnel["labels"], funnel["failing_utterances"])]
     abstained = pd.DataFrame(sorted(counts.get("abstained", {}).items()), columns=["abstained because", "utterances"])
     rejected = quarantine.rename(columns={"rows": "log_rows"})
-    timings = pd.DataFrame(list(manifest.get("timings_s", {}).items()), columns=["stage", "seconds"])
+    timings = timings_table(manifest.get("timings_s", {}))
     embedding = manifest.get("embedding", {})
     no_labels = no_labels_reason(manifest)
     body = [
@@ -160,6 +164,7 @@ def render(out: Path, manifest: dict, eval_result: dict | None, stale_eval: bool
         f'<p class="muted">{_e(out.resolve())} · selflearn {_e(manifest.get("selflearn_version"))} · engine '
         f'{_e(manifest.get("engine"))} · embedder {_e(embedding.get("embedder"))} · config '
         f'{_e(manifest.get("config_fingerprint"))}</p>',
+        decision_panel(manifest, None if stale_eval else eval_result),  # a stale eval judged another run
         '<div class="cards">' + "".join(f'<div class="card"><b id="{i}">{_num(v)}</b>{_e(k)}</div>'
                                         for k, v, i in cards) + "</div>",
         f'<p class="notice" id="no-labels">{_e(no_labels)}</p>' if no_labels else "",
@@ -190,6 +195,48 @@ def render(out: Path, manifest: dict, eval_result: dict | None, stale_eval: bool
             + "\n".join(body) + "\n</body></html>\n")
 
 
+def timings_table(timings: dict[str, float]) -> pd.DataFrame:
+    """Seconds per stage in run order, then a total row."""
+    from selflearn.pipeline import STAGES  # here, not at the top: pipeline imports this module
+
+    order = [s for s in STAGES if s in timings] + sorted(set(timings) - set(STAGES))
+    rows = [(stage, float(timings[stage])) for stage in order]
+    return pd.DataFrame(rows + [("total", round(sum(t for _, t in rows), 3))] if rows else [],
+                        columns=["stage", "seconds"])
+
+
+def decision_panel(manifest: dict, eval_result: dict | None) -> str:
+    """Per locale: labels, estimated (and measured) precision, closed-loop gain and a verdict with its reason;
+    then what changed since the previous run. First on the page: it is what a reader came for."""
+    decisions = decide(manifest, eval_result)
+    measured = any(d.measured_precision is not None for d in decisions)
+    gains = any(d.closed_loop_gain is not None for d in decisions)
+    head = ["locale", "labels", "estimated precision", *(["measured precision"] * measured),
+            *(["closed-loop gain"] * gains), "verdict"]
+    rows = []
+    for d in decisions:
+        cells = [f'<td class="name">{_e(d.locale)}</td>', f'<td class="n">{d.labels:,}</td>',
+                 f'<td class="n">{_opt(d.estimated_precision)}</td>']
+        cells += [f'<td class="n">{_opt(d.measured_precision)}</td>'] * measured
+        cells += [f'<td class="n">{_opt(d.closed_loop_gain, "{:+.3f}")}</td>'] * gains
+        cells.append(f'<td class="{"use" if d.use else "skip"}">{_e(d.verdict)}</td>')
+        rows.append("<tr>" + "".join(cells) + "</tr>")
+    header = "".join(f'<th class="{"" if h in ("locale", "verdict") else "n"}">{_e(h)}</th>' for h in head)
+    target = manifest["config"]["labels"]["target_precision"]
+    return (f'<section id="decision"><h2>Decision: train on these labels?</h2>'
+            f'<p class="muted">Estimated precision is the mean calibrated confidence of the emitted labels '
+            f'(target {target:g}); a locale needs at least {MIN_LABELS} labels. Measured precision and the '
+            f'closed-loop gain (intent accuracy with the labels minus without) need ground truth '
+            f'(<code>--truth</code>).</p>'
+            + (f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>" if rows
+               else "<p>No locale in the window.</p>")
+            + f'<p id="changes">{_e(changes_sentence(manifest.get("changes_since_previous_run")))}</p></section>')
+
+
+def _opt(value: float | None, fmt: str = "{:.3f}") -> str:
+    return "-" if value is None else fmt.format(value)
+
+
 def _per_locale(funnel, nodes, labels, rewrites, quarantine) -> pd.DataFrame:
     table = funnel[["locale", "turns", "labels"]].set_index("locale")
     table = table.join(rewrites.groupby("locale").size().rename("released_rewrite_pairs"))
@@ -200,6 +247,9 @@ def _per_locale(funnel, nodes, labels, rewrites, quarantine) -> pd.DataFrame:
     if len(labels):
         table = table.join(labels.groupby("locale")["confidence"].mean().round(3).rename("mean_label_confidence"))
     table = table.join(quarantine.groupby("locale")["rows"].sum().rename("quarantined_rows"))
+    # a locale missing from a join has none of that output: a count of 0, not a missing float
+    counts = [c for c in ("released_rewrite_pairs", "released_utterances", "quarantined_rows") if c in table]
+    table[counts] = table[counts].fillna(0).astype("int64")
     return table.reset_index()
 
 
@@ -247,7 +297,8 @@ def _eval_section(result: dict | None, stale: bool) -> str:
             continue
         rows = [{"locale": loc, **{c: m.get(c) for c in cols}} for loc, m in sec.get("by_locale", {}).items()]
         rows.append({"locale": "ALL", **{c: sec["overall"].get(c) for c in cols}})
-        parts += [f"<h3>{_e(title)}</h3>", _table(pd.DataFrame(rows))]
+        # object columns keep each value's type: a count with a missing value beside it stays an integer
+        parts += [f"<h3>{_e(title)}</h3>", _table(pd.DataFrame(rows, dtype=object))]
     confidence = result.get("confidence") or {}
     if confidence.get("curve"):
         parts += ["<h3>Confidence: precision and yield along the cut</h3>",
@@ -350,18 +401,46 @@ def _plot(svg: str, caption: str = "") -> str:
 def _table(frame: pd.DataFrame) -> str:
     if frame is None or not len(frame):
         return '<p class="muted">(none)</p>'
-    numeric = [pd.api.types.is_numeric_dtype(frame[c]) for c in frame.columns]
+    numeric = [_is_numeric(frame[c]) for c in frame.columns]
     head = "".join(f'<th class="{"n" if n else ""}">{_e(c)}</th>' for c, n in zip(frame.columns, numeric))
     body = "".join("<tr>" + "".join(
-        f'<td class="{"n" if n else "evidence" if c == "evidence" else ""}">{_e(_cell(v))}</td>'
+        f'<td class="{_cell_class(c, n)}">{_e(_cell(v))}</td>'
         for c, v, n in zip(frame.columns, row, numeric)) + "</tr>" for row in frame.itertuples(index=False))
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+# columns holding one identifier each (intent names such as `transport_ticket_query`): never broken mid-name
+NAME_COLUMNS = frozenset({"locale", "label", "system said", "intent", "system_intent", "rewrite_intent",
+                          "top_intent", "stage", "reason", "abstained because"})
+
+
+def _cell_class(column: str, numeric: bool) -> str:
+    return "n" if numeric else "evidence" if column == "evidence" else "name" if column in NAME_COLUMNS else ""
+
+
+def _is_numeric(column: pd.Series) -> bool:
+    """Right-aligned: every present value is a number (object columns included, see _eval_section)."""
+    if pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column):
+        return True
+    present = [v for v in column if not _missing(v)]
+    return bool(present) and all(isinstance(v, numbers.Number) and not isinstance(v, (bool, np.bool_))
+                                 for v in present)
+
+
+def _missing(value) -> bool:
+    return value is None or (not isinstance(value, (str, list, dict)) and bool(pd.isna(value)))
 
 
 def _md_table(header: list[str], rows: list[list]) -> list[str]:
     esc = lambda v: _cell(v).replace("|", "\\|")  # noqa: E731
     return ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)] + \
            ["| " + " | ".join(esc(v) for v in row) + " |" for row in rows]
+
+
+def _read_folder(folder: Path) -> pd.DataFrame:
+    """Every Parquet file of a folder in one frame (the training set's splits)."""
+    files = sorted(folder.glob("*.parquet"))
+    return pd.concat([_read(f) for f in files], ignore_index=True) if files else pd.DataFrame()
 
 
 def _read(path: Path, columns: list[str] | None = None) -> pd.DataFrame:

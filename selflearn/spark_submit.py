@@ -35,15 +35,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--out", required=True, help="output folder on a file system the driver can write")
     parser.add_argument("--config", help="TOML config file; run.engine is forced to spark")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    parser.add_argument("-v", "--verbose", action="store_true",
+                        help="keep Spark's INFO log (default: warnings and errors only)")
     return parser.parse_args(argv)
 
 
-def build_session(app_name: str = "selflearn"):
-    """The session spark-submit configured, plus the engine's REQUIRED_CONF where spark-submit left it unset."""
+def build_session(app_name: str = "selflearn", log_level: str | None = "WARN"):
+    """The session spark-submit configured, plus the engine's REQUIRED_CONF where spark-submit left it unset.
+    Spark logs at log_level from the start; None leaves Spark's own log configuration (INFO by default)."""
     from pyspark import SparkConf
     from pyspark.sql import SparkSession
 
-    from selflearn.engines.spark_engine import REQUIRED_CONF
+    from selflearn.engines.spark_engine import REQUIRED_CONF, set_jvm_log_level
+
+    if log_level:
+        set_jvm_log_level(log_level)
 
     conf = SparkConf()  # loads spark-submit's --conf / --master / spark-defaults.conf
     builder = SparkSession.builder.appName(conf.get("spark.app.name", app_name))
@@ -51,7 +57,8 @@ def build_session(app_name: str = "selflearn"):
         if not conf.contains(key):
             builder = builder.config(key, value)
     spark = builder.getOrCreate()
-    spark.sparkContext.setLogLevel("WARN")
+    if log_level:
+        spark.sparkContext.setLogLevel(log_level)
     return spark
 
 
@@ -73,7 +80,7 @@ def unpack_zipped_package() -> None:
     atexit.register(shutil.rmtree, target, ignore_errors=True)
     with zipfile.ZipFile(archive) as zf:
         zf.extractall(target)
-    if not (target / "sql").is_dir():
+    if not (target / "sql").is_dir() and not (target / "selflearn" / "sql").is_dir():
         raise FileNotFoundError(f"{archive} holds no sql/ folder: zip sql/ beside selflearn/ (docs/SPARK.md)")
     sys.path.insert(0, str(target))
 
@@ -92,7 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cfg = load_config(args.config, {"run.engine": "spark",
                                         "run.progress": False if args.no_progress else None})
-        spark = build_session()
+        spark = build_session(log_level=None if args.verbose else "WARN")
         result = pipeline.run(args.logs, args.out, cfg, say=lambda m: print(m, flush=True),
                               engine_options={"spark": spark})
     except (ConfigError, IngestError, MissingBackendError, FileNotFoundError, OutputBusyError, SaltError) as exc:

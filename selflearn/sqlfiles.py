@@ -7,10 +7,19 @@ from __future__ import annotations
 
 import re
 from functools import lru_cache
+from importlib import resources
 from numbers import Real
 from pathlib import Path
 
-SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+
+def _sql_dir() -> Path:
+    """`selflearn/sql` in an installed wheel (pyproject's package-dir maps the repository's `sql/` there), else
+    `sql/` beside the package: a source checkout, an editable install, or the zip spark-submit ships."""
+    packaged = Path(str(resources.files("selflearn"))) / "sql"
+    return packaged if packaged.is_dir() else Path(__file__).resolve().parent.parent / "sql"
+
+
+SQL_DIR = _sql_dir()
 _PARAM = re.compile(r"\{\{\s*(\w+)\s*\}\}")
 
 

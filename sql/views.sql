@@ -5,7 +5,7 @@
 -- Paths are absolute because DuckDB resolves a relative path against the working directory of whoever opens
 -- the catalog, not against the database file; after moving a run folder, `selflearn catalog --out` rewrites it.
 
--- released weak labels (contract.WEAK_LABELS_SCHEMA)
+-- released weak labels, every split of training/parquet/ (contract.WEAK_LABELS_SCHEMA)
 create or replace view weak_labels as
 select * from ${weak_labels};
 
@@ -21,7 +21,8 @@ create or replace view graph_edges as
 select * from ${graph_edges};
 
 
--- the MASSIVE-format training files, one row per line of training/massive/<locale>.jsonl
+-- the MASSIVE-format training files, one row per line of training/massive/<split>/<locale>.jsonl
+-- (the split is the `partition` column)
 create or replace view massive as
 select * from ${massive};
 

@@ -178,6 +178,36 @@ def test_report_includes_eval_when_present(out, tmp_path):
         json.loads((run / "manifest.json").read_text()), json.loads((run / "eval.json").read_text()))
 
 
+def test_report_opens_with_a_verdict_per_locale(out, manifest):
+    page = (out / "report.html").read_text()
+    panel = page.split('<section id="decision">', 1)[1].split("</section>", 1)[0]
+    assert page.index('<section id="decision">') < page.index('class="cards"')  # first thing under the title
+    for locale, n in manifest["counts"]["labels_per_locale"].items():
+        assert f'<td class="name">{locale}</td><td class="n">{n:,}</td>' in panel
+    assert ("use: " in panel or "do not use: " in panel) and 'id="changes">Since the previous run' in panel
+
+
+def test_report_numbers_timings_and_names_read_cleanly(out, manifest, tmp_path):
+    run = tmp_path / "run"
+    shutil.copytree(out, run)
+    # a missing count beside integers made pandas store the column as floats, printed as 9.000
+    full = {"tp": 9, "fp": 1, "fn": 2, "precision": 0.9, "recall": 0.818, "f1": 0.857}
+    (run / "eval.json").write_text(json.dumps({"rephrase": {"by_locale": {"en-US": full, "de-DE": {
+        "tp": None, "fp": 4, "fn": 0, "precision": None, "recall": None, "f1": None}}, "overall": full}}))
+    page = report.write_report(run).read_text()
+    rephrase = page.split("<h3>Rephrase detection</h3>", 1)[1].split("</table>", 1)[0]
+    assert '<td class="n">9</td>' in rephrase and "9.000" not in rephrase and "4.000" not in rephrase
+    timings = page.split("<h2>Timings</h2>", 1)[1].split("</table>", 1)[0]
+    stages = [c.split("<", 1)[0] for c in timings.split('<td class="name">')[1:]]
+    assert stages == [*pipeline.STAGES, "total"]  # run order, export included, then the total
+    total = sum(manifest["timings_s"].values())
+    assert f'<td class="name">total</td><td class="n">{total:.3f}</td>' in timings
+    assert "overflow-wrap:anywhere" not in page  # what broke intent names mid-word
+    if manifest["counts"]["weak_labels"]:
+        assert '<td class="name">' + report._label_sample(
+            report._read_folder(run / "training" / "parquet"))["label"].iloc[0] + "</td>" in page
+
+
 def _chromium() -> str | None:
     return next((shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome") if shutil.which(b)), None)
 
@@ -239,8 +269,12 @@ def test_report_renders_in_headless_chromium(out, manifest, tmp_path):
     assert pixels.shape[:2] == (2000, 1200)
     assert pixels.std() > 20, "the screenshot is (nearly) blank"
     assert len(np.unique(pixels.reshape(-1, 3)[::97], axis=0)) > 20  # text, bars and tables, not one flat colour
+    # the decision panel's frame (2 px, #1d2430) is the only long dark line on the page: above the fold
+    dark = (np.abs(pixels.astype(int) - [0x1d, 0x24, 0x30]).max(axis=2) < 40).sum(axis=1) > 600
+    assert dark[:700].any(), "no decision panel in the first 700 px of the page"
 
     dom = subprocess.run(flags + ["--dump-dom", url], capture_output=True, text=True, timeout=120, check=True).stdout
     assert f'id="total-turns">{manifest["counts"]["turns_in_window"]:,}</b>' in dom
     assert f'id="label-count">{manifest["counts"]["weak_labels"]:,}</b>' in dom
     assert dom.count("<svg") >= 5 and "Sample of emitted labels" in dom
+    assert 'id="decision"' in dom and dom.index('id="decision"') < dom.index('class="cards"')

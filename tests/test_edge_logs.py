@@ -85,7 +85,7 @@ def test_a_run_without_labels_says_why_in_the_report_and_the_summary(case, tmp_p
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     assert manifest["counts"]["weak_labels"] == 0
     assert manifest["rows"]["rows_in"] == len(rows)
-    assert len(pd.read_parquet(out / "training" / "weak_labels.parquet")) == 0
+    assert len(pd.read_parquet(out / "training" / "parquet")) == 0
     report = (out / "report.html").read_text(encoding="utf-8")
     sentence = report.split('id="no-labels">', 1)[1].split("</p>", 1)[0]
     assert sentence.startswith(why.replace("'", "&#x27;")), sentence
@@ -96,7 +96,7 @@ def test_a_run_without_labels_says_why_in_the_report_and_the_summary(case, tmp_p
 
 def test_failure_free_log_writes_every_locale_and_a_graph_without_edges(tmp_path):
     out, _ = run(failure_free_three_locales(), tmp_path)
-    assert sorted(p.stem for p in (out / "training" / "massive").glob("*.jsonl")) == ["de-DE", "en-US", "ja-JP"]
+    assert sorted(p.stem for p in (out / "training" / "massive" / "train").glob("*.jsonl")) == ["de-DE", "en-US", "ja-JP"]
     nodes = pd.read_parquet(out / "graph" / "nodes.parquet")
     assert len(nodes) == 9 and len(pd.read_parquet(out / "graph" / "edges.parquet")) == 0
     # one interpretation ever succeeded: every utterance ends in success with it (the 1-column absorbing chain)

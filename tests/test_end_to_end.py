@@ -39,7 +39,7 @@ def test_every_row_is_accounted_for_and_outputs_respect_privacy(sample_run):
     manifest = json.loads((sample_run / "manifest.json").read_text())
     rows = manifest["rows"]
     assert rows["rows_in"] == rows["rows_kept"] + rows["rows_quarantined"] + rows["duplicates"] == 6000
-    labels = pd.read_parquet(sample_run / "training" / "weak_labels.parquet")
+    labels = pd.read_parquet(sample_run / "training" / "parquet")
     assert (labels["n_users"] >= 2).all()
     assert labels["confidence"].between(0.8, 1.0).all()
     assert set(labels["source"]).issubset({"multiturn", "cross_user+multiturn", "cross_lingual+multiturn",
@@ -51,7 +51,19 @@ def test_every_row_is_accounted_for_and_outputs_respect_privacy(sample_run):
             blob = path.read_bytes()
             assert not any(uid.encode() in blob for uid in list(raw_ids)[:200]), path
     for locale in sorted(set(logs["locale"])):
-        assert (sample_run / "training" / "massive" / f"{locale}.jsonl").is_file()
-    first = json.loads((sample_run / "training" / "massive" / "en-US.jsonl").read_text().splitlines()[0])
+        assert (sample_run / "training" / "massive" / "train" / f"{locale}.jsonl").is_file()
+    first = json.loads((sample_run / "training" / "massive" / "train" / "en-US.jsonl").read_text().splitlines()[0])
     assert {"id", "locale", "partition", "scenario", "intent", "utt", "annot_utt"} <= set(first)
     assert first["partition"] == "train"
+
+
+def test_training_folder_loads_with_datasets_and_pandas(sample_run, tmp_path):
+    datasets = pytest.importorskip("datasets", reason="pip install 'selflearn[dev]' (datasets is a dev extra)")
+    manifest = json.loads((sample_run / "manifest.json").read_text())
+    labels = datasets.load_dataset(str(sample_run / "training"), cache_dir=str(tmp_path))
+    massive = datasets.load_dataset(str(sample_run / "training" / "massive"), cache_dir=str(tmp_path))
+    assert labels["train"].num_rows == massive["train"].num_rows == manifest["counts"]["weak_labels"] > 0
+    assert len(pd.read_parquet(sample_run / "training" / "parquet")) == manifest["counts"]["weak_labels"]
+    card = (sample_run / "training" / "README.md").read_text(encoding="utf-8")
+    for intent in set(pd.read_parquet(sample_run / "training" / "parquet")["intent"]):
+        assert f"| {intent} |" in card

@@ -119,13 +119,13 @@ def write_nlu(truth: Path, seed_rows, test_rows) -> None:
 
 def write_run(root: Path, weak=WEAK, run_pairs=RUN_PAIRS, name: str = "run") -> Path:
     run = root / name
-    (run / "training").mkdir(parents=True)
+    (run / "training" / "parquet").mkdir(parents=True)
     (run / "work").mkdir()
     pq.write_table(pa.table({
         "locale": [w[0] for w in weak], "utt": [w[1] for w in weak], "utt_norm": [normalize(w[1]) for w in weak],
         "intent": [w[2] for w in weak], "annot_utt": [w[3] for w in weak],
         "confidence": [0.9] * len(weak), "source": ["multiturn"] * len(weak),
-    }), run / "training" / "weak_labels.parquet")
+    }), run / "training" / "parquet" / "train.parquet")
     pq.write_table(pa.table({
         "locale": [p[0] for p in run_pairs], "event_id_a": [p[1] for p in run_pairs],
         "event_id_b": [p[2] for p in run_pairs], "rephrase_score": [0.9 if p[3] else 0.1 for p in run_pairs],
@@ -327,7 +327,7 @@ def test_missing_test_set_is_named(tmp_path):
 def test_missing_run_output_raises_one_line_advice(tmp_path):
     logs, truth = write_logs(tmp_path), write_truth(tmp_path)
     (tmp_path / "empty_run").mkdir()
-    with pytest.raises(EvalInputError, match="weak_labels.parquet not found: --out must be a finished"):
+    with pytest.raises(EvalInputError, match="holds no Parquet file: --out must be a finished"):
         evaluate(str(logs), truth, tmp_path / "empty_run")
     run = write_run(tmp_path)
     (tmp_path / "no_logs").mkdir()

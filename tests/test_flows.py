@@ -78,10 +78,10 @@ def test_flow_matches_plain_run_and_publishes_artifacts(harness, sample_logs, ha
     flow_out, plain_out = tmp_path / "flow", tmp_path / "plain"
     flow_run_id, summary = _flow_run(selflearn_daily(str(sample_logs), str(flow_out), config_path=str(hashing_config),
                                                      return_state=True))
-    for rel in ("training/weak_labels.parquet", "rephrases/pairs.parquet", "graph/nodes.parquet",
+    for rel in ("training/parquet/train.parquet", "rephrases/pairs.parquet", "graph/nodes.parquet",
                 "graph/edges.parquet", "manifest.json", "catalog.duckdb", "report.html"):
         assert (flow_out / rel).is_file(), rel
-    assert list((flow_out / "training" / "massive").glob("*.jsonl"))
+    assert list((flow_out / "training" / "massive" / "train").glob("*.jsonl"))
     assert set(_task_states(flow_run_id)) == set(pipeline.STAGES)
     messages = _log_messages(flow_run_id)
     for name in pipeline.STAGES[1:]:  # every stage logs through the run logger (ingest logs its totals)
@@ -91,8 +91,8 @@ def test_flow_matches_plain_run_and_publishes_artifacts(harness, sample_logs, ha
     plain = pipeline.run(str(sample_logs), plain_out, load_config(hashing_config, {"run.progress": False}),
                          say=lambda m: None)
     assert summary["counts"]["weak_labels"] == len(plain.labels) > 0
-    assert pq.read_table(flow_out / "training/weak_labels.parquet").equals(
-        pq.read_table(plain_out / "training/weak_labels.parquet"))
+    assert pq.read_table(flow_out / "training/parquet/train.parquet").equals(
+        pq.read_table(plain_out / "training/parquet/train.parquet"))
 
     with get_client(sync_client=True) as client:
         artifacts = client.read_artifacts(
@@ -104,6 +104,37 @@ def test_flow_matches_plain_run_and_publishes_artifacts(harness, sample_logs, ha
     funnel = by_key["selflearn-funnel"].data
     funnel = json.loads(funnel) if isinstance(funnel, str) else funnel
     assert sum(row["labels"] for row in funnel) == len(plain.labels)
+
+
+def test_a_stage_that_fails_once_is_retried_and_the_flow_recovers(harness, sample_logs, hashing_config, tmp_path,
+                                                                  monkeypatch):
+    """The graph stage raises once (as a file system hiccup would); its task retries and the run completes."""
+    import flows.selflearn_flow as daily
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from selflearn.pipeline import PipelineRun
+
+    assert all(t.retries >= 1 and t.timeout_seconds for t in [daily.ingest, *daily.STAGE_TASKS.values()])
+    attempts = []
+    build_graph = PipelineRun._graph
+
+    def graph_failing_once(run):
+        attempts.append(len(attempts) + 1)
+        if len(attempts) == 1:
+            raise OSError("injected fault: the output volume went away for a moment")
+        return build_graph(run)
+
+    monkeypatch.setattr(PipelineRun, "_graph", graph_failing_once)
+    # the production backoff waits 10 s and more; the behaviour under test is the retry, not the wait
+    monkeypatch.setitem(daily.STAGE_TASKS, "graph", daily.STAGE_TASKS["graph"].with_options(retry_delay_seconds=0))
+    flow_run_id, summary = _flow_run(daily.selflearn_daily(str(sample_logs), str(tmp_path / "out"),
+                                                           config_path=str(hashing_config), return_state=True))
+    assert attempts == [1, 2]
+    with get_client(sync_client=True) as client:
+        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+    graph_run = next(r for r in runs if r.name.rsplit("-", 1)[0] == "graph")
+    assert graph_run.run_count == 2 and graph_run.state.name == "Completed"
+    assert summary["counts"]["weak_labels"] > 0 and (tmp_path / "out" / "training" / "parquet" / "train.parquet").is_file()
 
 
 def test_daily_partition_runs_and_ingest_cache(harness, sample_logs, hashing_config, tmp_path):
@@ -119,11 +150,11 @@ def test_daily_partition_runs_and_ingest_cache(harness, sample_logs, hashing_con
         flow_run_id, _ = _flow_run(selflearn_daily(**args))
         states.append(_task_states(flow_run_id)["ingest"])
         if len(states) == 1:
-            labels = (out / "training/weak_labels.parquet").read_bytes()
+            labels = (out / "training/parquet/train.parquet").read_bytes()
     assert states[0] == "Completed" and states[2] == "Cached", states
     manifest = json.loads((out / "manifest.json").read_text())
     assert {f["source_file"] for f in manifest["inputs"]} == {f"day={day}/part-0.parquet"}
-    assert (out / "training/weak_labels.parquet").read_bytes() == labels
+    assert (out / "training/parquet/train.parquet").read_bytes() == labels
 
     with pytest.raises(ValueError):
         selflearn_daily(str(sample_logs), str(out), date="../etc", config_path=str(hashing_config))
@@ -207,5 +238,5 @@ def test_deployment_runs_on_local_server_with_process_worker(sample_logs, hashin
             _stop(proc)
 
     manifest = json.loads((out / "manifest.json").read_text())
-    assert manifest["counts"]["weak_labels"] == pq.read_table(out / "training/weak_labels.parquet").num_rows > 0
+    assert manifest["counts"]["weak_labels"] == pq.read_table(out / "training/parquet/train.parquet").num_rows > 0
     assert (out / "catalog.duckdb").is_file() and (out / "report.html").is_file()

@@ -22,7 +22,7 @@ from selflearn.privacy import SALT_FILE
 ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 # released and internal outputs that must not depend on how the days were fed in
-TABLES = ("training/weak_labels.parquet", "rephrases/pairs.parquet", "graph/nodes.parquet", "graph/edges.parquet",
+TABLES = ("training/parquet/train.parquet", "rephrases/pairs.parquet", "graph/nodes.parquet", "graph/edges.parquet",
           "work/scored_pairs.parquet")
 
 
@@ -45,10 +45,11 @@ def assert_same_outputs(a: Path, b: Path) -> None:
     for rel in TABLES:
         ta, tb = pq.read_table(a / rel), pq.read_table(b / rel)
         assert ta.equals(tb), f"{rel} differs: {ta.num_rows} vs {tb.num_rows} rows"
-    massive_a = sorted(p.name for p in (a / "training/massive").glob("*.jsonl"))
-    assert massive_a == sorted(p.name for p in (b / "training/massive").glob("*.jsonl"))
-    for name in massive_a:
-        assert (a / "training/massive" / name).read_text() == (b / "training/massive" / name).read_text(), name
+    massive_a = sorted(p.relative_to(a).as_posix() for p in (a / "training").rglob("*.*") if p.suffix != ".parquet")
+    assert massive_a == sorted(p.relative_to(b).as_posix() for p in (b / "training").rglob("*.*")
+                               if p.suffix != ".parquet")
+    for rel in massive_a:  # the MASSIVE files and the card
+        assert (a / rel).read_text() == (b / rel).read_text(), rel
     ma, mb = (json.loads((d / "manifest.json").read_text()) for d in (a, b))
     assert ma["counts"] == mb["counts"] and ma["funnel"] == mb["funnel"]
 

@@ -83,14 +83,14 @@ def user_view(out: Path) -> dict[str, bytes]:
 def published_counts(out: Path) -> dict[str, int]:
     """The weak-label count as each published output states it; a consistent run states one number."""
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
-    jsonl = sum(len(p.read_text(encoding="utf-8").splitlines()) for p in (out / "training/massive").glob("*.jsonl"))
+    jsonl = sum(len(p.read_text(encoding="utf-8").splitlines()) for p in (out / "training/massive").glob("*/*.jsonl"))
     con = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
     try:
         view = con.execute("select count(*) from weak_labels").fetchone()[0]
         view_jsonl = con.execute("select count(*) from massive").fetchone()[0]
     finally:
         con.close()
-    return {"weak_labels.parquet": pq.read_table(out / "training/weak_labels.parquet").num_rows,
+    return {"weak labels": pq.read_table(out / "training/parquet/train.parquet").num_rows,
             "massive jsonl": jsonl, "manifest": manifest["counts"]["weak_labels"],
             "manifest per locale": sum(manifest["counts"]["labels_per_locale"].values()),
             "catalog weak_labels": view, "catalog massive": view_jsonl}
@@ -186,11 +186,11 @@ def test_the_lock_is_per_process_in_the_library_too(three_days, tmp_path):
 # ------------------------------------------------------------------------------------------------ atomic switch
 
 def _weak_labels_rewritten(out: Path, old: dict[str, int]):
-    """A weak_labels.parquet under out that this run wrote (a new file, or the old one rewritten)."""
+    """A training/parquet/train.parquet under out that this run wrote (a new file, or the old one rewritten)."""
     def check():
         for dirpath, _, filenames in os.walk(out):
-            if "weak_labels.parquet" in filenames:
-                st = os.stat(Path(dirpath, "weak_labels.parquet"))
+            if "train.parquet" in filenames:
+                st = os.stat(Path(dirpath, "train.parquet"))
                 if (st.st_ino, st.st_mtime_ns) not in old.values():
                     return Path(dirpath)
         return None
@@ -202,22 +202,22 @@ def test_a_run_killed_during_export_leaves_the_previous_run_published(three_days
     ok(cli(three_days, out))
     labels_before = assert_consistent(out)
     published_before = snapshot(out)
-    old = {dirpath: (os.stat(Path(dirpath, "weak_labels.parquet")).st_ino,
-                     os.stat(Path(dirpath, "weak_labels.parquet")).st_mtime_ns)
-           for dirpath, _, files in os.walk(out) if "weak_labels.parquet" in files}
+    old = {dirpath: (os.stat(Path(dirpath, "train.parquet")).st_ino,
+                     os.stat(Path(dirpath, "train.parquet")).st_mtime_ns)
+           for dirpath, _, files in os.walk(out) if "train.parquet" in files}
 
     # all seven days: a run that would publish another label count
     proc = subprocess.Popen(cli_args(sample_logs, out), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             cwd=ROOT, start_new_session=True)
     try:
-        wait_for(_weak_labels_rewritten(out, old), 600, "export to write weak_labels.parquet", proc)
+        wait_for(_weak_labels_rewritten(out, old), 600, "export to write the training set", proc)
         os.killpg(proc.pid, signal.SIGKILL)  # mid-export: the other outputs are not written yet
     finally:
         stop(proc)
         proc.stdout.close()
     assert proc.returncode == -signal.SIGKILL
     assert assert_consistent(out) == labels_before
-    for rel in ("training/weak_labels.parquet", "manifest.json", "report.html", "graph/nodes.parquet"):
+    for rel in ("training/parquet/train.parquet", "manifest.json", "report.html", "graph/nodes.parquet"):
         assert (out / rel).read_bytes() == _published(published_before, rel), rel
 
     done = ok(cli(sample_logs, out))  # the next run takes over the dead run's lock and publishes
@@ -239,8 +239,8 @@ seen, mixed = [], []
 while not stop.exists():
     run = published_dir(out)  # resolved once per read: one run's files
     counts = [json.loads((run / "manifest.json").read_text())["counts"]["weak_labels"],
-              pq.read_metadata(run / "training/weak_labels.parquet").num_rows,
-              sum(len(p.read_text().splitlines()) for p in (run / "training/massive").glob("*.jsonl"))]
+              pq.read_metadata(run / "training/parquet/train.parquet").num_rows,
+              sum(len(p.read_text().splitlines()) for p in (run / "training/massive").glob("*/*.jsonl"))]
     con = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)  # the documented path, as users open it
     counts += con.execute("select (select count(*) from weak_labels), (select count(*) from massive), "
                           "(select counts.weak_labels from run_manifest)").fetchone()
@@ -354,12 +354,12 @@ def test_catalog_of_a_folder_named_like_a_glob_reads_only_its_own_files(three_da
     odd = base / name
     ok(cli(three_days, odd))
     shutil.copytree(odd, base / sibling, symlinks=True)
-    own = pq.read_table(odd / "training/weak_labels.parquet")
+    own = pq.read_table(odd / "training/parquet/train.parquet")
     # the sibling holds more rows in every output a glob could pick up
-    pq.write_table(pa.concat_tables([own, own]), base / sibling / "training/weak_labels.parquet")
-    for jsonl in (base / sibling / "training/massive").glob("*.jsonl"):
+    pq.write_table(pa.concat_tables([own, own]), base / sibling / "training/parquet/train.parquet")
+    for jsonl in (base / sibling / "training/massive").glob("*/*.jsonl"):
         jsonl.write_text(jsonl.read_text() * 2)
-    (base / sibling / "training/massive/xx-XX.jsonl").write_text((odd / "training/massive/en-US.jsonl").read_text())
+    (base / sibling / "training/massive/train/xx-XX.jsonl").write_text((odd / "training/massive/train/en-US.jsonl").read_text())
 
     from selflearn.cli import main
     assert main(["catalog", "--out", str(odd)]) == 0

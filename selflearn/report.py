@@ -249,7 +249,7 @@ def _per_locale(funnel, nodes, labels, rewrites, quarantine) -> pd.DataFrame:
     table = table.join(quarantine.groupby("locale")["rows"].sum().rename("quarantined_rows"))
     # a locale missing from a join has none of that output: a count of 0, not a missing float
     counts = [c for c in ("released_rewrite_pairs", "released_utterances", "quarantined_rows") if c in table]
-    table[counts] = table[counts].fillna(0).astype("int64")
+    table[counts] = table[counts].apply(lambda column: pd.to_numeric(column).fillna(0).astype("int64"))
     return table.reset_index()
 
 

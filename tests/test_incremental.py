@@ -20,7 +20,7 @@ from selflearn.pipeline import STAGES
 from selflearn.privacy import SALT_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
-pytestmark = pytest.mark.slow
+pytestmark = [pytest.mark.slow, pytest.mark.extended]
 # released and internal outputs that must not depend on how the days were fed in
 TABLES = ("training/parquet/train.parquet", "rephrases/pairs.parquet", "graph/nodes.parquet", "graph/edges.parquet",
           "work/scored_pairs.parquet")

@@ -58,6 +58,7 @@ def test_build_config_has_an_spdx_licence_and_no_test_tools_at_run_time():
     assert any(d.startswith("pytest-cov") for d in project["optional-dependencies"]["dev"])
 
 
+@pytest.mark.extended
 @pytest.mark.slow
 def test_selflearn_run_works_from_another_folder_after_a_plain_install(wheel, tmp_path):
     env_dir = tmp_path / "venv"

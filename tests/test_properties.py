@@ -486,6 +486,7 @@ def spark_session():
     session.stop()
 
 
+@pytest.mark.extended
 @pytest.mark.spark
 @pytest.mark.slow
 @given(log=logs(), knobs=KNOBS)

@@ -21,7 +21,7 @@ from selflearn.engines.duckdb_engine import DuckDBEngine
 from selflearn.stages import friction, rephrase
 from conftest import ROOT, make_turns
 
-pytestmark = [pytest.mark.spark, pytest.mark.slow]
+pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.extended]
 pyspark = pytest.importorskip("pyspark")
 
 TOL = 1e-9

@@ -11,7 +11,7 @@ import pytest
 
 from conftest import ROOT
 
-pytestmark = [pytest.mark.spark, pytest.mark.slow]
+pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.extended]
 pytest.importorskip("pyspark")
 
 # the session the real entry point builds (selflearn/spark_submit.py), then one tiny action

@@ -84,7 +84,7 @@ def _parser() -> argparse.ArgumentParser:
     cat = sub.add_parser(
         "catalog", help="(re)write <out>/catalog.duckdb with views over every output",
         description="Rewrite OUT/catalog.duckdb: DuckDB views (weak_labels, rewrite_pairs, graph_nodes, "
-                    "graph_edges, quarantine, massive, run_manifest, funnel) over a finished run's files. "
+                    "graph_edges, massive, run_manifest, funnel, quarantine_summary) over a finished run's files. "
                     "Every run writes it; rewrite it after moving the run folder. Named example queries: "
                     "python -m selflearn.catalog OUT [QUERY].")
     cat.add_argument("--out", required=True, help="a finished `selflearn run` output folder")
@@ -230,13 +230,13 @@ def cmd_eval(args) -> int:
 def cmd_catalog(args) -> int:
     from selflearn.catalog import CatalogError, write_catalog
     try:
-        path = write_catalog(Path(args.out))
+        write_catalog(Path(args.out))
     except FileNotFoundError as exc:
         raise UserFacingError(f"{exc} (is --out a finished `selflearn run` output folder?)") from None
     except CatalogError as exc:
         raise UserFacingError(str(exc)) from None
     link = Path(args.out) / "catalog.duckdb"
-    print(f"catalog: {link}  (open with: duckdb {link})")
+    print(f"catalog: {link}  (open in Python: duckdb.connect({str(link)!r}, read_only=True))")
     return 0
 
 

@@ -1,4 +1,5 @@
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -49,3 +50,13 @@ def sample_logs(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("sim")
     simulate(str(out), turns=6000, seed=7)
     return out / "logs"
+
+
+@pytest.fixture(scope="module")
+def three_days(sample_logs, tmp_path_factory) -> Path:
+    """A logs root holding the first three day partitions of the sample: a run whose outputs differ from a
+    run over all days."""
+    root = tmp_path_factory.mktemp("logs3") / "logs"
+    for day in sorted(sample_logs.glob("day=*"))[:3]:
+        shutil.copytree(day, root / day.name)
+    return root

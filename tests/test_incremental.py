@@ -26,15 +26,6 @@ TABLES = ("training/parquet/train.parquet", "rephrases/pairs.parquet", "graph/no
           "work/scored_pairs.parquet")
 
 
-@pytest.fixture(scope="module")
-def three_days(sample_logs, tmp_path_factory) -> Path:
-    """A logs root holding the first three day partitions of the sample."""
-    root = tmp_path_factory.mktemp("logs3") / "logs"
-    for day in sorted(sample_logs.glob("day=*"))[:3]:
-        shutil.copytree(day, root / day.name)
-    return root
-
-
 def run(logs: Path | str, out: Path, backend: str = "hashing") -> dict:
     # one salt for every folder: outputs of different folders are compared, and user keys depend on the salt
     cfg = load_config(None, {"embedding.backend": backend, "run.progress": False, "privacy.user_salt": "test-salt"})

@@ -29,15 +29,6 @@ ROOT = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def three_days(sample_logs, tmp_path_factory) -> Path:
-    """The first three day partitions of the sample: a run whose outputs differ from a run over all days."""
-    root = tmp_path_factory.mktemp("logs3") / "logs"
-    for day in sorted(sample_logs.glob("day=*"))[:3]:
-        shutil.copytree(day, root / day.name)
-    return root
-
-
 def cli_args(logs: Path, out: Path, *extra: str) -> list[str]:
     return [sys.executable, "-m", "selflearn.cli", "run", "--logs", str(logs), "--out", str(out), "--no-progress",
             "--embedder", "hashing", *extra]

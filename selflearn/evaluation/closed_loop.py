@@ -120,11 +120,12 @@ def run_closed_loop(seed_set: pd.DataFrame, test_set: pd.DataFrame, added: dict[
         out = {"n_test": int(mask.sum()), "macro_accuracy": macro, "accuracy": acc}
         if locale is not None:
             out["added"] = {name: int((extra[name]["locale"] == locale).sum()) for name in extra}
-        for prefix, measured in (("", macro), ("traffic_", acc)):
+        for measured, gains in ((macro, (("gain_captured", "seed+weak"), ("naive_gain_captured", "seed+naive"))),
+                                (acc, (("traffic_gain_captured", "seed+weak"),
+                                       ("naive_traffic_gain_captured", "seed+naive")))):
             a, d = measured["seed"], measured["seed+perfect"]
             headroom = None if a is None or d is None else d - a
-            for label, cond in (("gain_captured", "seed+weak"), ("naive_gain_captured", "seed+naive")):
-                key = f"{prefix}{label}" if not label.startswith("naive") else f"naive_{prefix}gain_captured"
+            for key, cond in gains:
                 out[key] = None if headroom is None or headroom <= 0 else (measured[cond] - a) / headroom
         return out
 

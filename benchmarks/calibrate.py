@@ -35,7 +35,7 @@ from selflearn.stages import labels, rephrase
 # combinations with closeness and quickness are: close and quick and reinterpreted is a rephrase.
 REPHRASE_SIGNS = {"friction_a": 1, "success_b": 1, "quick": 1, "char_sim": 1, "token_sim": 1, "embed_sim": 1,
                   "changed_close": 1, "changed_quick": 1}
-LABEL_SIGNS = {"log_strong_votes": 1, "log_weak_votes": 1, "target_similarity": 1, "agreement": 1, "best_evidence": 1, "logged_friction": 1, "rephrased_away": 1,
+LABEL_SIGNS = {"log_strong_votes": 1, "log_weak_votes": 1, "relative_similarity": 1, "neighbour_support": 1, "agreement": 1, "best_evidence": 1, "logged_friction": 1, "rephrased_away": 1,
                "same_as_system": -1, "variant_agreement": 1}
 DEFAULT_WORLDS = ("simulator,sparse-friction,half-friction,no-confidence,uninformative-confidence,long-tail,chatty,"
                   "double-failure,real-like,clinc-real")
@@ -101,7 +101,8 @@ def pair_rows(run: PipelineRun, truth_dir: Path) -> pd.DataFrame:
 def candidate_rows(run: PipelineRun, world: Path, min_users: int) -> pd.DataFrame:
     for stage in ("rephrase", "nodes", "edges", "variants", "graph"):
         run.stage(stage)
-    scored, _ = labels.score_candidates(run.synonymy, run.is_failing, chance_similarity=run.chance_similarity)
+    scored, _ = labels.score_candidates(run.synonymy, run.is_failing, chance_similarity=run.chance_similarity,
+                                        neighbours=run.neighbours)
     scored = scored[scored["confident_rephrase"]]  # the only ones the labeler may emit
     events = add_utt_norm(read_logs(world / "logs"))
     truth = utterance_truth(events, read_truth_turns(world / "truth"), read_truth_pairs(world / "truth"), min_users)
@@ -200,7 +201,9 @@ def fit_label_model(cands: pd.DataFrame, embedder_name: str, stamp: dict, write:
 def store(path: Path, embedder_name: str, entry: dict) -> None:
     stored = json.loads(path.read_text()) if path.is_file() else {}
     stored[embedder_name] = entry
-    path.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n")
+    staged = path.with_suffix(".json.tmp")  # a reader (a running benchmark) never sees half a file
+    staged.write_text(json.dumps(stored, indent=2, sort_keys=True) + "\n")
+    staged.replace(path)
     print(f"wrote {path}")
 
 

@@ -124,6 +124,9 @@ class EmbeddingConfig(_Section):
 
 class VariantsConfig(_Section):
     k: int = Field(10, gt=0, description="neighbours per utterance in the kNN search")
+    neighbourhood_k: int = Field(
+        5, gt=0, description="nearest reliable utterances (any cosine) whose intents tell the label model where a "
+                             "failing utterance's meaning lies")
     min_similarity: float = _share(0.0, "cosine needed for a same-locale variant; 0 = backend default")
     cross_lingual_min_similarity: float = _share(0.0, "cosine for a cross-lingual variant; 0 = default")
     exact_max_vectors: int = Field(50_000, gt=0, description="above this many vectors per locale use an IVF index")

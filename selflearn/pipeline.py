@@ -174,6 +174,9 @@ class PipelineRun:
             min_similarity=cfg.variants.min_similarity or same_default,
             cross_lingual_min_similarity=cfg.variants.cross_lingual_min_similarity or cross_default,
             exact_max_vectors=cfg.variants.exact_max_vectors, use_gpu=cfg.variants.use_gpu == "auto")
+        self.neighbours = variants.nearest_reliable(
+            nodes, node_vectors, is_failing=self.is_failing, is_target=is_target, k=cfg.variants.neighbourhood_k,
+            exact_max_vectors=cfg.variants.exact_max_vectors, use_gpu=cfg.variants.use_gpu == "auto")
 
     def _graph(self):
         self.synonymy = graph.assemble(self.nodes, self.node_intents, self.rewrite_edges, self.variant_edges)
@@ -183,7 +186,7 @@ class PipelineRun:
         decisions, self.abstained, self.operating_point, scored = labels.decide(
             self.synonymy, self.is_failing, weights=labels.label_weights_for(self.embedder.name),
             target_precision=lc.target_precision, min_confidence=lc.min_confidence, min_users=self.min_users,
-            chance_similarity=self.chance_similarity,
+            chance_similarity=self.chance_similarity, neighbours=self.neighbours,
             allow_variant_only=lc.allow_variant_only)
         # internal, not released (per-utterance texts of any user count): the precision-yield curve of `eval`
         atomic_write_parquet(pa.Table.from_pandas(scored, preserve_index=False),

@@ -46,6 +46,7 @@ BAD = [
     ("embedding.cache_dir", 1, "quoted string"),
     ("variants.k", 0, "greater than 0"),
     ("variants.k", "3", "whole number"),
+    ("variants.neighbourhood_k", 0, "greater than 0"),
     ("variants.min_similarity", 1.1, "less than or equal to 1"),
     ("variants.cross_lingual_min_similarity", -0.2, "greater than or equal to 0"),
     ("variants.exact_max_vectors", 0, "greater than 0"),

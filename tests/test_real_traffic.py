@@ -104,6 +104,12 @@ def decide(g, embedder, **kwargs):
     rephrased = variants.rephrased_away(g.nodes, pd.DataFrame({
         "locale": "en-US", "utt_norm_a": g.edges["src"], "soft_users": g.edges["soft_users"]}))
     failing = variants.failing_mask(g.nodes, 0.5, 2, rephrased_away=rephrased, rephrased_away_share=0.3)
+    if "neighbours" not in kwargs:  # as the pipeline does: the failing texts' nearest reliable utterances
+        vectors = embedder.encode(g.nodes["utt_norm"].tolist())
+        kwargs["neighbours"] = variants.nearest_reliable(
+            g.nodes, vectors, is_failing=failing, is_target=variants.target_mask(g.nodes, 0.3, 0.8, 2), k=5,
+            exact_max_vectors=1000, use_gpu=False)
+        kwargs.setdefault("chance_similarity", {"en-US": 0.79})  # e5: a random pair of sentences (module docs)
     options = dict(weights=labels.label_weights_for(embedder.name), target_precision=0.97, min_confidence=0.5,
                    min_users=2) | kwargs
     decisions, abstained, point, candidates = labels.decide(g, failing, **options)
@@ -200,3 +206,37 @@ def _no_rewrites() -> pd.DataFrame:
                          for c in ("locale", "utt_norm_a", "utt_norm_b", "n_users", "n_events", "n_users_any",
                                    "mean_score", "soft_users", "strong_users", "max_score", "embed_sim", "llr",
                                    "pmi")})
+
+
+def test_a_follow_up_outside_the_failing_texts_neighbourhood_is_trusted_less(embedder):
+    """Same rephrase evidence for two failing texts: users of the first said what it means, users of the
+    second followed up with a related but different request. The failing texts' nearest reliable
+    utterances (real embeddings, any cosine) side with the first label and not with the second."""
+    g = build_graph({
+        "switch the kitchen lights off": ("iot_hue_lighton", 3, 0, 3),
+        "play a bit of jazz": ("play_radio", 3, 0, 3),
+        "turn off the kitchen lights": ("iot_hue_lightoff", 40, 40),
+        "kitchen lights off please": ("iot_hue_lightoff", 30, 30),
+        "turn on the kitchen lights": ("iot_hue_lighton", 30, 30),
+        "play jazz music": ("play_music", 40, 40),
+        "play some blues": ("play_music", 30, 30),
+        "turn it up": ("audio_volume_up", 40, 40),
+        "louder please": ("audio_volume_up", 30, 30),
+    }, [("switch the kitchen lights off", "turn off the kitchen lights", 3, 2.7, 0.95),
+        ("play a bit of jazz", "turn it up", 3, 2.7, 0.95)])
+    nodes = g.nodes
+    vectors = embedder.encode(nodes["utt_norm"].tolist())
+    failing = nodes["utt_norm"].isin(["switch the kitchen lights off", "play a bit of jazz"])
+    reliable = variants.target_mask(nodes, 0.3, 0.8, 2)
+    neighbours = variants.nearest_reliable(nodes, vectors, is_failing=failing, is_target=reliable, k=3,
+                                           exact_max_vectors=1000, use_gpu=False)
+    # k closest per failing text, never itself, only reliable ones, closest first
+    assert neighbours.groupby("src").size().to_dict() == {"play a bit of jazz": 3, "switch the kitchen lights off": 3}
+    assert not (neighbours["src"] == neighbours["dst"]).any()
+    assert set(neighbours["dst"]) <= set(nodes.loc[reliable.to_numpy(), "node_id"])
+    assert (neighbours.groupby("src")["similarity"].diff().dropna() <= 0).all()
+    _, _, candidates = decide(g, embedder, neighbours=neighbours, chance_similarity={"en-US": 0.79})
+    paraphrase, follow_up = candidates.loc["switch the kitchen lights off"], candidates.loc["play a bit of jazz"]
+    assert paraphrase["intent"] == "iot_hue_lightoff" and follow_up["intent"] == "audio_volume_up"
+    assert paraphrase["neighbour_support"] > 0.5 > follow_up["neighbour_support"]
+    assert paraphrase["confidence"] > follow_up["confidence"]

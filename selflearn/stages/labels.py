@@ -36,19 +36,26 @@ LABEL_FEATURES = (
     "log_weak_votes",     # log(1 + soft votes for it of users below the threshold: doubtful rephrases)
     "agreement",          # winning share of the users' (soft) votes
     "best_evidence",      # the single strongest user's rephrase probability x the target's P(intent)
-    "target_similarity",  # cosine of the utterance and the rewrites voting for the winner (vote-weighted), as
-                          # a share of the way from chance (a random pair in its language) to identity
+    "relative_similarity",  # cosine of the utterance and the rewrites voting for the winner (vote-weighted),
+                          # above chance (a random pair in its language), as a share of what this log's
+                          # confident rephrases typically reach in that language (capped at 1.5): people
+                          # paraphrase farther in some logs and languages than in others
     "logged_friction",    # share of the utterance's turns whose friction the log shows
     "rephrased_away",     # expected share of its users who rephrased it (capped at 1)
     "same_as_system",     # the winning intent is what the system already says (nothing to fix)
     "own_intent_share",   # how stable the system's own reading of the utterance is
     "variant_agreement",  # closest successful neighbours' share for the winning intent (0 without neighbours)
+    "neighbour_support",  # share (weighted by similarity above chance) of the utterance's k nearest reliably
+                          # successful utterances in its language whose interpretation is the winning intent:
+                          # a related-but-different follow-up lands outside the failing text's neighbourhood
 )
 # Hand-set fallback (log-odds) for an embedder without fitted weights: conservative, strong evidence only.
 HAND_LABEL_WEIGHTS = {
     "bias": -4.0, "log_strong_votes": 2.0, "log_weak_votes": 0.5, "agreement": 3.0, "best_evidence": 3.0, "logged_friction": 1.0,
-    "rephrased_away": 1.0, "target_similarity": 0.0, "same_as_system": -2.0, "own_intent_share": 0.0, "variant_agreement": 0.5,
+    "rephrased_away": 1.0, "relative_similarity": 0.0, "same_as_system": -2.0, "own_intent_share": 0.0, "variant_agreement": 0.5,
+    "neighbour_support": 0.0,
 }
+RELATIVE_SIMILARITY_CAP = 1.5
 
 
 @lru_cache(maxsize=None)
@@ -193,12 +200,53 @@ def above_chance(similarity: float, chance: float) -> float:
     return (similarity - chance) / (1.0 - chance) if chance < 1.0 else 0.0
 
 
+def relative_similarity(similarity: float, chance: float, typical: float | None) -> float:
+    """Similarity above chance as a share of the typical confident rephrase's (itself above chance)."""
+    reach = above_chance(typical, chance) if typical is not None else 0.0
+    if reach <= 0.0:  # no confident rephrase in the language yet: fall back to the plain share above chance
+        return above_chance(similarity, chance)
+    return min(RELATIVE_SIMILARITY_CAP, above_chance(similarity, chance) / reach)
+
+
+def typical_rephrase_similarity(edges: pd.DataFrame, locale_of: dict[str, str]) -> dict[str, float]:
+    """Per locale, the median cosine of its confident rephrase edges (some user's rephrase above threshold)."""
+    confident = edges[(edges["kind"] == "multiturn") & (edges["strong_users"] > 0)]
+    if not len(confident):
+        return {}
+    by_locale = confident["similarity"].groupby(confident["src"].map(locale_of))
+    return {str(locale): float(value) for locale, value in by_locale.median().items()}
+
+
+def neighbourhood_intents(neighbours: pd.DataFrame | None, nodes: pd.DataFrame,
+                          chance: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Per failing utterance: each intent's share of its nearest reliable neighbours, weighted by how far
+    above chance each neighbour's cosine is (`variants.nearest_reliable`)."""
+    if neighbours is None or not len(neighbours):
+        return {}
+    intent_of = dict(zip(nodes["node_id"], nodes["top_intent"]))
+    locale_of = dict(zip(nodes["node_id"], nodes["locale"]))
+    floor = neighbours["src"].map(lambda node: chance.get(locale_of[node], 0.0)).to_numpy(dtype=np.float64)
+    weight = np.clip((neighbours["similarity"].to_numpy(dtype=np.float64) - floor) / np.maximum(1.0 - floor, 1e-9),
+                     0.0, None)
+    frame = pd.DataFrame({"src": neighbours["src"].to_numpy(), "intent": neighbours["dst"].map(intent_of).to_numpy(),
+                          "weight": weight}).dropna(subset=["intent"])
+    totals = frame.groupby("src")["weight"].sum()
+    shares: dict[str, dict[str, float]] = defaultdict(dict)
+    for (src, intent), weight in frame.groupby(["src", "intent"])["weight"].sum().items():
+        if totals[src] > 0:
+            shares[src][intent] = float(weight / totals[src])
+    return shares
+
+
 def score_candidates(graph, candidates: pd.Series, *, allow_variant_only: bool = False, min_users: int = 1,
-                     chance_similarity: dict[str, float] | None = None) -> tuple[pd.DataFrame, dict]:
+                     chance_similarity: dict[str, float] | None = None,
+                     neighbours: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
     """One row per candidate utterance with evidence: its winning intent, label-model features, best target.
 
     Returns (scored, abstained) where abstained counts candidates with no usable evidence or a tie.
     chance_similarity: per locale, the cosine of a random pair of its utterances (default 0).
+    neighbours: each failing utterance's nearest reliable utterances (`variants.nearest_reliable`); without
+    them `neighbour_support` is 0.
     Unless `allow_variant_only`, the winning intent comes from users' rephrases: similarity alone cannot
     tell "i like this song" from "i don't like this song", a user's own rephrase after a failure can.
     """
@@ -215,6 +263,8 @@ def score_candidates(graph, candidates: pd.Series, *, allow_variant_only: bool =
 
     abstained = {"no_evidence": 0, "tie": 0}
     chance = chance_similarity or {}
+    typical = typical_rephrase_similarity(graph.edges, dict(zip(nodes["node_id"], nodes["locale"])))
+    neighbourhood = neighbourhood_intents(neighbours, nodes, chance)
     rows = []
     for row in nodes[candidates.to_numpy()].itertuples(index=False):
         rephrase_out, variant_out = evidence.get(row.node_id, ([], []))
@@ -241,14 +291,15 @@ def score_candidates(graph, candidates: pd.Series, *, allow_variant_only: bool =
             "log_weak_votes": math.log1p(votes.multiturn.get(intent, 0.0) - votes.strong.get(intent, 0.0)),
             "agreement": votes.multiturn.get(intent, 0.0) / mt_total if mt_total > 0 else 0.0,
             "best_evidence": votes.best.get(intent, 0.0),
-            "target_similarity": above_chance(
-                votes.similarity.get(intent, 0.0) / votes.multiturn[intent], chance.get(row.locale, 0.0))
-            if votes.multiturn.get(intent, 0.0) > 0 else 0.0,
+            "relative_similarity": relative_similarity(
+                votes.similarity.get(intent, 0.0) / votes.multiturn[intent], chance.get(row.locale, 0.0),
+                typical.get(row.locale)) if votes.multiturn.get(intent, 0.0) > 0 else 0.0,
             "logged_friction": row.n_logged_friction / row.n_events if row.n_events else 0.0,
             "rephrased_away": min(1.0, votes.soft_users / max(row.n_users, 1)),
             "same_as_system": float(intent == row.top_intent),
             "own_intent_share": float(row.top_intent_share),
             "variant_agreement": variant_total.get(intent, 0.0) / n_variant if n_variant > 0 else 0.0,
+            "neighbour_support": neighbourhood.get(row.node_id, {}).get(intent, 0.0),
             # at least one user's rephrase above the threshold: doubtful rephrases of several users can
             # share one systematic cause (everyone follows "play X" with "louder"), so alone they never label
             "confident_rephrase": votes.strong.get(intent, 0.0) > 0,
@@ -267,7 +318,8 @@ CANDIDATE_COLUMNS = ["locale", "utt_norm", "intent", "confidence", "emitted", "c
 
 def decide(graph, candidates: pd.Series, *, weights: dict[str, float], target_precision: float,
            min_confidence: float, min_users: int, allow_variant_only: bool = False,
-           chance_similarity: dict[str, float] | None = None) -> tuple[pd.DataFrame, dict[str, int], dict, pd.DataFrame]:
+           chance_similarity: dict[str, float] | None = None,
+           neighbours: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict[str, int], dict, pd.DataFrame]:
     """Label the candidates whose calibrated confidence clears the precision-target cut, abstain otherwise.
 
     Returns (decisions, abstained counts by reason, operating point {cut, target_precision, expected_precision},
@@ -278,7 +330,8 @@ def decide(graph, candidates: pd.Series, *, weights: dict[str, float], target_pr
     names = dict(zip(nodes["node_id"], nodes["utt"]))
     users = dict(zip(nodes["node_id"], nodes["n_users"]))
     scored, abstained = score_candidates(graph, candidates, allow_variant_only=allow_variant_only,
-                                         min_users=min_users, chance_similarity=chance_similarity)
+                                         min_users=min_users, chance_similarity=chance_similarity,
+                                         neighbours=neighbours)
     abstained.update(no_confident_rephrase=0, low_confidence=0, target_not_releasable=0)
     eligible = (scored["confident_rephrase"].to_numpy(dtype=bool) if not allow_variant_only
                 else np.ones(len(scored), dtype=bool))

@@ -72,6 +72,36 @@ def find_variants(nodes: pd.DataFrame, vectors: np.ndarray, *, is_failing: pd.Se
     return out, kinds
 
 
+def nearest_reliable(nodes: pd.DataFrame, vectors: np.ndarray, *, is_failing: pd.Series, is_target: pd.Series,
+                     k: int, exact_max_vectors: int, use_gpu: bool) -> pd.DataFrame:
+    """Each failing utterance's k closest reliably successful utterances in its own language, at any cosine.
+
+    Unlike `find_variants` (a neighbour close enough to vote), these only say where the failing text's
+    meaning lies: the label model asks how much of this neighbourhood shares the mined intent. A users'
+    "rephrase" into a related-but-different request ("play X" -> "louder") lands outside it.
+    Returns (src, dst, similarity), closest first per src.
+    """
+    frames = [_empty_edges()[["src", "dst", "similarity"]]]
+    failing, target = is_failing.to_numpy(), is_target.to_numpy()
+    locales, ids = nodes["locale"].to_numpy(), nodes["node_id"].to_numpy()
+    for locale in sorted(set(locales[failing].tolist())):
+        queries = np.flatnonzero(failing & (locales == locale))
+        targets = np.flatnonzero(target & (locales == locale))
+        if not len(targets):
+            continue
+        # one more than k: a failing utterance can be a target too, and is not its own neighbour
+        result = knn_index.knn(vectors[targets], vectors[queries], k=min(k + 1, len(targets)),
+                               exact_max_vectors=exact_max_vectors, use_gpu=use_gpu)
+        rows_q, cols = np.nonzero(result.neighbours >= 0)
+        src, dst = queries[rows_q], targets[result.neighbours[rows_q, cols]]
+        keep = src != dst
+        frame = pd.DataFrame({"src": ids[src[keep]], "dst": ids[dst[keep]],
+                              "similarity": result.similarities[rows_q, cols].astype(np.float64)[keep]})
+        frame = frame.sort_values(["src", "similarity", "dst"], ascending=[True, False, True])
+        frames.append(frame.groupby("src", sort=False).head(k))
+    return pd.concat(frames, ignore_index=True).reset_index(drop=True)
+
+
 def _empty_edges() -> pd.DataFrame:
     return pd.DataFrame({"src": pd.Series(dtype=str), "dst": pd.Series(dtype=str),
                          "kind": pd.Series(dtype=str), "similarity": pd.Series(dtype=float)})

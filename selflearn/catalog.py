@@ -1,17 +1,24 @@
-"""A DuckDB catalog over one run's outputs, and named example queries against it.
+"""A DuckDB catalog over one run's outputs, and named example queries inside it.
 
-    write_catalog(out_dir) -> out_dir/catalog.duckdb     views from sql/views.sql over every output
+    write_catalog(out_dir) -> out_dir/catalog.duckdb     views from sql/views.sql over every output, plus one
+                                                        table macro per example query
+    connect(out_dir) -> a read-only connection that answers from any working directory
     run_query(out_dir, "top_rewrite_pairs", locale="de-DE", limit=5) -> pandas.DataFrame
 
-The catalog holds views only (no data), so it is small and rewritten at the end of every run. It views released
-files only (and the manifest): the quarantine is private to operators and appears as counts per reason. View paths
-are absolute: DuckDB resolves relative paths against the working directory of the process that opens the
-catalog, not against the database file, so a moved run folder needs `selflearn catalog --out NEW_DIR`. They
-name the files of the catalog's own run folder (selflearn.outdir), so an open catalog reads one run throughout,
-and the folder part is escaped for DuckDB's glob syntax: an --out named `run[1]`, `r?n` or `run*x` reads its
-own files, never a sibling's.
-Example queries take their arguments as DuckDB prepared parameters ($locale, $limit); nothing a caller
-passes is ever spliced into SQL text.
+The catalog holds views and macros only (no data), so it is small and rewritten at the end of every run. It views
+released files only (and the manifest): the quarantine is private to operators and appears as counts per reason.
+
+The catalog travels with its folder. View paths are relative to the --out folder (DuckDB resolves a relative
+path against the working directory, or against the `file_search_path` setting when one is set), so after `mv`
+or `cp -r` of the folder, plain DuckDB opened inside it answers every view, and `connect()` answers from
+anywhere by setting `file_search_path` to the folder. The paths name the catalog's own run folder
+(`.runs/<run-id>/...`, see selflearn.outdir), not the `training/` links, so an open catalog reads one run
+throughout; the relative part is escaped for DuckDB's glob syntax, and the folder itself, being the search path,
+is taken literally: an --out named `run[1]`, `r?n` or `run*x` reads its own files, never a sibling's.
+
+Example queries are table macros in the catalog (`select * from top_rewrite_pairs(for_locale := 'de-DE',
+max_rows := 5)`), so a plain DuckDB user has them too; `run_query` calls the same macros with the caller's
+values as prepared parameters: nothing a caller passes is ever spliced into SQL text.
 """
 from __future__ import annotations
 
@@ -35,6 +42,9 @@ CATALOG_FILE = "catalog.duckdb"
 VIEWS_SQL = SQL_DIR / "views.sql"
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 _PARAM = re.compile(r"\$([a-z_]+)")
+# example-query parameter -> (its macro parameter, default). Macro parameters are substituted into the body by
+# name, so they must not be a column's name (`locale`) or a keyword (`limit`).
+MACRO_PARAMS = {"locale": ("for_locale", "null"), "limit": ("max_rows", "20")}
 _GLOB_CHAR = re.compile(r"([\[*?])")
 
 MASSIVE_COLUMNS = {
@@ -54,23 +64,30 @@ class CatalogError(RuntimeError):
 def write_catalog(out_dir: str | Path, run_dir: str | Path | None = None) -> Path:
     """Write the catalog of the run in `run_dir` (default: the run published in out_dir) into that run folder,
     atomically (built under a temporary name, then renamed), and return its path. Views over the run's
-    outputs read run_dir only (the quarantine is private: the catalog shows its counts from the manifest).
-    Raises FileNotFoundError when there is no finished run (no manifest.json), CatalogError when DuckDB fails."""
+    outputs read run_dir only (the quarantine is private: the catalog shows its counts from the manifest) and
+    name it relative to out_dir. Raises FileNotFoundError when there is no finished run (no manifest.json),
+    CatalogError when DuckDB fails."""
     out = Path(out_dir).resolve()
     run = Path(run_dir).resolve() if run_dir is not None else outdir.published_dir(out)
     if not (run / "manifest.json").is_file():
         raise FileNotFoundError(f"{out} has no manifest.json: run `selflearn run --out {out}` first")
-    sources = _sources(run)
-    sql = _PLACEHOLDER.sub(lambda m: sources[m.group(1)], VIEWS_SQL.read_text(encoding="utf-8"))
+    sources = _sources(run, out)
+    views = _PLACEHOLDER.sub(lambda m: sources[m.group(1)], VIEWS_SQL.read_text(encoding="utf-8"))
     path = run / CATALOG_FILE
     tmp = run / f".{CATALOG_FILE}.{os.getpid()}.tmp"
     # Built in a private temporary folder, then copied beside the target and renamed into place: DuckDB
     # (2.0) cannot write a database whose path holds a '?' (it derives the WAL's name as if from a URL).
     with tempfile.TemporaryDirectory(prefix="selflearn-catalog-") as build:
+        # DuckDB checks a view's files when it creates it, and the views name them relative to the out folder;
+        # it is reached through a link because file_search_path splits its value at commas
+        alias = Path(build) / "out"
+        alias.symlink_to(out, target_is_directory=True)
         try:
             con = duckdb.connect(str(Path(build) / CATALOG_FILE))
             try:
-                con.execute(sql)
+                con.execute("set file_search_path = $folder", {"folder": str(alias)})
+                con.execute(views)
+                con.execute(macros_sql())
             finally:
                 con.close()
         except duckdb.Error as exc:
@@ -88,15 +105,24 @@ def _one_line(exc: BaseException) -> str:
 
 
 def connect(out_dir: str | Path) -> duckdb.DuckDBPyConnection:
-    """A read-only connection to out_dir/catalog.duckdb (written first if missing)."""
-    path = Path(out_dir) / CATALOG_FILE
+    """A read-only connection to out_dir/catalog.duckdb (written first if missing) whose relative view paths
+    resolve against out_dir, whatever the working directory."""
+    folder = Path(out_dir).resolve()
+    path = folder / CATALOG_FILE
     if not path.is_file():
         write_catalog(out_dir)
+    if "," in str(folder) and not Path.cwd().resolve() == folder:
+        raise CatalogError(f"DuckDB cannot search {folder} for the catalog's files: its path holds a comma "
+                           f"(file_search_path is a comma-separated list); open catalog.duckdb from inside "
+                           f"that folder, or run `selflearn catalog --query NAME --out {out_dir}`")
     try:
-        return duckdb.connect(str(path), read_only=True)
+        con = duckdb.connect(str(path), read_only=True)
     except duckdb.Error as exc:
         raise CatalogError(f"cannot open {path}: {_one_line(exc)} (rewrite it with `selflearn catalog --out "
                            f"{out_dir}`)") from None
+    if "," not in str(folder):
+        con.execute("set file_search_path = $folder", {"folder": str(folder)})
+    return con
 
 
 def _remove(db: Path) -> None:
@@ -120,11 +146,14 @@ def _empty(schema: pa.Schema | dict[str, str]) -> str:
     return f"(select {cols} where false)"
 
 
-def _sources(run: Path) -> dict[str, str]:
+def _sources(run: Path, out: Path) -> dict[str, str]:
+    """Table sources over the run's files, named relative to `out` (absolute for a run folder outside it)."""
+    base = run.relative_to(out) if run.is_relative_to(out) else run
+
     def parquet(folder: Path, rel: str, schema: pa.Schema) -> str:
         parent, _, pattern = rel.rpartition("/")
         found = sorted(folder.glob(rel))
-        return (f"read_parquet({_literal(folder / parent, '/' + pattern)}, union_by_name = true)" if found
+        return (f"read_parquet({_literal(base / parent, '/' + pattern)}, union_by_name = true)" if found
                 else _empty(schema))
 
     columns = ", ".join(f"'{n}': '{t}'" for n, t in MASSIVE_COLUMNS.items())
@@ -133,10 +162,10 @@ def _sources(run: Path) -> dict[str, str]:
         "rewrite_pairs": parquet(run, "rephrases/pairs.parquet", REWRITE_PAIRS_SCHEMA),
         "graph_nodes": parquet(run, "graph/nodes.parquet", contract.NODES_SCHEMA),
         "graph_edges": parquet(run, "graph/edges.parquet", contract.EDGES_SCHEMA),
-        "massive": (f"read_json({_literal(run / 'training/massive', '/*/*.jsonl')}, format = 'newline_delimited', "
+        "massive": (f"read_json({_literal(base / 'training/massive', '/*/*.jsonl')}, format = 'newline_delimited', "
                     f"columns = {{{columns}}})" if any(run.glob("training/massive/*/*.jsonl"))
                     else _empty(MASSIVE_COLUMNS)),
-        "run_manifest": f"read_json({_literal(run / 'manifest.json')}, format = 'auto', "
+        "run_manifest": f"read_json({_literal(base / 'manifest.json')}, format = 'auto', "
                         f"maximum_object_size = 1073741824)",
     }
 
@@ -152,6 +181,24 @@ class ExampleQuery:
     @property
     def params(self) -> list[str]:
         return sorted(set(_PARAM.findall(self.sql)))
+
+    def _macro_params(self) -> list[str]:
+        return [p for p in MACRO_PARAMS if p in self.params]
+
+    def macro(self) -> str:
+        """`create macro NAME(for_locale := null, max_rows := 20) as table ...`: the query inside the catalog."""
+        signature = ", ".join(f"{MACRO_PARAMS[p][0]} := {MACRO_PARAMS[p][1]}" for p in self._macro_params())
+        body = _PARAM.sub(lambda m: MACRO_PARAMS[m.group(1)][0], self.sql)
+        return f"create or replace macro {self.name}({signature}) as table {body.strip()};"
+
+    def call(self) -> str:
+        """The macro called with the caller's values as prepared parameters ($locale, $limit)."""
+        args = ", ".join(f"{MACRO_PARAMS[p][0]} := ${p}" for p in self._macro_params())
+        return f"select * from {self.name}({args})"
+
+    def usage(self) -> str:
+        args = ", ".join(f"{MACRO_PARAMS[p][0]} := {MACRO_PARAMS[p][1]}" for p in self._macro_params())
+        return f"select * from {self.name}({args})"
 
 
 # $locale: one locale, or NULL for all; $limit: rows (per locale where the query says so)
@@ -243,6 +290,20 @@ limit $limit"""),
 ]}
 
 
+def macros_sql() -> str:
+    """The example queries as table macros, and a view `example_queries` listing them (name, question, usage),
+    so that a plain DuckDB user finds them with `from example_queries`."""
+    rows = ", ".join("(" + ", ".join(_quote(v) for v in (q.name, q.question, q.usage())) + ")"
+                     for q in EXAMPLES.values())
+    listing = (f"create or replace view example_queries as select * from (values {rows}) "
+               f"as q(name, question, usage);")
+    return "\n".join([*(q.macro() for q in EXAMPLES.values()), listing])
+
+
+def _quote(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
 def run_query(target: str | Path | duckdb.DuckDBPyConnection, name: str, *, locale: str | None = None,
               limit: int = 20) -> pd.DataFrame:
     """Run example query `name` on a run folder (its catalog) or an open catalog connection.
@@ -267,10 +328,10 @@ def run_query(target: str | Path | duckdb.DuckDBPyConnection, name: str, *, loca
 
 def _execute(con: duckdb.DuckDBPyConnection, query: ExampleQuery, params: dict) -> pd.DataFrame:
     try:
-        return con.execute(query.sql, params).df()
-    except duckdb.Error as exc:  # e.g. a view over a file that is gone (a moved or pruned run folder)
-        raise CatalogError(f"example query {query.name} failed: {_one_line(exc)} (after moving a run folder, "
-                           "rewrite its catalog with `selflearn catalog --out DIR`)") from None
+        return con.execute(query.call(), params).df()
+    except duckdb.Error as exc:  # e.g. a file that is gone (a pruned run folder), a catalog older than its macros
+        raise CatalogError(f"example query {query.name} failed: {_one_line(exc)} (open the catalog from inside "
+                           "its --out folder, or rewrite it with `selflearn catalog --out DIR`)") from None
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -18,7 +19,7 @@ EXAMPLES = """examples:
   selflearn simulate --out /tmp/real_like --turns 20000 --world real-like
   selflearn run --logs /tmp/sim/logs --out /tmp/run
   selflearn eval --logs /tmp/sim/logs --truth /tmp/sim/truth --out /tmp/run
-  python -m selflearn.catalog /tmp/run top_rewrite_pairs
+  selflearn catalog --out /tmp/run --query top_rewrite_pairs --locale de-DE --limit 5
 """
 
 
@@ -82,12 +83,23 @@ def _parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-closed-loop", action="store_true", help="skip the closed loop (the slowest part)")
 
     cat = sub.add_parser(
-        "catalog", help="(re)write <out>/catalog.duckdb with views over every output",
-        description="Rewrite OUT/catalog.duckdb: DuckDB views (weak_labels, rewrite_pairs, graph_nodes, "
-                    "graph_edges, massive, run_manifest, funnel, quarantine_summary) over a finished run's files. "
-                    "Every run writes it; rewrite it after moving the run folder. Named example queries: "
-                    "python -m selflearn.catalog OUT [QUERY].")
+        "catalog", help="query a run's DuckDB catalog by name, or rewrite it",
+        description="OUT/catalog.duckdb holds DuckDB views (weak_labels, rewrite_pairs, graph_nodes, graph_edges, "
+                    "massive, run_manifest, funnel, quarantine_summary) over a finished run's files, with paths "
+                    "relative to OUT, so it keeps working after OUT is moved or copied, and named example queries "
+                    "as table macros (listed by the view example_queries). With --query NAME this answers one of "
+                    "them from any working directory without rewriting anything; --query alone lists them. "
+                    "Without --query it rewrites the catalog (every run writes it already).",
+        epilog="plain DuckDB, from inside OUT:\n"
+               "  cd OUT && python -c \"import duckdb; print(duckdb.connect('catalog.duckdb', read_only=True)"
+               ".sql('from example_queries'))\"",
+        formatter_class=argparse.RawDescriptionHelpFormatter)
     cat.add_argument("--out", required=True, help="a finished `selflearn run` output folder")
+    cat.add_argument("--query", nargs="?", const="", metavar="NAME",
+                     help="run the named example query (without NAME: list the names and their questions)")
+    cat.add_argument("--locale", help="with --query: only this locale (default: every locale)")
+    cat.add_argument("--limit", type=int, default=20,
+                     help="with --query: at most this many rows (per locale for top_rewrite_pairs; default 20)")
     return parser
 
 
@@ -229,14 +241,46 @@ def cmd_eval(args) -> int:
 
 def cmd_catalog(args) -> int:
     from selflearn.catalog import CatalogError, write_catalog
+    if args.query is not None:
+        return _catalog_query(args)
     try:
         write_catalog(Path(args.out))
     except FileNotFoundError as exc:
         raise UserFacingError(f"{exc} (is --out a finished `selflearn run` output folder?)") from None
     except CatalogError as exc:
         raise UserFacingError(str(exc)) from None
-    link = Path(args.out) / "catalog.duckdb"
-    print(f"catalog: {link}  (open in Python: duckdb.connect({str(link)!r}, read_only=True))")
+    out = shlex.quote(args.out)
+    print(f"catalog: {Path(args.out) / 'catalog.duckdb'}\n"
+          f"  named queries: selflearn catalog --out {out} --query NAME   (--query alone lists them)\n"
+          f"  plain DuckDB:  cd {out} && python -c \"import duckdb; "
+          f"print(duckdb.connect('catalog.duckdb', read_only=True).sql('from funnel'))\"")
+    return 0
+
+
+def _catalog_query(args) -> int:
+    """Answers a named query from the catalog as it is (read-only, nothing rewritten), from any directory."""
+    from selflearn.catalog import CATALOG_FILE, EXAMPLES, CatalogError, run_query
+    if args.query not in EXAMPLES:
+        for query in EXAMPLES.values():
+            print(f"{query.name:30} {query.question}")
+        if not args.query:
+            return 0
+        raise UserFacingError(f"no example query {args.query!r}; choose one of the names above")
+    out = Path(args.out)
+    if not (out / CATALOG_FILE).is_file():
+        raise UserFacingError(f"{out} has no {CATALOG_FILE}: is --out a finished `selflearn run` output folder?")
+    if args.limit < 1:
+        raise UserFacingError(f"--limit must be at least 1, got {args.limit}")
+    # the views name files relative to the output folder: answering from inside it works for any folder name
+    # (DuckDB's file_search_path cannot hold one with a comma); one command, so changing directory is harmless
+    os.chdir(out)
+    try:
+        result = run_query(".", args.query, locale=args.locale, limit=args.limit)
+    except CatalogError as exc:
+        raise UserFacingError(str(exc)) from None
+    import pandas as pd
+    with pd.option_context("display.width", 200, "display.max_columns", 20, "display.max_colwidth", 60):
+        print(result.to_string(index=False) if len(result) else f"({args.query}: no rows)")
     return 0
 
 

@@ -1,9 +1,9 @@
 -- Catalog views over one run's outputs, written into <out>/catalog.duckdb by selflearn.catalog.write_catalog.
--- Each ${...} placeholder is a table source filled in there: read_parquet / read_json over the output's
--- absolute path, or an empty relation of the output's schema when the run wrote no such file (e.g. nothing
--- was quarantined).
--- Paths are absolute because DuckDB resolves a relative path against the working directory of whoever opens
--- the catalog, not against the database file; after moving a run folder, `selflearn catalog --out` rewrites it.
+-- Each ${...} placeholder is a table source filled in there: read_parquet / read_json over the output's path
+-- relative to <out> (.runs/<run-id>/...), or an empty relation of the output's schema when the run wrote no such
+-- file (e.g. nothing was quarantined).
+-- Paths are relative so the folder can be moved or copied: DuckDB resolves them against the working directory
+-- (plain DuckDB opened inside <out>) or against file_search_path (selflearn.catalog.connect sets it to <out>).
 
 -- released weak labels, every split of training/parquet/ (contract.WEAK_LABELS_SCHEMA)
 create or replace view weak_labels as

@@ -5,8 +5,10 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import re
 import struct
 import subprocess
+import sys
 import zlib
 from datetime import UTC, datetime
 from pathlib import Path
@@ -48,7 +50,7 @@ def manifest(out) -> dict:
 # ------------------------------------------------------------------------------------------------ catalog
 
 def test_every_view_reads_its_output(out, manifest):
-    con = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
+    con = catalog.connect(out)
     count = lambda view: con.execute(f"select count(*) from {view}").fetchall()[0][0]  # noqa: E731
     assert {r[0] for r in con.execute("select view_name from duckdb_views() where not internal").fetchall()} \
         >= set(VIEWS)
@@ -67,7 +69,7 @@ def test_every_view_reads_its_output(out, manifest):
 def test_the_quarantine_is_private_counts_only_in_catalog_and_report(out, manifest):
     """The quarantine holds text of any number of users: operators read the files, the catalog and the report
     show counts per locale and reason, and the files keep no user key, no event id, no long or raw text."""
-    con = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
+    con = catalog.connect(out)
     views = {r[0] for r in con.execute("select view_name from duckdb_views() where not internal").fetchall()}
     sql = " ".join(r[0] for r in con.execute("select sql from duckdb_views() where not internal").fetchall())
     summary = con.execute("select * from quarantine_summary").fetchall()
@@ -111,30 +113,89 @@ def test_example_queries_take_parameters_not_sql(out):
         catalog.run_query(out, "no_such_query")
 
 
-def test_catalog_is_atomic_absolute_and_rebuildable(out, tmp_path):
-    reader = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
+def test_catalog_is_atomic_relative_and_rebuildable(out, tmp_path):
+    reader = catalog.connect(out)
     path = catalog.write_catalog(out)  # rewriting while someone has the old one open
     assert reader.execute("select count(*) from weak_labels").fetchall()[0][0] > 0
     reader.close()
     assert path == (out / "catalog.duckdb").resolve() and not list(out.glob(".catalog.duckdb*"))
 
     cwd = os.getcwd()
-    try:  # DuckDB resolves relative paths against the working directory: the views must not depend on it
+    try:  # connect() resolves the relative view paths against the run folder, whatever the working directory
         os.chdir(tmp_path)
         assert len(catalog.run_query(out, "abstentions")) > 0
     finally:
         os.chdir(cwd)
 
-    moved = tmp_path / "moved"
-    shutil.copytree(out, moved)
-    catalog.write_catalog(moved)  # after a move, `selflearn catalog --out` points the views at the new place
-    con = duckdb.connect(str(moved / "catalog.duckdb"), read_only=True)
+    con = catalog.connect(out)
     sql = " ".join(r[0] for r in con.execute("select sql from duckdb_views() where not internal").fetchall())
-    assert str(moved.resolve()) in sql and str(out.resolve()) + "/" not in sql
+    run_id = os.readlink(out / ".current").split("/")[-1]
     con.close()
+    # every file path is relative to --out and names the catalog's own run folder, not the training/ links
+    paths = re.findall(r"read_(?:parquet|json)\('([^']*)'", sql)
+    assert len(paths) >= 5 and all(p.startswith(f".runs/{run_id}/") for p in paths), paths
+    assert str(out.resolve()) not in sql and str(tmp_path) not in sql
 
     with pytest.raises(FileNotFoundError, match="manifest.json"):
         catalog.write_catalog(tmp_path / "empty")
+
+
+def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}  # this checkout's selflearn, from any working directory
+    return subprocess.run([sys.executable, "-m", "selflearn", *args], cwd=cwd, env=env, capture_output=True,
+                          text=True, timeout=120)
+
+
+def test_a_moved_and_copied_run_folder_answers_every_view_and_named_query(out, manifest, tmp_path):
+    """mv, then cp -r (links copied as links) into a folder whose name holds glob characters and a comma; the
+    original is gone each time, so nothing can be read from the place the catalog was written in."""
+    first = tmp_path / "first"
+    assert subprocess.run(["cp", "-a", str(out), str(first)]).returncode == 0
+    moved = tmp_path / "moved"
+    assert subprocess.run(["mv", str(first), str(moved)]).returncode == 0
+    copied = tmp_path / "copied, run[1]"
+    assert subprocess.run(["cp", "-r", str(moved), str(copied)]).returncode == 0
+    assert (copied / ".current").is_symlink() and (copied / "catalog.duckdb").is_symlink()  # cp -r keeps links
+    shutil.rmtree(moved)
+
+    expected = {"weak_labels": manifest["counts"]["weak_labels"], "massive": manifest["counts"]["weak_labels"],
+                "rewrite_pairs": manifest["counts"]["released_rewrite_pairs"],
+                "graph_nodes": manifest["counts"]["released_nodes"], "graph_edges": manifest["counts"]["released_edges"],
+                "run_manifest": 1, "funnel": len(manifest["funnel"]), "quarantine_summary": len(manifest["quarantine"]),
+                "example_queries": len(catalog.EXAMPLES)}
+    cwd = os.getcwd()
+    try:  # plain DuckDB, as a user without selflearn opens it: the python module, from inside the folder
+        os.chdir(copied)
+        con = duckdb.connect("catalog.duckdb", read_only=True)
+        views = [r[0] for r in con.execute("select view_name from duckdb_views() where not internal").fetchall()]
+        assert sorted(views) == sorted(expected)
+        counts = {v: con.execute(f"select count(*) from {v}").fetchall()[0][0] for v in views}
+        plain_answers = {q.name: con.execute(q.usage()).df() for q in catalog.EXAMPLES.values()}
+        con.close()
+    finally:
+        os.chdir(cwd)
+    assert counts == expected and counts["weak_labels"] > 0
+
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    listing = _cli("catalog", "--out", str(copied), "--query", cwd=elsewhere)
+    assert listing.returncode == 0 and [line.split()[0] for line in listing.stdout.splitlines()] == list(catalog.EXAMPLES)
+    for name, plain in plain_answers.items():
+        done = _cli("catalog", "--out", str(copied), "--query", name, cwd=elsewhere)
+        assert done.returncode == 0, done.stderr
+        lines = done.stdout.splitlines()
+        if len(plain):  # the header, then one line per row the plain DuckDB macro returned
+            assert lines[0].split() == list(plain.columns) and len(lines) == 1 + len(plain), (name, done.stdout)
+        else:
+            assert lines == [f"({name}: no rows)"]
+    assert sum(len(p) > 0 for p in plain_answers.values()) >= len(catalog.EXAMPLES) - 1
+    one = _cli("catalog", "--out", str(copied), "--query", "top_rewrite_pairs", "--locale", "de-DE", "--limit", "1",
+               cwd=elsewhere)
+    assert one.returncode == 0 and len(one.stdout.splitlines()) == 2 and " de-DE " in one.stdout
+    unknown = _cli("catalog", "--out", str(copied), "--query", "top_pairs", cwd=elsewhere)
+    assert unknown.returncode == 2 and "top_rewrite_pairs" in unknown.stdout
+    assert unknown.stderr == "selflearn: no example query 'top_pairs'; choose one of the names above\n"
+    assert not list(copied.rglob(".catalog.duckdb*"))  # answered without rewriting anything
 
 
 def test_missing_outputs_read_as_empty_views(out, tmp_path):
@@ -142,8 +203,8 @@ def test_missing_outputs_read_as_empty_views(out, tmp_path):
     only_manifest = tmp_path / "run"
     only_manifest.mkdir()
     shutil.copy(out / "manifest.json", only_manifest)
-    con = duckdb.connect(str(catalog.write_catalog(only_manifest)), read_only=True)
-    live = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
+    catalog.write_catalog(only_manifest)
+    con, live = catalog.connect(only_manifest), catalog.connect(out)
     for view in VIEWS[:5]:
         assert con.execute(f"select count(*) from {view}").fetchall() == [(0,)]
         columns = lambda c: [d[0] for d in c.execute(f"select * from {view} limit 0").description]  # noqa: E731

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -49,12 +50,25 @@ def _flow_run(state) -> tuple[str, dict]:
 
 
 def _task_states(flow_run_id: str) -> dict[str, str]:
+    return {name: r.state.name for name, r in _task_runs(flow_run_id).items()}
+
+
+def _task_runs(flow_run_id: str, timeout: float = 30) -> dict:
+    """The flow run's task runs by name, once the server has recorded a final state for each (task states
+    reach it as events, a moment after the flow returns)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+    from selflearn.pipeline import STAGES
 
+    deadline = time.monotonic() + timeout
     with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    return {r.name.rsplit("-", 1)[0]: r.state.name for r in runs}
+        while True:
+            runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+            by_name = {r.name.rsplit("-", 1)[0]: r for r in runs}
+            if (len(by_name) >= len(STAGES) and all(r.state.is_final() for r in by_name.values())) \
+                    or time.monotonic() > deadline:
+                return by_name
+            time.sleep(0.5)
 
 
 def _log_messages(flow_run_id: str) -> list[str]:
@@ -108,56 +122,89 @@ def test_flow_matches_plain_run_and_publishes_artifacts(harness, sample_logs, ha
 
 def test_a_stage_that_fails_once_is_retried_and_the_flow_recovers(harness, sample_logs, hashing_config, tmp_path,
                                                                   monkeypatch):
-    """The graph stage raises once (as a file system hiccup would); its task retries and the run completes."""
+    """The fault drill makes the graph task raise once; Prefect retries it and the run completes."""
     import flows.selflearn_flow as daily
-    from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-    from selflearn.pipeline import PipelineRun
 
-    assert all(t.retries >= 1 and t.timeout_seconds for t in [daily.ingest, *daily.STAGE_TASKS.values()])
-    attempts = []
-    build_graph = PipelineRun._graph
-
-    def graph_failing_once(run):
-        attempts.append(len(attempts) + 1)
-        if len(attempts) == 1:
-            raise OSError("injected fault: the output volume went away for a moment")
-        return build_graph(run)
-
-    monkeypatch.setattr(PipelineRun, "_graph", graph_failing_once)
+    assert all(t.retries >= 1 and t.timeout_seconds for t in daily.STAGE_TASKS.values())
+    assert list(daily.STAGE_TASKS) == list(daily.STAGES) and daily.selflearn_daily.retries >= 1
+    token = tmp_path / "fail-graph-once"
+    token.write_text("1\n")
+    monkeypatch.setenv(daily.FAULT_DRILL_ENV, f"graph:{token}")
     # the production backoff waits 10 s and more; the behaviour under test is the retry, not the wait
     monkeypatch.setitem(daily.STAGE_TASKS, "graph", daily.STAGE_TASKS["graph"].with_options(retry_delay_seconds=0))
     flow_run_id, summary = _flow_run(daily.selflearn_daily(str(sample_logs), str(tmp_path / "out"),
                                                            config_path=str(hashing_config), return_state=True))
-    assert attempts == [1, 2]
-    with get_client(sync_client=True) as client:
-        runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
-    graph_run = next(r for r in runs if r.name.rsplit("-", 1)[0] == "graph")
+    assert not token.exists()  # the drill fired
+    graph_run = _task_runs(flow_run_id)["graph"]
     assert graph_run.run_count == 2 and graph_run.state.name == "Completed"
-    assert summary["counts"]["weak_labels"] > 0 and (tmp_path / "out" / "training" / "parquet" / "train.parquet").is_file()
+    assert "fault drill" in "\n".join(_log_messages(flow_run_id))
+    assert summary["counts"]["weak_labels"] > 0 and summary["stages_run"] == list(daily.STAGES)
+    assert (tmp_path / "out" / "training" / "parquet" / "train.parquet").is_file()
 
 
-def test_daily_partition_runs_and_ingest_cache(harness, sample_logs, hashing_config, tmp_path):
-    """date= mines one partition; an unchanged re-run takes ingest from Prefect's cache and changes no output."""
-    from flows.selflearn_flow import selflearn_daily
+def test_a_stage_that_outlasts_its_retries_fails_the_attempt_and_the_flow_retry_recovers(
+        harness, sample_logs, hashing_config, tmp_path, monkeypatch):
+    import flows.selflearn_flow as daily
+    from prefect.client.orchestration import get_client
 
-    day = sorted(p.name for p in sample_logs.glob("day=*"))[0].split("=", 1)[1]
+    token = tmp_path / "fail-labels"
+    token.write_text(f"{daily.STAGE_RETRIES + 1}\n")  # one more failure than the task retries absorb
+    monkeypatch.setenv(daily.FAULT_DRILL_ENV, f"labels:{token}")
+    monkeypatch.setitem(daily.STAGE_TASKS, "labels", daily.STAGE_TASKS["labels"].with_options(retry_delay_seconds=0))
+    retried_soon = daily.selflearn_daily.with_options(retry_delay_seconds=0)
+    flow_run_id, summary = _flow_run(retried_soon(str(sample_logs), str(tmp_path / "out"),
+                                                  config_path=str(hashing_config), return_state=True))
+    with get_client(sync_client=True) as client:
+        flow_run = client.read_flow_run(flow_run_id)
+    assert flow_run.run_count == 2 and not token.exists()
+    assert summary["stages_run"] == list(daily.STAGES) and summary["counts"]["weak_labels"] > 0
+
+
+def test_an_unchanged_rerun_is_all_cache_hits_and_a_changed_input_or_config_runs_again(
+        harness, sample_logs, hashing_config, tmp_path):
+    """date= mines one partition; the second run over it has every stage Cached and publishes nothing new."""
+    import flows.selflearn_flow as daily
+
+    day = sorted(p.name for p in sample_logs.glob("day=*"))[0]
+    logs = tmp_path / "logs"
+    shutil.copytree(sample_logs / day, logs / day)
     out = tmp_path / "daily"
-    args = dict(logs_root=str(sample_logs), out_root=str(out), date=day, config_path=str(hashing_config),
+    args = dict(logs_root=str(logs), out_root=str(out), date=day.split("=", 1)[1], config_path=str(hashing_config),
                 return_state=True)
-    states = []
-    for _ in range(3):  # run 1 ingests; run 2 finds the ingest ledger changed by run 1; run 3 hits the cache
-        flow_run_id, _ = _flow_run(selflearn_daily(**args))
-        states.append(_task_states(flow_run_id)["ingest"])
-        if len(states) == 1:
-            labels = (out / "training/parquet/train.parquet").read_bytes()
-    assert states[0] == "Completed" and states[2] == "Cached", states
-    manifest = json.loads((out / "manifest.json").read_text())
-    assert {f["source_file"] for f in manifest["inputs"]} == {f"day={day}/part-0.parquet"}
-    assert (out / "training/parquet/train.parquet").read_bytes() == labels
 
-    with pytest.raises(ValueError):
-        selflearn_daily(str(sample_logs), str(out), date="../etc", config_path=str(hashing_config))
+    def run(**changes) -> tuple[dict[str, str], dict]:
+        flow_run_id, summary = _flow_run(daily.selflearn_daily(**{**args, **changes}))
+        return _task_states(flow_run_id), summary
+
+    states, first = run()
+    assert set(states.values()) == {"Completed"} and set(states) == set(daily.STAGES)
+    published = os.readlink(out / ".current")
+    labels = (out / "training/parquet/train.parquet").read_bytes()
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert {f["source_file"] for f in manifest["inputs"]} == {f"{day}/part-0.parquet"}
+
+    states, second = run()
+    assert states == {name: "Cached" for name in daily.STAGES}, states
+    assert second["stages_run"] == [] and second["fingerprint"] == first["fingerprint"]
+    assert second["counts"] == first["counts"]
+    assert os.readlink(out / ".current") == published and (out / "training/parquet/train.parquet").read_bytes() == labels
+
+    stricter = tmp_path / "stricter.toml"  # a changed config must miss
+    stricter.write_text(hashing_config.read_text() + "[labels]\nmin_confidence = 0.9\n")
+    states, _ = run(config_path=str(stricter))
+    assert set(states.values()) == {"Completed"}, states
+    states, _ = run(config_path=str(stricter))
+    assert set(states.values()) == {"Cached"}, states
+
+    part = logs / day / "part-0.parquet"  # a changed input file must miss: the day's log loses its last rows
+    table = pq.read_table(part)
+    pq.write_table(table.slice(0, table.num_rows - 50), part)
+    states, changed = run(config_path=str(stricter))
+    assert set(states.values()) == {"Completed"}, states
+    assert changed["fingerprint"] != first["fingerprint"] and os.readlink(out / ".current") != published
+
+    with pytest.raises(Exception, match="date"):  # refused by parameter validation, before any run or retry
+        daily.selflearn_daily(str(logs), str(out), date="../etc", config_path=str(hashing_config))
 
 
 # ------------------------------------------------------------------------------------------------ real server

@@ -20,7 +20,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from selflearn import outdir
+from selflearn import catalog, outdir
 from selflearn.config import PUBLIC_SALT, Config, load_config
 from selflearn.pipeline import PipelineRun
 from selflearn.privacy import SALT_FILE, hash_user
@@ -75,7 +75,7 @@ def published_counts(out: Path) -> dict[str, int]:
     """The weak-label count as each published output states it; a consistent run states one number."""
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     jsonl = sum(len(p.read_text(encoding="utf-8").splitlines()) for p in (out / "training/massive").glob("*/*.jsonl"))
-    con = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
+    con = catalog.connect(out)
     try:
         view = con.execute("select count(*) from weak_labels").fetchone()[0]
         view_jsonl = con.execute("select count(*) from massive").fetchone()[0]
@@ -232,7 +232,7 @@ while not stop.exists():
     counts = [json.loads((run / "manifest.json").read_text())["counts"]["weak_labels"],
               pq.read_metadata(run / "training/parquet/train.parquet").num_rows,
               sum(len(p.read_text().splitlines()) for p in (run / "training/massive").glob("*/*.jsonl"))]
-    con = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)  # the documented path, as users open it
+    con = duckdb.connect("catalog.duckdb", read_only=True)  # the documented way: plain DuckDB inside --out
     counts += con.execute("select (select count(*) from weak_labels), (select count(*) from massive), "
                           "(select counts.weak_labels from run_manifest)").fetchone()
     con.close()
@@ -247,8 +247,8 @@ def test_a_reader_process_sees_one_whole_run_at_a_time(three_days, tmp_path):
     out = tmp_path / "out"
     ok(cli(three_days, out))
     stop, result = tmp_path / "stop", tmp_path / "reader.json"
-    reader = subprocess.Popen([sys.executable, "-c", READER, str(out), str(stop), str(result)], cwd=ROOT,
-                              stderr=subprocess.PIPE, text=True)
+    reader = subprocess.Popen([sys.executable, "-c", READER, str(out), str(stop), str(result)], cwd=out,
+                              env={**os.environ, "PYTHONPATH": str(ROOT)}, stderr=subprocess.PIPE, text=True)
     try:
         for extra in ((), ("--window-days", "2"), ()):  # three switches between two different label counts
             ok(cli(three_days, out, *extra))

@@ -286,7 +286,7 @@ def check_massive(out: Path, counts: dict) -> None:
 
 
 def check_catalog(out: Path, counts: dict) -> None:
-    con = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
+    con = catalog.connect(out)
     try:
         assert con.execute("select count(*) from weak_labels").fetchone()[0] == counts["weak_labels"]
         assert con.execute("select coalesce(sum(turns), 0) from funnel").fetchone()[0] == counts["turns_in_window"]
@@ -398,7 +398,7 @@ def released_texts(out: Path) -> list[tuple[str, str]]:
                     found.append((f"report.{name}", cell))
                 elif name == "evidence":
                     found.extend(("report.evidence", q) for q in EVIDENCE_QUOTE.findall(cell))
-    con = duckdb.connect(str(out / "catalog.duckdb"), read_only=True)
+    con = catalog.connect(out)
     try:
         views = [r[0] for r in con.execute("select view_name from duckdb_views() where not internal").fetchall()]
         for view in views:

@@ -8,6 +8,10 @@ its users' behaviour):
   so A -> B -> C credits C's interpretation;
 - cross_user / cross_lingual: the closest similar utterances that reliably succeed (same / other locales).
 The failing utterance's own interpretation gets no vote: it is what the friction says is wrong.
+Two readings of that evidence tell a real paraphrase from a related-but-different follow-up ("play X" ->
+"louder"): whether the failing text's nearest reliable utterances share the mined intent (its meaning lies
+there, a follow-up's does not), and how close the rephrase is next to what this log's confident rephrases
+typically reach in that language (people paraphrase farther in some logs than in others).
 
 Confidence is the probability that the label is right, from a logistic model over the strength of each
 piece of evidence (`label_model.json`, fitted on simulator truth across evaluation worlds by

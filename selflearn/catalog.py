@@ -37,6 +37,7 @@ import pyarrow as pa
 from selflearn import contract, outdir
 from selflearn.sqlfiles import SQL_DIR
 from selflearn.stages.export import REWRITE_PAIRS_SCHEMA
+from selflearn.stages import history
 
 CATALOG_FILE = "catalog.duckdb"
 VIEWS_SQL = SQL_DIR / "views.sql"
@@ -162,6 +163,8 @@ def _sources(run: Path, out: Path) -> dict[str, str]:
         "rewrite_pairs": parquet(run, "rephrases/pairs.parquet", REWRITE_PAIRS_SCHEMA),
         "graph_nodes": parquet(run, "graph/nodes.parquet", contract.NODES_SCHEMA),
         "graph_edges": parquet(run, "graph/edges.parquet", contract.EDGES_SCHEMA),
+        "label_history": parquet(run, history.LABELS_FILE, history.HISTORY_SCHEMA),
+        "label_changes": parquet(run, history.CHANGES_FILE, history.CHANGES_SCHEMA),
         "massive": (f"read_json({_literal(base / 'training/massive', '/*/*.jsonl')}, format = 'newline_delimited', "
                     f"columns = {{{columns}}})" if any(run.glob("training/massive/*/*.jsonl"))
                     else _empty(MASSIVE_COLUMNS)),

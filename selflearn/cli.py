@@ -174,7 +174,8 @@ def cmd_run(args) -> int:
 def _print_decision(manifest: dict, eval_result: dict | None) -> None:
     from selflearn.decision import decide, format_text
     print()
-    print(format_text(decide(manifest, eval_result), manifest.get("changes_since_previous_run")))
+    print(format_text(decide(manifest, eval_result), manifest.get("changes_since_previous_run"),
+                      manifest.get("lifecycle")))
 
 
 def _refresh_report(out: Path) -> None:

@@ -155,6 +155,17 @@ class TrainingConfig(_Section):
                               "`test` split, chosen by hashing each utterance (stable across runs); 0 = none")
 
 
+class LifecycleConfig(_Section):
+    # Two thresholds, not one: a text between them keeps its state, so a label does not flip back and forth
+    # when its daily friction hovers around one line (selflearn/lifecycle.py).
+    confirm_days: int = Field(2, ge=1, description="a label is confirmed once its text failed on this many distinct days")
+    retire_defect_rate: float = _share(0.2, "retire a label when its text's friction over the last `recent_days` fell to this (the NLU now handles it)")
+    revive_defect_rate: float = _share(0.5, "a retired label comes back only when its text fails at least this often again")
+    recent_days: int = Field(2, ge=1, description="days pooled to judge a text's current friction")
+    min_recent_events: int = Field(3, ge=1, description="events needed in the recent days before a label is retired or revived")
+    relabel_after_days: int = Field(1, ge=0, description="a new interpretation replaces a label only when the labeler still gives it this many days later")
+
+
 class RunConfig(_Section):
     engine: Literal["duckdb", "spark"] = "duckdb"
     window_days: int = Field(28, gt=0, description="statistics accumulate over the last N days of partitions")
@@ -172,6 +183,7 @@ class Config(_Section):
     variants: VariantsConfig = VariantsConfig()
     labels: LabelsConfig = LabelsConfig()
     training: TrainingConfig = TrainingConfig()
+    lifecycle: LifecycleConfig = LifecycleConfig()
     run: RunConfig = RunConfig()
 
 

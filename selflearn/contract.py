@@ -135,6 +135,11 @@ WEAK_LABELS_SCHEMA = pa.schema([
     ("target_locale", pa.string()),
     ("system_intent", pa.string()),     # what the system currently says (the defect being fixed)
     ("evidence", pa.string()),
+    # the label's life over runs in the same output folder (selflearn/lifecycle.py); days are UTC YYYY-MM-DD
+    ("state", pa.string()),             # new | confirmed (retired labels are not emitted)
+    ("first_seen", pa.string()),        # first day the text was said
+    ("first_labelled", pa.string()),    # newest day of the first run that labelled it with this intent
+    ("last_evidence", pa.string()),     # last day the text failed
 ])
 
 # ---------------------------------------------------------------- simulator ground truth

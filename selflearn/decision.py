@@ -104,7 +104,18 @@ def changes_sentence(changes: dict | None) -> str:
             f"{changes['changed']} relabeled labels.")
 
 
-def format_text(decisions: list[LocaleDecision], changes: dict | None) -> str:
+def lifecycle_sentence(life: dict | None) -> str:
+    """The label lifecycle (manifest "lifecycle", selflearn/lifecycle.py) in one line."""
+    if not life:
+        return "Label lifecycle: not recorded by this run."
+    states = ", ".join(f"{n} {s}" for s, n in life.get("states", {}).items()) or "no labels"
+    changes = ", ".join(f"{n} {c}" for c, n in life.get("changes", {}).items()) or "no changes"
+    return (f"Label lifecycle as of {life.get('as_of')}: {states}; this run: {changes}; "
+            f"{life.get('withheld_from_training', 0)} labels withheld from training (retired or contested); "
+            "history/ has every change.")
+
+
+def format_text(decisions: list[LocaleDecision], changes: dict | None, life: dict | None = None) -> str:
     """The decision panel as plain text for the terminal."""
     rows = [["locale", "labels", "est. precision", "closed loop", "verdict"]]
     rows += [[d.locale, str(d.labels), _fmt(d.estimated_precision), _fmt(d.closed_loop_gain, signed=True),
@@ -113,7 +124,7 @@ def format_text(decisions: list[LocaleDecision], changes: dict | None) -> str:
     lines = ["  ".join([*(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))), r[-1]])
              for r in rows]
     return "\n".join(["decision (train on these labels?):", *("  " + line for line in lines),
-                      changes_sentence(changes)])
+                      changes_sentence(changes), *([lifecycle_sentence(life)] if life else [])])
 
 
 def _fmt(value: float | None, signed: bool = False) -> str:

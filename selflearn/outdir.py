@@ -5,7 +5,7 @@
     <out>/curated/ quarantine/ cache/   state kept across runs (ingest ledger, curated turns, embeddings)
     <out>/.runs/<run-id>/          one run's outputs: staged here while the run works, never moved afterwards
     <out>/.current                 symlink -> .runs/<run-id> of the last complete run (marker _COMPLETE inside)
-    <out>/training, rephrases/, graph/, work/, manifest.json, report.html, catalog.duckdb
+    <out>/training, history/, rephrases/, graph/, work/, manifest.json, report.html, catalog.duckdb
                                    symlinks -> .current/<name>, so the documented paths always work
 
 A run writes everything it publishes into a fresh .runs/<run-id>/, writes the completion marker last and then
@@ -32,7 +32,7 @@ LOCK_FILE = ".selflearn.lock"
 RUNS_DIR = ".runs"
 CURRENT = ".current"
 COMPLETE = "_COMPLETE"
-PUBLISHED = ("training", "rephrases", "graph", "work", "manifest.json", "report.html", "catalog.duckdb")
+PUBLISHED = ("training", "history", "rephrases", "graph", "work", "manifest.json", "report.html", "catalog.duckdb")
 # temporary names the writers use, with the writer's pid: io's `.<name>.<pid>.tmp` files, the Spark engine's
 # `.<name>.<pid>.spark-tmp` folders and the embedding cache's `.shard-<ns>-<pid>-<hex>.npz.tmp`
 _TEMP = re.compile(r"^\.(?:.+\.(\d+)\.(?:tmp|spark-tmp)|shard-\d+-(\d+)-[0-9a-f]+\.npz\.tmp)$")

@@ -32,7 +32,7 @@ from selflearn.engines.base import get_engine
 from selflearn.io import atomic_write_parquet
 from selflearn.release import ReleaseFilter
 from selflearn.report import write_report
-from selflearn.stages import export, friction, graph, labels, rephrase, training_set, variants
+from selflearn.stages import export, friction, graph, history, labels, rephrase, training_set, variants
 from selflearn.stages.ingest import ingest, quarantine_summary
 
 STAGES = ("ingest", "window", "friction", "pairs", "embed", "rephrase", "nodes", "edges", "variants",
@@ -200,8 +200,14 @@ class PipelineRun:
         release = ReleaseFilter.from_nodes(nodes, self.min_users)  # the one gate every released file goes through
         self.weak, self.withheld_labels = release.keep("weak_labels", self.weak)
         # the previous run is the published one (this run's folder is new until the switch)
-        self.changes = decision.label_changes(
-            training_set.read_previous_labels(outdir.published_dir(self.out)), self.weak)
+        # each label's life across runs: retired and contested labels leave the training set (stages/history.py)
+        previous_run = outdir.published_dir(self.out)
+        text_days = self.engine.to_arrow(self.engine.sql(
+            "text_days", {"turn_friction": self.turn_friction, "scored_pairs": self.scored})).to_pandas()
+        life, base, previous_history = history.advance_from(previous_run, self.weak, text_days, self.cfg.lifecycle)
+        self.weak = life.emitted
+        self.lifecycle = history.write(out, life, base, previous_history, previous_run, release)
+        self.changes = decision.label_changes(training_set.read_previous_labels(previous_run), self.weak)
         self.training = training_set.write_training_set(
             self.weak, out, locales, eval_share=self.cfg.training.eval_share, min_users=self.min_users,
             about={"selflearn_version": selflearn.__version__, "config_fingerprint": self.config_fingerprint(),
@@ -254,6 +260,7 @@ class PipelineRun:
             },
             "training": self.training.to_manifest(),
             "changes_since_previous_run": self.changes,
+            "lifecycle": self.lifecycle,
             "funnel": funnel.to_dict(orient="records"),
             "timings_s": self.timings,
         }

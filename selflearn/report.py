@@ -19,7 +19,7 @@ import pandas as pd
 import pyarrow.parquet as pq
 
 from selflearn import outdir
-from selflearn.decision import MIN_LABELS, changes_sentence, decide
+from selflearn.decision import MIN_LABELS, changes_sentence, decide, lifecycle_sentence
 from selflearn.io import atomic_write_text
 from selflearn.stages.training_set import labels_folder
 
@@ -230,7 +230,9 @@ def decision_panel(manifest: dict, eval_result: dict | None) -> str:
             f'(<code>--truth</code>).</p>'
             + (f"<table><thead><tr>{header}</tr></thead><tbody>{''.join(rows)}</tbody></table>" if rows
                else "<p>No locale in the window.</p>")
-            + f'<p id="changes">{_e(changes_sentence(manifest.get("changes_since_previous_run")))}</p></section>')
+            + f'<p id="changes">{_e(changes_sentence(manifest.get("changes_since_previous_run")))}</p>'
+            + (f'<p id="lifecycle">{_e(lifecycle_sentence(manifest["lifecycle"]))}</p>' if "lifecycle" in manifest
+               else "") + "</section>")
 
 
 def _opt(value: float | None, fmt: str = "{:.3f}") -> str:

@@ -10,6 +10,8 @@ writes, under the output folder:
     truth/nlu_seed.parquet               phrasings the simulated system was trained on (and gets right)
     truth/nlu_test.parquet               fresh labeled draws from the users' request/phrasing distribution
     truth/world.json                     the world's name and knobs
+    truth/drift_texts.parquet            drift worlds only: per text, the day it first appeared, what is
+                                         new about it, whether the retrained NLU fixed it (sim/drift.py)
     README.md                            parameters, the world and the MASSIVE attribution
 
 How the world works (selflearn/sim/): catalog.py (requests, phrasings, Zipf popularity), nlu.py (the
@@ -32,11 +34,12 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from selflearn.sim import behavior, catalog, massive, output, worlds
+from selflearn.sim import behavior, catalog, drift, massive, output, worlds
 
 DEFAULT_LOCALES = ["en-US", "de-DE", "fr-FR", "es-ES", "ja-JP", "hi-IN"]
 TURNS_PER_USER = 12
 LOGGING_STREAM = 7927             # key of the random stream for what gets logged, apart from what happens
+GOAL_DRIFT_STREAM = 7933          # key of the random stream that sends goals to what emerged
 
 
 def simulate(out_dir: str | Path, turns: int = 5000, locales: list[str] | None = None, seed: int = 7,
@@ -49,14 +52,18 @@ def simulate(out_dir: str | Path, turns: int = 5000, locales: list[str] | None =
         raise ValueError("turns and days must be positive")
     world_name, world = worlds.resolve(world)
     locales = list(locales or DEFAULT_LOCALES)
+    if world.launch_locale is not None and world.launch_locale not in locales:
+        locales.append(world.launch_locale)
     n_users = max(1, min(turns, users if users is not None else max(1, turns // TURNS_PER_USER)))
     clock = _Clock(progress)
     rng = np.random.default_rng(seed)
     data = massive.load(massive_path, locales)
     cat = catalog.build(data, locales, rng, world)
-    outcomes = behavior.TextOutcomes(cat, seed)
+    drift_plan = drift.plan(cat, world, seed)
+    outcomes = behavior.TextOutcomes(cat, seed, world.retrain_fix_share if world.retrain_day is not None else 0.0)
     clock.lap(f"catalog: {len(cat.req_locale)} requests, {cat.n_base_phr} phrasings")
-    sim = behavior.simulate_events(cat, outcomes, turns, n_users, days, rng, world)
+    sim = behavior.simulate_events(cat, outcomes, turns, n_users, days, rng, world, drift_plan,
+                                   np.random.default_rng([seed, GOAL_DRIFT_STREAM]))
     clock.lap(f"behaviour: {len(sim.text)} turns")
     logs, truth_turns, truth_pairs = output.log_and_truth(sim, cat, outcomes, start_date, rng, world,
                                                           np.random.default_rng([seed, LOGGING_STREAM]))
@@ -72,8 +79,12 @@ def simulate(out_dir: str | Path, turns: int = 5000, locales: list[str] | None =
         part.mkdir(parents=True)
         _write(logs.filter(pa.array(day_of == day)), part / "part-0.parquet")
     (out / "truth").mkdir(parents=True)
-    for name, table in (("turns", truth_turns), ("pairs", truth_pairs), ("nlu_seed", seed_set),
-                        ("nlu_test", test_set)):
+    tables = [("turns", truth_turns), ("pairs", truth_pairs), ("nlu_seed", seed_set), ("nlu_test", test_set)]
+    if world.drifts:
+        retrained = outcomes.retrained_intent if outcomes.retrain_fix_share > 0 else outcomes.intent
+        tables.append(("drift_texts", drift.text_truth(logs, truth_turns, cat, drift_plan, outcomes.intent,
+                                                       retrained, sim.text, sim.phr)))
+    for name, table in tables:
         _write(table, out / "truth" / f"{name}.parquet")
     world_record = {"name": world_name, "description": world.description, "knobs": world.knobs()}
     (out / "truth" / "world.json").write_text(json.dumps(world_record, indent=2) + "\n", encoding="utf-8")

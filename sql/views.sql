@@ -21,6 +21,14 @@ create or replace view graph_edges as
 select * from ${graph_edges};
 
 
+-- each label's life over the runs in this folder: state (new, confirmed, retired), first_seen, first_labelled,
+-- last_evidence, why (selflearn/lifecycle.py); and every change run after run
+create or replace view label_history as
+select * from ${label_history};
+
+create or replace view label_changes as
+select * from ${label_changes};
+
 -- the MASSIVE-format training files, one row per line of training/massive/<split>/<locale>.jsonl
 -- (the split is the `partition` column)
 create or replace view massive as

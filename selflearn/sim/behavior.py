@@ -10,7 +10,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-from selflearn.sim import nlu, surface
+from selflearn.sim import drift, nlu, surface
 from selflearn.sim.catalog import Catalog
 from selflearn.sim.worlds import World
 
@@ -56,18 +56,22 @@ class Simulated:
     n_users: int
     sess_has_id: np.ndarray           # per session
     user_device: np.ndarray
+    nlu_version: np.ndarray | None = None   # per event: 0 the first NLU, 1 the retrained one (drift worlds)
 
 
 class TextOutcomes:
     """NLU interpretation of every text in the catalog, computed in batches as new texts appear."""
 
-    def __init__(self, cat: Catalog, seed: int):
-        self.cat, self.seed = cat, seed
+    def __init__(self, cat: Catalog, seed: int, retrain_fix_share: float = 0.0):
+        self.cat, self.seed, self.retrain_fix_share = cat, seed, retrain_fix_share
         self.confusions = nlu.confusable(cat.intents, cat.intent_scenario)
         self.intent = np.empty(0, dtype=np.int64)
         self.confidence = np.empty(0)
         self.slots: list = []
         self.u = np.empty((0, 8))
+        # the retrained NLU (drift worlds): the same texts, some failures fixed
+        self.retrained_intent, self.retrained_confidence = np.empty(0, dtype=np.int64), np.empty(0)
+        self.retrained_slots: list = []
 
     def update(self) -> None:
         c, lo = self.cat, len(self.intent)
@@ -80,13 +84,30 @@ class TextOutcomes:
         self.confidence = np.concatenate([self.confidence, conf])
         self.slots.extend(slots)
         self.u = np.vstack([self.u, u])
+        if self.retrain_fix_share > 0:
+            u_fix = nlu.text_uniforms(f"{self.seed}/{drift.RETRAIN_KEY}", c.locales, c.text_locale[lo:],
+                                      c.texts[lo:])[:, 0]
+            intent, conf, slots = drift.retrained_interpretation(
+                u_fix, intent, conf, slots, np.array(c.text_intent[lo:]), c.text_slots[lo:],
+                self.retrain_fix_share, nlu.correct_confidence(u))
+            self.retrained_intent = np.concatenate([self.retrained_intent, intent])
+            self.retrained_confidence = np.concatenate([self.retrained_confidence, conf])
+            self.retrained_slots.extend(slots)
+
+    def intent_served(self, text: np.ndarray, retrained: np.ndarray | None) -> np.ndarray:
+        """The NLU's intent for each text, from the retrained NLU where `retrained` (None: the first NLU)."""
+        if retrained is None:
+            return self.intent[text]
+        return np.where(retrained, self.retrained_intent[text], self.intent[text])
 
 
 def simulate_events(cat: Catalog, outcomes: TextOutcomes, turns: int, n_users: int, days: int,
-                    rng: np.random.Generator, world: World) -> Simulated:
+                    rng: np.random.Generator, world: World, drift_plan: drift.DriftPlan | None = None,
+                    drift_rng: np.random.Generator | None = None) -> Simulated:
     n_loc = len(cat.locales)
     share = np.array([TRAFFIC.get(loc, 0.1) for loc in cat.locales])
     share /= share.sum()
+    share = drift.locale_shares(cat.locales, share, world, days)
     # ---- users
     primary = rng.choice(n_loc, n_users, p=share)
     bilingual = (rng.random(n_users) < BILINGUAL_SHARE) & (n_loc > 1)
@@ -99,7 +120,7 @@ def simulate_events(cat: Catalog, outcomes: TextOutcomes, turns: int, n_users: i
     n_sess = max(n_users, int(round(turns * GOALS_PER_SESSION_P)))
     s_user = np.concatenate([np.arange(n_users), rng.choice(n_users, n_sess - n_users, p=activity / activity.sum())])
     s_locale = np.where(bilingual[s_user] & (rng.random(n_sess) < 0.35), second[s_user], primary[s_user])
-    s_raw = _session_times(cat, s_locale, days, rng)
+    s_raw = drift.launch_session_times(_session_times(cat, s_locale, days, rng), s_locale, cat.locales, world, days)
     order = np.lexsort((s_raw, s_user))
     s_user, s_locale, s_raw = s_user[order], s_locale[order], s_raw[order]
     s_goals = rng.geometric(GOALS_PER_SESSION_P, n_sess)
@@ -111,9 +132,11 @@ def simulate_events(cat: Catalog, outcomes: TextOutcomes, turns: int, n_users: i
                       rng.choice([GOAL_QUICK, GOAL_RELATED, GOAL_LATER], len(g_sess), p=list(world.follow_up)))
     g_type[1:][(g_type[1:] == GOAL_RELATED) & (g_type[:-1] == GOAL_RELATED)] = GOAL_LATER
     g_phr = _goal_requests(cat, g_user, g_loc, g_type, primary, fav_phr, rng)
+    g_day = np.floor(s_raw[g_sess] / drift.DAY_S)   # the day the goal's session was planned for
+    g_phr = drift.redirect_goals(cat, drift_plan, g_phr, g_day, g_loc, _pick_phrasing, drift_rng)
     # ---- turns: first tries, then rephrases while the user keeps trying
     ev = _turn_chains(cat, outcomes, g_phr, g_loc, device[g_user], world.misread_retry_mix,
-                      world.once_seen_share, rng)
+                      world.once_seen_share, rng, drift.from_day(g_day, world.retrain_day))
     ev_goal = ev["goal"]
     ev_sess = g_sess[ev_goal]
     kind = np.where(ev["step"] > 0, ev["kind"],
@@ -125,7 +148,7 @@ def simulate_events(cat: Catalog, outcomes: TextOutcomes, turns: int, n_users: i
     return Simulated(user=s_user[ev_sess[keep]], session=ev_sess[keep], phr=ev["phr"][keep], text=ev["text"][keep],
                      kind=kind[keep], status=ev["status"][keep], barge=ev["barge"][keep], ts_us=ts[keep],
                      n_users=n_users, sess_has_id=np.array([d[2] for d in DEVICES])[device[s_user]],
-                     user_device=device)
+                     user_device=device, nlu_version=None if world.retrain_day is None else ev["nlu_version"][keep])
 
 
 def _draw_requests(cat: Catalog, locale: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -221,7 +244,9 @@ def _related_requests(cat: Catalog) -> tuple[np.ndarray, np.ndarray, np.ndarray]
 
 
 def _turn_chains(cat: Catalog, out: TextOutcomes, g_phr, g_loc, g_device, misread_retry_mix,
-                 once_seen_share: float, rng) -> dict[str, np.ndarray]:
+                 once_seen_share: float, rng, g_retrained: np.ndarray | None = None) -> dict[str, np.ndarray]:
+    """Per event: goal, step, phrasing, text, status, barge-in, kind (and nlu_version where `g_retrained`
+    says which goals the retrained NLU serves)."""
     n = len(g_phr)
     goal, phr = np.arange(n), g_phr.copy()
     text = np.asarray(cat.phr_text)[phr]
@@ -238,7 +263,8 @@ def _turn_chains(cat: Catalog, out: TextOutcomes, g_phr, g_loc, g_device, misrea
     for step in range(len(REPHRASE_P)):
         out.update()
         true_intent = cat.req_intent[phr_req[phr]]
-        nlu_intent = out.intent[text]
+        retrained = None if g_retrained is None else g_retrained[goal]
+        nlu_intent = out.intent_served(text, retrained)
         correct = nlu_intent == true_intent
         unhandled = nlu_intent < 0
         r = rng.random((len(goal), 4))
@@ -248,6 +274,8 @@ def _turn_chains(cat: Catalog, out: TextOutcomes, g_phr, g_loc, g_device, misrea
         barge = np.where(np.array([d[3] for d in DEVICES])[g_device[goal]], r[:, 1] < p_barge, -1)
         rounds.append({"goal": goal, "step": np.full(len(goal), step), "phr": phr, "text": text,
                        "status": status.astype(np.int8), "barge": barge.astype(np.int8)})
+        if retrained is not None:
+            rounds[-1]["nlu_version"] = retrained.astype(np.int8)
         retry = (~correct | (status == 1)) & (r[:, 2] < REPHRASE_P[step])
         if not retry.any():
             break

@@ -40,7 +40,7 @@ def confusable(intents: list[str], intent_scenario: np.ndarray) -> list[np.ndarr
     return out
 
 
-def text_uniforms(seed: int, locales: list[str], text_locale: list[int], texts: list[str]) -> np.ndarray:
+def text_uniforms(seed: int | str, locales: list[str], text_locale: list[int], texts: list[str]) -> np.ndarray:
     """[n, 8] uniforms in [0, 1) keyed by (seed, locale, text): columns 0-5 drive `interpret`, 6 the
     training seed (output.nlu_seed), 7 `uninformative_confidence`."""
     digest = b"".join(
@@ -79,6 +79,12 @@ def interpret(u: np.ndarray, p_err: np.ndarray, true_intent: np.ndarray, slots: 
         else:
             out_slots.append(s)
     return nlu, confidence, out_slots
+
+
+def correct_confidence(u: np.ndarray) -> np.ndarray:
+    """The confidence `interpret` gives a right answer for texts with uniforms `u` (a retrained NLU that
+    now gets a text right scores it like one it always got right)."""
+    return np.round(betaincinv(*CONFIDENCE_BETA["correct"], u[:, 4]), 4)
 
 
 def uninformative_confidence(u: np.ndarray) -> np.ndarray:

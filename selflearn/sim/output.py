@@ -57,12 +57,21 @@ def log_and_truth(sim: Simulated, cat: Catalog, out: TextOutcomes, start_date: s
     sess_ids = _hex_ids(rng, len(sim.sess_has_id), "s-", 63)
     sess_ids = pc.if_else(pa.array(sim.sess_has_id), sess_ids, pa.nulls(len(sim.sess_has_id), pa.string()))
     epoch_us = start_epoch_us(start_date)
-    text_intent = pa.array([cat.intents[i] if i >= 0 else None for i in out.intent.tolist()], type=pa.string())
+    text_intent = _intent_names(cat, out.intent)
     text_idx = pa.array(sim.text)
     locales = pa.array(cat.locales, type=pa.string())
     phr_req = np.asarray(cat.phr_req)
     true_intent = cat.req_intent[phr_req[sim.phr]]
-    correct = out.intent[sim.text] == true_intent
+    retrained = None if sim.nlu_version is None else sim.nlu_version == 1
+    correct = out.intent_served(sim.text, retrained) == true_intent
+    nlu_intent, nlu_slots = text_intent.take(text_idx), _slots_array(out.slots).take(text_idx)
+    nlu_confidence = _logged_confidence(out.confidence, out, sim.text, world)
+    if retrained is not None:   # a retrained NLU served some events: each event logs what its NLU said
+        mask = pa.array(retrained)
+        nlu_intent = pc.if_else(mask, _intent_names(cat, out.retrained_intent).take(text_idx), nlu_intent)
+        nlu_slots = pc.if_else(mask, _slots_array(out.retrained_slots).take(text_idx), nlu_slots)
+        nlu_confidence = pc.if_else(mask, _logged_confidence(out.retrained_confidence, out, sim.text, world),
+                                    nlu_confidence)
     status, barge = _logged_friction(sim, ~correct | (sim.status == STATUSES.index("error")), world, logging_rng)
     logs = pa.table({
         "event_id": event_ids,
@@ -71,9 +80,9 @@ def log_and_truth(sim: Simulated, cat: Catalog, out: TextOutcomes, start_date: s
         "locale": locales.take(pa.array(np.asarray(cat.text_locale)[sim.text])),
         "ts": pa.array(sim.ts_us + epoch_us, type=pa.timestamp("us", tz="UTC")),
         "utterance": pa.array(cat.texts, type=pa.string()).take(text_idx),
-        "nlu_intent": text_intent.take(text_idx),
-        "nlu_slots": _slots_array(out.slots).take(text_idx),
-        "nlu_confidence": _logged_confidence(out, sim.text, world),
+        "nlu_intent": nlu_intent,
+        "nlu_slots": nlu_slots,
+        "nlu_confidence": nlu_confidence,
         "response_status": pa.array(list(STATUSES), type=pa.string()).take(pa.array(status)),
         "barge_in": pa.array(barge == 1, mask=barge < 0),
     }, schema=contract.LOG_SCHEMA)
@@ -110,12 +119,16 @@ def _logged_friction(sim: Simulated, failing: np.ndarray, world: World,
     return status, barge
 
 
-def _logged_confidence(out: TextOutcomes, text: np.ndarray, world: World) -> pa.Array:
+def _intent_names(cat: Catalog, intent: np.ndarray) -> pa.Array:
+    return pa.array([cat.intents[i] if i >= 0 else None for i in intent.tolist()], type=pa.string())
+
+
+def _logged_confidence(confidence: np.ndarray, out: TextOutcomes, text: np.ndarray, world: World) -> pa.Array:
     if world.confidence == "absent":
         return pa.nulls(len(text), pa.float64())
     if world.confidence == "uninformative":
         return pa.array(nlu.uninformative_confidence(out.u[text]))
-    return pa.array(out.confidence[text])
+    return pa.array(confidence[text])
 
 
 def nlu_seed(cat: Catalog, out: TextOutcomes) -> pa.Table:

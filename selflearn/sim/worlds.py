@@ -49,6 +49,25 @@ class World:
     # distinct texts (benchmarks/throughput.py --diverse). Drawn from its own random stream: at 0 nothing
     # else in the world changes.
     once_seen_share: float = 0.0
+    # Drift over time (sim/drift.py), all off by default; days count from the start date (day 0). From
+    # `emerging_day` on, `emerging_entities` requests per locale that nobody asked before (a new title, a
+    # new app name) take `emerging_traffic` of each locale's goals, and `emerging_wordings` requests per
+    # locale get a wording nobody used before that takes `emerging_wording_use` of their goals; the NLU never
+    # saw either, so their texts fail with probability `emerging_error`.
+    emerging_day: int | None = None
+    emerging_entities: int = 0
+    emerging_traffic: float = 0.0
+    emerging_wordings: int = 0
+    emerging_wording_use: float = 0.0
+    emerging_error: float = 0.6
+    # From `retrain_day` on, sessions are served by a retrained NLU that gets `retrain_fix_share` of the texts
+    # the old one got wrong right (chosen per text, so the truth can say which).
+    retrain_day: int | None = None
+    retrain_fix_share: float = 0.0
+    # `launch_locale` has no traffic before `launch_day`, then about `launch_share` of all traffic.
+    launch_locale: str | None = None
+    launch_day: int = 0
+    launch_share: float = 0.02
     # One line on why the values; not part of the world's identity.
     description: str = field(default="", compare=False)
 
@@ -63,6 +82,13 @@ class World:
             raise ValueError(f"fixed_head_share must be in [0, 1], got {self.fixed_head_share}")
         if self.phrasing_decay <= 0:
             raise ValueError(f"phrasing_decay must be positive, got {self.phrasing_decay}")
+        for name in ("emerging_traffic", "emerging_wording_use", "emerging_error", "retrain_fix_share",
+                     "launch_share"):
+            if not 0.0 <= getattr(self, name) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(self, name)}")
+        for name in ("emerging_day", "retrain_day", "launch_day", "emerging_entities", "emerging_wordings"):
+            if getattr(self, name) is not None and getattr(self, name) < 0:
+                raise ValueError(f"{name} must be a day index or count >= 0, got {getattr(self, name)}")
         for name in ("follow_up", "misread_retry_mix"):
             shares = tuple(getattr(self, name))
             object.__setattr__(self, name, shares)   # a list given would break equality with the registry
@@ -74,6 +100,11 @@ class World:
         values = asdict(self)
         del values["description"]
         return {k: list(v) if isinstance(v, tuple) else v for k, v in values.items()}
+
+    @property
+    def drifts(self) -> bool:
+        """Whether anything changes over the days (new phrasings, a retrained NLU, a launched locale)."""
+        return self.emerging_day is not None or self.retrain_day is not None or self.launch_locale is not None
 
 
 # Values are round points chosen from the phenomenon each world isolates, not fitted to any log.
@@ -111,6 +142,13 @@ WORLDS: dict[str, World] = {
         friction_coverage=0.4, confidence="uninformative", **_LONG_TAIL, **_CHATTY, **_DOUBLE_FAILURE,
         description="all at once: 40% of failures logged, uninformative confidence, long tail, chatty, "
                     "double failures"),
+    "drift": World(
+        emerging_day=3, emerging_entities=6, emerging_traffic=0.06, emerging_wordings=6, emerging_wording_use=0.5,
+        emerging_error=0.6, retrain_day=6, retrain_fix_share=0.6, launch_locale="hi-IN", launch_day=4,
+        description="a lexicon that moves: from day 3 new entities (6 requests per locale, 6% of goals) and new "
+                    "wordings (6 requests per locale, half their goals) the NLU fails on 60% of the time; from "
+                    "day 6 a retrained NLU fixes 60% of the texts it got wrong; hi-IN launches on day 4 with 2% "
+                    "of the traffic (truth/drift_texts.parquet says what appeared when and what the retraining fixed)"),
 }
 DEFAULT_WORLD = "simulator"
 

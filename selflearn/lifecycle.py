@@ -1,0 +1,161 @@
+"""A label's life across runs in one output folder: new, confirmed, retired; what changed since the last run.
+
+    advance(base, labels, text_days, as_of, rules) -> Lifecycle(state, changes, emitted)
+
+`base` is the state the previous published run left (work/label_lifecycle.parquet), one row per (locale,
+utt_norm, intent) ever labelled; `labels` this run's weak labels; `text_days` the daily events and defective
+events of every text in the window (sql/text_days.sql); `as_of` the newest day in the window. A label is
+
+    new        labelled, its text failed on fewer than `confirm_days` distinct days so far
+    confirmed  labelled, its text failed on at least `confirm_days` distinct days
+    retired    the NLU now handles the text (its friction over the last `recent_days` fell to
+               `retire_defect_rate`), or the labeler gave the text another intent on two days `relabel_after_days`
+               apart (the evidence flipped)
+
+Hysteresis keeps labels from flipping: a retired label comes back only when its text fails at least
+`revive_defect_rate` of the time again (the band between the two rates keeps the state), and a new
+interpretation replaces a label only when it holds on a later day. While it waits, neither intent is emitted.
+Everything is a function of (base, window, as_of): a re-run over the same days gives the same state, and the
+caller re-advances from the same base when the previous run had the same `as_of` (pipeline, export stage).
+Pure: pandas only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import pandas as pd
+
+from selflearn.config import LifecycleConfig
+
+KEY = ["locale", "utt_norm"]
+LABEL = [*KEY, "intent"]
+ACTIVE = ("new", "confirmed")
+STATE_COLUMNS = [*LABEL, "state", "reason", "first_seen", "first_labelled", "last_evidence", "evidence_days",
+                 "state_since", "pending_intent", "pending_since", "as_of"]
+CHANGE_COLUMNS = ["as_of", *LABEL, "change", "state", "reason"]
+
+
+@dataclass
+class Lifecycle:
+    state: pd.DataFrame      # STATE_COLUMNS, one row per label ever given (private: work/)
+    changes: pd.DataFrame    # CHANGE_COLUMNS: this run's changes against the base
+    emitted: pd.DataFrame    # this run's labels that are live (new or confirmed), with the lifecycle columns
+    withheld: pd.DataFrame   # this run's labels that are not: retired, or contested by another interpretation
+
+
+def empty_state() -> pd.DataFrame:
+    return pd.DataFrame({c: pd.Series(dtype="object") for c in STATE_COLUMNS})
+
+
+def advance(base: pd.DataFrame | None, labels: pd.DataFrame, text_days: pd.DataFrame, as_of: str,
+            rules: LifecycleConfig) -> Lifecycle:
+    base = empty_state() if base is None or base.empty else base[STATE_COLUMNS]
+    days = _daily(text_days, rules, as_of)
+    given = dict(zip(zip(labels["locale"], labels["utt_norm"]), labels["intent"])) if len(labels) else {}
+    rows = {tuple(r[c] for c in LABEL): dict(r) for r in base.to_dict(orient="records")}
+    keys = sorted({k[:2] for k in rows} | set(given))
+    for key in keys:
+        info = days.get(key, _NO_DAYS)
+        intent_now = given.get(key)
+        mine = [r for k, r in rows.items() if k[:2] == key]
+        live = next((r for r in mine if r["state"] in ACTIVE), None)
+        for r in mine:   # every label of the text sees the same days
+            r["evidence_days"] = _union(r["evidence_days"], info["evidence_days"])
+            r["last_evidence"] = max(r["evidence_days"], default=r["last_evidence"])
+            r["first_seen"] = min(filter(None, [r["first_seen"], info["first_seen"]]), default=None)
+        if live is not None and intent_now not in (None, live["intent"]):
+            if live["pending_intent"] != intent_now:
+                live["pending_intent"], live["pending_since"] = intent_now, as_of
+            if _days_between(live["pending_since"], as_of) >= rules.relabel_after_days:
+                _set(live, "retired", f"relabeled to {intent_now}", as_of)
+                live["pending_intent"] = live["pending_since"] = None
+                live = None   # the new interpretation starts below
+            else:
+                continue      # contested: keep the state, emit neither
+        elif live is not None:
+            live["pending_intent"] = live["pending_since"] = None
+        if live is None and intent_now is not None:
+            old = rows.get((*key, intent_now))
+            if old is None:
+                old = rows[(*key, intent_now)] = {
+                    "locale": key[0], "utt_norm": key[1], "intent": intent_now, "state": None, "reason": None,
+                    "first_seen": info["first_seen"], "first_labelled": as_of,
+                    "evidence_days": info["evidence_days"], "last_evidence": max(info["evidence_days"], default=None),
+                    "state_since": as_of, "pending_intent": None, "pending_since": None}
+                _set(old, "new", "labelled", as_of)
+                live = old
+            elif old["state"] == "retired" and info["recent_rate"] >= rules.revive_defect_rate \
+                    and info["recent_events"] >= rules.min_recent_events and old["state_since"] != as_of:
+                _set(old, "new", "fails again", as_of)
+                old["evidence_days"] = [d for d in old["evidence_days"] if d > old["state_since"]] or []
+                live = old
+        if live is None:
+            continue
+        if info["recent_events"] >= rules.min_recent_events and info["recent_rate"] <= rules.retire_defect_rate:
+            _set(live, "retired", "the NLU now handles it", as_of)
+        elif len(live["evidence_days"]) >= rules.confirm_days and live["state"] == "new":
+            _set(live, "confirmed", f"failed on {len(live['evidence_days'])} days", as_of)
+    state = pd.DataFrame([{**r, "as_of": as_of} for r in rows.values()], columns=STATE_COLUMNS)
+    state = state.sort_values(LABEL, kind="stable").reset_index(drop=True)
+    emitted = _emitted(labels, state)
+    withheld = labels.merge(emitted[LABEL], on=LABEL, how="left", indicator=True) if len(labels) else labels
+    withheld = withheld[withheld["_merge"] == "left_only"].drop(columns="_merge") if len(labels) else labels
+    return Lifecycle(state, _changes(base, state, as_of), emitted, withheld)
+
+
+_NO_DAYS = {"evidence_days": [], "first_seen": None, "recent_events": 0, "recent_rate": 0.0}
+
+
+def _daily(text_days: pd.DataFrame, rules: LifecycleConfig, as_of: str) -> dict:
+    """(locale, utt_norm) -> the days it failed, the first day it was said, and its recent friction."""
+    if text_days.empty:
+        return {}
+    frame = text_days.assign(day=text_days["day"].astype(str))
+    recent_from = str((pd.Timestamp(as_of) - pd.Timedelta(days=rules.recent_days - 1)).date())
+    failed = frame["n_defective"] >= rules.revive_defect_rate * frame["n_events"]
+    out = {}
+    for key, group in frame.assign(failed=failed).groupby(KEY, sort=True):
+        recent = group[group["day"] >= recent_from]
+        events = int(recent["n_events"].sum())
+        out[key] = {"evidence_days": sorted(group.loc[group["failed"], "day"].tolist()),
+                    "first_seen": group["day"].min(), "recent_events": events,
+                    "recent_rate": float(recent["n_defective"].sum()) / events if events else 0.0}
+    return out
+
+
+def _union(before, now: list[str]) -> list[str]:
+    return sorted(set(list(before) if before is not None else []) | set(now))
+
+
+def _days_between(a: str | None, b: str) -> int:
+    return 0 if a is None else (pd.Timestamp(b) - pd.Timestamp(a)).days
+
+
+def _set(row: dict, state: str, reason: str, as_of: str) -> None:
+    if row["state"] != state:
+        row["state"], row["reason"], row["state_since"] = state, reason, as_of
+
+
+def _changes(base: pd.DataFrame, state: pd.DataFrame, as_of: str) -> pd.DataFrame:
+    before = base[[*LABEL, "state"]].rename(columns={"state": "before"})
+    both = state.merge(before, on=LABEL, how="left")
+    moved = both[both["before"].isna() | (both["before"] != both["state"])].copy()
+    moved["change"] = [_change_name(b, s) for b, s in zip(moved["before"], moved["state"])]
+    moved["as_of"] = as_of
+    return moved[CHANGE_COLUMNS].reset_index(drop=True)
+
+
+def _change_name(before, after: str) -> str:
+    if not isinstance(before, str):
+        return "new" if after in ACTIVE else "retired"
+    if after == "retired":
+        return "retired"
+    return "revived" if before == "retired" else after   # new -> confirmed reads "confirmed"
+
+
+def _emitted(labels: pd.DataFrame, state: pd.DataFrame) -> pd.DataFrame:
+    """This run's labels whose (text, intent) is live, with state, first_seen, first_labelled, last_evidence."""
+    live = state[state["state"].isin(ACTIVE)][[*LABEL, "state", "first_seen", "first_labelled", "last_evidence"]]
+    if labels.empty:
+        return labels.assign(**{c: pd.Series(dtype="object") for c in live.columns if c not in labels})
+    return labels.merge(live, on=LABEL, how="inner").reset_index(drop=True)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -64,8 +65,9 @@ def write(run_dir: Path, life: lifecycle.Lifecycle, base: pd.DataFrame, previous
     before = _read(previous_run / LABELS_FILE)
     was_released = set() if before is None else set(zip(before["locale"], before["utt_norm"]))
     state = life.state
-    carried = [k in was_released for k in zip(state["locale"], state["utt_norm"])]
-    fresh, _ = release.keep("label_history", state[[not c for c in carried]])
+    # a boolean array, not a list: an empty list would select no columns rather than no rows
+    carried = np.array([k in was_released for k in zip(state["locale"], state["utt_norm"])], dtype=bool)
+    fresh, _ = release.keep("label_history", state[~carried])
     shown = pd.concat([state[carried], fresh]).sort_values(lifecycle.LABEL, kind="stable")
     shown = shown.assign(evidence_day_count=[len(d) for d in shown["evidence_days"]])
     atomic_write_parquet(_conform(shown, HISTORY_SCHEMA), run_dir / LABELS_FILE)
@@ -75,11 +77,12 @@ def write(run_dir: Path, life: lifecycle.Lifecycle, base: pd.DataFrame, previous
     earlier = previous_history[previous_history["as_of"] < as_of] if previous_history is not None else None
     log = pd.concat([f for f in (earlier, changes) if f is not None and len(f)]) if (
         (earlier is not None and len(earlier)) or len(changes)) else changes
-    log = log.sort_values(["as_of", *lifecycle.LABEL, "change"], kind="stable")
+    if len(log):  # an empty log may carry no columns to sort by
+        log = log.sort_values(["as_of", *lifecycle.LABEL, "change"], kind="stable")
     atomic_write_parquet(_conform(log, CHANGES_SCHEMA), run_dir / CHANGES_FILE)
     return {"as_of": as_of,
             "states": {s: int(n) for s, n in shown["state"].value_counts().sort_index().items()},
-            "changes": {c: int(n) for c, n in changes["change"].value_counts().sort_index().items()},
+            "changes": {c: int(n) for c, n in changes["change"].value_counts().sort_index().items()} if len(changes) else {},
             "withheld_from_training": int(len(life.withheld))}
 
 

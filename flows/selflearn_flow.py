@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import json
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
@@ -24,10 +23,10 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
 
 import selflearn
-from selflearn import io, report
-from selflearn.config import Config, load_config
+from selflearn import io, privacy, report
+from selflearn.config import load_config
 from selflearn.pipeline import STAGES, PipelineRun
-from selflearn.stages.ingest import INGEST_VERSION, STATE_FILE, IngestReport
+from selflearn.stages.ingest import INGEST_VERSION, IngestReport, settings_fingerprint
 
 
 def ingest_cache_key(context, parameters: dict) -> str:
@@ -35,17 +34,16 @@ def ingest_cache_key(context, parameters: dict) -> str:
     state changes. size+mtime, not sha256: hashing every file again would cost what the cache saves."""
     run: PipelineRun = parameters["run"]
     root, files = io.find_inputs(run.logs)
-    curated = run.out / "curated"
-    parts = [selflearn.__version__, INGEST_VERSION, str(run.out.resolve()), config_fingerprint(run.cfg)]
+    # the salt is not in the config fingerprint (a secret's hash must not travel); ingest's own settings
+    # fingerprint covers it, and it only lives in this key
+    parts = [selflearn.__version__, INGEST_VERSION, str(run.out.resolve()), privacy.config_fingerprint(run.cfg),
+             settings_fingerprint(run.cfg)]
     parts += [f"{io.relative_name(f, root)}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files]
-    parts += [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}" for p in sorted(curated.glob("turns/*.parquet"))]
-    state = curated / STATE_FILE
+    parts += [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
+              for p in sorted(run.layout.curated_turns.glob("*.parquet"))]
+    state = run.layout.ingest_state
     parts.append(hashlib.sha256(state.read_bytes()).hexdigest() if state.is_file() else "no-state")
     return "selflearn-ingest-" + hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
-
-
-def config_fingerprint(cfg: Config) -> str:
-    return hashlib.sha256(json.dumps(cfg.model_dump(), sort_keys=True).encode()).hexdigest()[:16]
 
 
 # Retries: a stage that fails (a file system hiccup, a killed worker thread, an out-of-memory embed batch)

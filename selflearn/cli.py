@@ -11,6 +11,7 @@ import sys
 from pathlib import Path
 
 from selflearn import __version__
+from selflearn.layout import RunLayout
 from selflearn.sim.worlds import DEFAULT_WORLD, REAL_NLU_WORLDS, WORLDS
 
 EXAMPLES = """examples:
@@ -152,7 +153,7 @@ def cmd_run(args) -> int:
     if args.truth:
         from selflearn import evaluate
         report = evaluate.evaluate(args.logs, args.truth, args.out, min_users=cfg.privacy.min_users)
-        _write_eval(report, Path(args.out) / "eval.json")
+        _write_eval(report, RunLayout(args.out).eval_result)
         print(evaluate.format_report(report))
         _refresh_report(Path(args.out))
     _print_decision(result.manifest, report)
@@ -183,10 +184,12 @@ def _print_summary(result) -> None:
         print(why)
     total = sum(result.timings.values())
     print(f"\noutputs in {result.out_dir.resolve()}  ({total:.1f}s)")
-    for rel in ("training/", "rephrases/pairs.parquet", "graph/",
-                "quarantine/", "manifest.json", "report.html", "catalog.duckdb"):
+    layout = RunLayout(result.out_dir)
+    for rel in result.manifest["outputs"].values():
         if (result.out_dir / rel).exists():
             print(f"  {rel}")
+    if layout.quarantine.exists():  # state kept across runs, private to operators
+        print(f"  {layout.quarantine.relative_to(result.out_dir).as_posix()}/")
 
 
 def _write_eval(report: dict, path: Path) -> None:
@@ -218,12 +221,13 @@ def cmd_eval(args) -> int:
                                    closed_loop=not args.no_closed_loop)
     except (evaluate.EvalInputError, FileNotFoundError) as exc:
         raise UserFacingError(str(exc)) from None
-    _write_eval(report, Path(args.json) if args.json else Path(args.out) / "eval.json")
+    layout = RunLayout(args.out)
+    _write_eval(report, Path(args.json) if args.json else layout.eval_result)
     print(evaluate.format_report(report))
-    if not args.json and (Path(args.out) / "manifest.json").exists():
+    if not args.json and layout.manifest.exists():
         _refresh_report(Path(args.out))
-    if (Path(args.out) / "manifest.json").exists():
-        _print_decision(json.loads((Path(args.out) / "manifest.json").read_text(encoding="utf-8")), report)
+    if layout.manifest.exists():
+        _print_decision(json.loads(layout.manifest.read_text(encoding="utf-8")), report)
     return 0
 
 
@@ -235,7 +239,7 @@ def cmd_catalog(args) -> int:
         raise UserFacingError(f"{exc} (is --out a finished `selflearn run` output folder?)") from None
     except CatalogError as exc:
         raise UserFacingError(str(exc)) from None
-    link = Path(args.out) / "catalog.duckdb"
+    link = RunLayout(args.out).catalog
     print(f"catalog: {link}  (open in Python: duckdb.connect({str(link)!r}, read_only=True))")
     return 0
 

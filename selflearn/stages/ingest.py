@@ -32,6 +32,8 @@ from tqdm import tqdm
 
 from selflearn import io, privacy, text
 from selflearn.config import Config
+from selflearn.layout import RunLayout
+from selflearn.stages.base import Context, Stage
 from selflearn.contract import (
     LOG_CONTRACT_VERSION,
     LOG_SCHEMA,
@@ -46,7 +48,6 @@ log = logging.getLogger(__name__)
 
 # Bump when ingest or selflearn.text changes what lands in curated turns: a new version re-ingests every file.
 INGEST_VERSION = "2"
-STATE_FILE = "_ingested.json"
 QUARANTINE_UTTERANCE_CHARS = 200
 BATCH_ROWS = 65_536  # rows curated at a time: ingest memory follows this, not the size of a file
 STATE_EVERY_FILES = 256  # the state file is rewritten after this many files (and at the end), not after each
@@ -163,10 +164,10 @@ def ingest(logs: str, out_dir: Path, config: Config, progress: bool = False) -> 
     root, files = _discover(logs)
     out_dir = Path(out_dir)
     config = privacy.with_salt(config, out_dir, say=log.warning)  # a no-op when PipelineRun resolved it
-    turns_dir, quarantine_dir = out_dir / "curated" / "turns", out_dir / "quarantine"
-    state_path = out_dir / "curated" / STATE_FILE
+    layout = RunLayout(out_dir)
+    turns_dir, quarantine_dir, state_path = layout.curated_turns, layout.quarantine, layout.ingest_state
     previous = _load_state(state_path)
-    settings = _settings_fingerprint(config)
+    settings = settings_fingerprint(config)
     changed_settings = previous["settings"] != settings
     if changed_settings and previous["files"]:
         log.warning("ingest settings changed since the last run (salt, max_utterance_chars, pii_patterns or "
@@ -216,11 +217,20 @@ def ingest(logs: str, out_dir: Path, config: Config, progress: bool = False) -> 
     return report
 
 
+def _ingest_stage(ctx: Context, logs: str) -> dict:
+    return {"ingest_report": ingest(logs, ctx.layout.out, ctx.cfg, progress=ctx.cfg.run.progress)}
+
+
+# logs (a path, folder or glob) -> ingest_report; curated turns, quarantine and the ledger under out/
+INGEST = Stage("ingest", inputs=("logs",), outputs=("ingest_report",), run=_ingest_stage)
+
+
 def _account_fields(recorded: dict) -> dict:
     return {k: recorded[k] for k in ("source_file", "status", "fingerprint", *COUNTS)}
 
 
-def _settings_fingerprint(config: Config) -> str:
+def settings_fingerprint(config: Config) -> str:
+    """What curated turns depend on besides the input files (the salt as a hash): a change re-ingests all."""
     settings = {"ingest_version": INGEST_VERSION, "contract": LOG_CONTRACT_VERSION,
                 "max_utterance_chars": config.ingest.max_utterance_chars,
                 "pii_patterns": config.privacy.pii_patterns,

@@ -21,7 +21,7 @@ import pyarrow.parquet as pq
 from selflearn import outdir
 from selflearn.decision import MIN_LABELS, changes_sentence, decide
 from selflearn.io import atomic_write_text
-from selflearn.layout import REPORT_FILE, RunLayout
+from selflearn.layout import RunLayout
 
 FUNNEL_STEPS = ("turns", "pairs", "rephrases", "failing_utterances", "labels")
 SAMPLE_LABELS = 30

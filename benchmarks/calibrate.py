@@ -28,7 +28,8 @@ from selflearn.config import load_config
 from selflearn.evaluation.inputs import read_logs, read_truth_pairs, read_truth_turns
 from selflearn.evaluation.truth import add_utt_norm, utterance_truth
 from selflearn.pipeline import PipelineRun
-from selflearn.sim.worlds import REAL_NLU_WORLDS, cached_world
+from selflearn.sim.worlds import REAL_NLU_WORLDS
+from selflearn.simulate import cached_world
 from selflearn.stages import labels, rephrase
 
 # A change of interpretation alone is not signed: related-but-different follow-ups change it too. Its

@@ -199,7 +199,7 @@ def _write_eval(report: dict, path: Path) -> None:
 
 def cmd_simulate(args) -> int:
     from selflearn.simulate import simulate
-    from selflearn.sim.worlds import write_world
+    from selflearn.simulate import write_world
     try:
         if args.world in REAL_NLU_WORLDS:   # built from its own data: locales, days and users do not apply
             summary = write_world(args.out, args.world, seed=args.seed, turns=args.turns)

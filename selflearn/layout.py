@@ -7,9 +7,10 @@
 Two kinds of place. State kept across runs lives under `out` (curated turns and the ingest ledger, the
 quarantine, the embedding cache, eval.json); what one run publishes lives under its run folder, staged in
 `out/.runs/<id>/` while the run works and then linked from `out/<name>` (selflearn.outdir). Readers of a
-finished run (catalog, report, eval) use `RunLayout.of_published(out)`; a run writes through
-`RunLayout(out, staging_folder)`. Every other module asks this one for a path, so a renamed file is renamed
-here only, and the manifest lists the released files (`released_files`) so that tools never guess.
+finished run read `RunLayout(out, outdir.published_dir(out))` (or `RunLayout(out)`: the published links);
+a run writes through `RunLayout(out, staging_folder)`. Every other module asks this one for a path, so a
+renamed file is renamed here only, and the manifest lists the released files (`released_files`) so that
+tools never guess.
 """
 from __future__ import annotations
 
@@ -58,13 +59,6 @@ class RunLayout:
     def __init__(self, out: str | Path, run: str | Path | None = None):
         object.__setattr__(self, "out", Path(out))
         object.__setattr__(self, "run", Path(run) if run is not None else Path(out))
-
-    @classmethod
-    def of_published(cls, out: str | Path) -> RunLayout:
-        """The layout of the run last published in `out` (its folder, or `out` itself before any switch)."""
-        from selflearn.outdir import published_dir  # outdir asks this module for PUBLISHED
-
-        return cls(out, published_dir(out))
 
     # -------------------------------------------------------------- one run (released, then internal)
     @property

@@ -109,22 +109,28 @@ def test_flow_matches_plain_run_and_publishes_artifacts(harness, sample_logs, ha
 def test_a_stage_that_fails_once_is_retried_and_the_flow_recovers(harness, sample_logs, hashing_config, tmp_path,
                                                                   monkeypatch):
     """The graph stage raises once (as a file system hiccup would); its task retries and the run completes."""
+    from dataclasses import replace
+
     import flows.selflearn_flow as daily
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
-    from selflearn.pipeline import PipelineRun
+
+    from selflearn import pipeline
 
     assert all(t.retries >= 1 and t.timeout_seconds for t in [daily.ingest, *daily.STAGE_TASKS.values()])
     attempts = []
-    build_graph = PipelineRun._graph
+    graph_at = pipeline.STAGES.index("graph")
+    graph = pipeline.STAGE_LIST[graph_at]
 
-    def graph_failing_once(run):
+    def graph_failing_once(ctx, **datasets):
         attempts.append(len(attempts) + 1)
         if len(attempts) == 1:
             raise OSError("injected fault: the output volume went away for a moment")
-        return build_graph(run)
+        return graph.run(ctx, **datasets)
 
-    monkeypatch.setattr(PipelineRun, "_graph", graph_failing_once)
+    stages = list(pipeline.STAGE_LIST)
+    stages[graph_at] = replace(graph, run=graph_failing_once)
+    monkeypatch.setattr(pipeline, "STAGE_LIST", tuple(stages))
     # the production backoff waits 10 s and more; the behaviour under test is the retry, not the wait
     monkeypatch.setitem(daily.STAGE_TASKS, "graph", daily.STAGE_TASKS["graph"].with_options(retry_delay_seconds=0))
     flow_run_id, summary = _flow_run(daily.selflearn_daily(str(sample_logs), str(tmp_path / "out"),

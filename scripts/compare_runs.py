@@ -5,15 +5,23 @@
 For a refactoring that must not change results (issue #14): run the same command from the old and the new
 commit into two folders, then compare. Every Parquet file (published outputs, work/, curated/, quarantine/)
 is compared row for row after sorting every row (Parquet metadata and row group layout may differ); the
-MASSIVE JSONL files, the dataset card and eval.json byte for byte; manifest.json as parsed JSON without the
+MASSIVE JSONL files, the dataset card and the ingest ledger byte for byte, with each folder's own path
+written as <out>; eval.json as parsed JSON without wall times (`seconds`); manifest.json as parsed JSON without the
 keys that record wall time (`timings_s`) or that only the newer layout writes (`outputs`, `stages`); report.html byte
 for byte once the timings table is cut out; catalog.duckdb by its view names and each view's row count (the
 views name absolute paths of their own run folder, which differ by design). The embedding cache is skipped.
 Exit status 0 when everything matches, 1 with one line per difference otherwise.
+
+The two runs must share the user-key salt (else every user key differs): copy BEFORE_OUT/.selflearn-salt
+into the new folder before the second run, e.g.
+
+    mkdir after && cp before/.selflearn-salt after/
+    python -m selflearn run --logs sample_logs/logs --out after --truth sample_logs/truth
 """
 from __future__ import annotations
 
 import json
+import os
 import re
 import sys
 from pathlib import Path
@@ -24,18 +32,21 @@ import pyarrow.parquet as pq
 
 SKIPPED_FOLDERS = ("cache",)
 MANIFEST_KEYS_IGNORED = ("timings_s", "outputs", "stages")
+EVAL_KEYS_IGNORED = ("seconds",)  # the closed loop's wall time
 _TIMINGS = re.compile(r"<h2[^>]*>Timings</h2>.*?</table>", re.S)
 
 
 def files_of(out: Path) -> dict[str, Path]:
-    """Relative name -> file, the published links followed (`training/` -> `.current/training/`)."""
+    """Relative name -> file, the published links followed (`training/` -> `.current/training/`); hidden
+    entries (.runs/, .current, the lock and the salt) and the embedding cache are left out."""
     found = {}
-    for path in sorted(out.rglob("*")):
-        rel = path.relative_to(out)
-        if rel.parts[0].startswith(".") or rel.parts[0] in SKIPPED_FOLDERS or not path.is_file():
-            continue
-        found[rel.as_posix()] = path
-    return found
+    for folder, dirs, files in os.walk(out, followlinks=True):
+        rel_folder = Path(folder).relative_to(out)
+        dirs[:] = [d for d in dirs if not d.startswith(".") and not (rel_folder == Path(".") and d in SKIPPED_FOLDERS)]
+        for name in files:
+            if not name.startswith("."):
+                found[(rel_folder / name).as_posix()] = Path(folder) / name
+    return dict(sorted(found.items()))
 
 
 def sorted_rows(path: Path) -> list:
@@ -61,6 +72,19 @@ def compare_manifest(a: Path, b: Path) -> str | None:
     left, right = load(a), load(b)
     keys = [k for k in sorted(set(left) | set(right)) if left.get(k) != right.get(k)]
     return f"manifest keys differ: {keys}" if keys else None
+
+
+def _without(value, keys: tuple[str, ...]):
+    if isinstance(value, dict):
+        return {k: _without(v, keys) for k, v in value.items() if k not in keys}
+    if isinstance(value, list):
+        return [_without(v, keys) for v in value]
+    return value
+
+
+def compare_eval(a: str, b: str) -> str | None:
+    left, right = (_without(json.loads(t), EVAL_KEYS_IGNORED) for t in (a, b))
+    return None if left == right else "eval.json differs (outside wall times)"
 
 
 def compare_report(a: str, b: str) -> str | None:
@@ -95,6 +119,8 @@ def compare(before: Path, after: Path) -> list[str]:
     for name in sorted(set(a) & set(b)):
         if name.endswith(".parquet"):
             why = compare_parquet(a[name], b[name])
+        elif name == "eval.json":
+            why = compare_eval(_text(a[name], before), _text(b[name], after))
         elif name == "manifest.json":
             why = compare_manifest(a[name], b[name])
         elif name == "report.html":

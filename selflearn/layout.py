@@ -46,8 +46,9 @@ STATE_FILES = {
     "embedding_cache": "cache/embeddings",
     "eval_result": "eval.json",
 }
-# What a user gets: listed in the manifest's "outputs" and printed after a run (work/ is internal).
-RELEASED = ("training", "rewrite_pairs", "graph_nodes", "graph_edges", "manifest", "report", "catalog")
+# What a user gets besides training/: listed in the manifest's "outputs" and printed after a run (work/ is
+# internal: per-turn-pair data with user keys).
+RELEASED_FILES = ("rewrite_pairs", "graph_nodes", "graph_edges", "manifest", "report", "catalog")
 
 
 @dataclass(frozen=True)
@@ -156,4 +157,4 @@ class RunLayout:
         """Dataset name -> path relative to the run folder (and to out/ once published), for the manifest."""
         folders = {"training": f"{TRAINING}/", "training_parquet": f"{TRAINING}/{TRAINING_PARQUET}/",
                    "training_massive": f"{TRAINING}/{TRAINING_MASSIVE}/"}
-        return {**folders, **{name: RUN_FILES[name] for name in RELEASED if name in RUN_FILES}}
+        return {**folders, **{name: RUN_FILES[name] for name in RELEASED_FILES}}

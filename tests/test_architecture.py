@@ -184,3 +184,29 @@ def test_a_dataset_missing_a_column_is_named_with_its_stage():
     with pytest.raises(ValueError, match=r"stage 'edges' produced dataset 'rephrase_edges' without column\(s\) "
                                          r"\['utt_norm_b'"):
         contract.check_dataset("rephrase_edges", frame, "edges")
+
+
+@pytest.mark.slow
+def test_the_manifest_lists_every_released_output_and_each_stage_runs_alone(three_days, tmp_path):
+    """A real run (DuckDB, hashing embedder): manifest["outputs"] names files that exist, covers every
+    published name but work/; then the graph stage runs again alone on the kept datasets, to the same graph."""
+    from selflearn.config import load_config
+
+    cfg = load_config(None, {"embedding.backend": "hashing", "run.progress": False})
+    run = pipeline.PipelineRun(str(three_days), tmp_path / "out", cfg, say=lambda m: None)
+    try:
+        for name in pipeline.STAGES[:-1]:
+            run.stage(name)
+        graph_stage = pipeline.STAGE_LIST[pipeline.STAGES.index("graph")]
+        again = graph_stage(run.ctx, run.datasets)["synonymy_graph"]
+        assert again.nodes.equals(run.datasets["synonymy_graph"].nodes)
+        assert again.edges.equals(run.datasets["synonymy_graph"].edges)
+        manifest = run.stage("export")["manifest"]
+    finally:
+        run.close()
+    outputs = manifest["outputs"]
+    out = tmp_path / "out"
+    assert all((out / rel).exists() for rel in outputs.values()), outputs
+    top_level = {rel.split("/")[0] for rel in outputs.values()}
+    assert top_level == set(layout.PUBLISHED) - {layout.WORK}
+    assert (out / outputs["training_parquet"] / "train.parquet").is_file()

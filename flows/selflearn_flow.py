@@ -34,8 +34,7 @@ def ingest_cache_key(context, parameters: dict) -> str:
     state changes. size+mtime, not sha256: hashing every file again would cost what the cache saves."""
     run: PipelineRun = parameters["run"]
     root, files = io.find_inputs(run.logs)
-    # the salt is not in the config fingerprint (a secret's hash must not travel); ingest's own settings
-    # fingerprint covers it, and it only lives in this key
+    # the config fingerprint leaves the salt out (it is published); ingest's settings fingerprint covers it
     parts = [selflearn.__version__, INGEST_VERSION, str(run.out.resolve()), privacy.config_fingerprint(run.cfg),
              settings_fingerprint(run.cfg)]
     parts += [f"{io.relative_name(f, root)}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files]

@@ -28,7 +28,8 @@ from selflearn.config import load_config
 from selflearn.evaluation.inputs import read_logs, read_truth_pairs, read_truth_turns
 from selflearn.evaluation.truth import add_utt_norm, utterance_truth
 from selflearn.pipeline import PipelineRun
-from selflearn.sim.worlds import REAL_NLU_WORLDS, cached_world
+from selflearn.sim.worlds import REAL_NLU_WORLDS
+from selflearn.simulate import cached_world
 from selflearn.stages import labels, rephrase
 
 # A change of interpretation alone is not signed: related-but-different follow-ups change it too. Its
@@ -88,8 +89,8 @@ def open_run(path: Path, embedder: str, cache: Path) -> PipelineRun:
 
 
 def pair_rows(run: PipelineRun, truth_dir: Path) -> pd.DataFrame:
-    pairs = run.engine.to_arrow(run.pairs)
-    feats = pd.DataFrame(rephrase.pair_features(pairs, rephrase.VectorLookup(run.texts, run.vectors)))
+    pairs = run.engine.to_arrow(run.datasets["turn_pairs"])
+    feats = pd.DataFrame(rephrase.pair_features(pairs, run.datasets["text_vectors"]))
     feats["event_id_a"] = pairs.column("event_id_a").to_pylist()
     feats["event_id_b"] = pairs.column("event_id_b").to_pylist()
     truth = pd.read_parquet(truth_dir / "pairs.parquet")[["event_id_a", "event_id_b", "is_rephrase"]]
@@ -101,8 +102,9 @@ def pair_rows(run: PipelineRun, truth_dir: Path) -> pd.DataFrame:
 def candidate_rows(run: PipelineRun, world: Path, min_users: int) -> pd.DataFrame:
     for stage in ("rephrase", "nodes", "edges", "variants", "graph"):
         run.stage(stage)
-    scored, _ = labels.score_candidates(run.synonymy, run.is_failing, chance_similarity=run.chance_similarity,
-                                        neighbours=run.neighbours)
+    scored, _ = labels.score_candidates(run.datasets["synonymy_graph"], run.datasets["is_failing"],
+                                        chance_similarity=run.datasets["chance_similarity"],
+                                        neighbours=run.datasets["reliable_neighbours"])
     scored = scored[scored["confident_rephrase"]]  # the only ones the labeler may emit
     events = add_utt_norm(read_logs(world / "logs"))
     truth = utterance_truth(events, read_truth_turns(world / "truth"), read_truth_pairs(world / "truth"), min_users)
@@ -171,7 +173,7 @@ def main() -> int:
     try:
         frames = []
         for (world, seed), (path, run) in runs.items():
-            frames.append(candidate_rows(run, path, run.min_users).assign(world=world))
+            frames.append(candidate_rows(run, path, run.cfg.privacy.min_users).assign(world=world))
             run.close()
             print(f"{world} s{seed}: {len(frames[-1])} judged candidates, "
                   f"{frames[-1]['correct'].mean():.3f} winning intent correct", flush=True)

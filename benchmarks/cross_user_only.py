@@ -44,9 +44,9 @@ def similarity_only_candidates(path: Path, embedder: str, cache: Path) -> pd.Dat
         for stage in ("ingest", "window", "friction", "pairs", "embed", "rephrase", "nodes", "edges", "variants",
                       "graph"):
             run.stage(stage)
-        scored, _ = labels.score_candidates(run.synonymy, run.is_failing, allow_variant_only=True,
-                                            chance_similarity=run.chance_similarity)
-        min_users = run.min_users
+        scored, _ = labels.score_candidates(run.datasets["synonymy_graph"], run.datasets["is_failing"],
+                                            allow_variant_only=True, chance_similarity=run.datasets["chance_similarity"])
+        min_users = run.cfg.privacy.min_users
     finally:
         run.close()
     only = scored[[not votes.multiturn for votes in scored["votes"]]].copy()

@@ -47,7 +47,7 @@ def held_out_candidates(root: Path, world: str, seed: int, turns: int, embedder:
         original = rephrase.weights_for
         rephrase.weights_for = lambda name: rephrase_weights
         try:
-            return calibrate.candidate_rows(run, path, run.min_users)
+            return calibrate.candidate_rows(run, path, run.cfg.privacy.min_users)
         finally:
             rephrase.weights_for = original
     finally:

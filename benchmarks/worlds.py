@@ -120,7 +120,8 @@ def markdown(rows: list[dict], header: str) -> str:
 
 def main() -> int:
     sys.path.insert(0, str(REPO))
-    from selflearn.sim.worlds import REAL_NLU_WORLDS, WORLDS, cached_world
+    from selflearn.sim.worlds import REAL_NLU_WORLDS, WORLDS
+    from selflearn.simulate import cached_world
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--root", default="/tmp/selflearn-worlds")

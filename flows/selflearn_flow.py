@@ -35,10 +35,12 @@ from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.tasks import exponential_backoff
 
 import selflearn
-from selflearn import io, outdir, report
+from selflearn import io, outdir, privacy, report
 from selflearn.config import load_config
+from selflearn.layout import RunLayout
 from selflearn.pipeline import STAGES, PipelineRun
 from selflearn.sqlfiles import SQL_DIR
+from selflearn.stages.ingest import settings_fingerprint
 
 FLOW_INPUTS_FILE = ".flow-inputs.json"  # in the published run folder: the fingerprint that produced it
 FAULT_DRILL_ENV = "SELFLEARN_FAULT_DRILL"
@@ -67,11 +69,11 @@ class FaultDrill(RuntimeError):
 def input_fingerprint(run: PipelineRun) -> str:
     """One hash of everything a run's outputs depend on, and nothing a run itself rewrites. size+mtime, not
     sha256, per input file: hashing every file again would cost what the cache saves. The config enters as the
-    manifest's fingerprint, which leaves out the user-key salt: a hash of a secret must not travel, and user
-    keys appear in no output."""
+    manifest's fingerprint, which leaves out the user-key salt (a hash of a secret must not travel), plus ingest's
+    settings fingerprint, which holds the salt only as a hash: a new salt gives new user keys."""
     root, files = io.find_inputs(run.logs)
     parts = [selflearn.__version__, code_fingerprint(), str(run.out.resolve()), str(Path(run.logs).resolve()),
-             run.config_fingerprint(), run.cfg.run.engine]
+             privacy.config_fingerprint(run.cfg), settings_fingerprint(run.cfg), run.cfg.run.engine]
     parts += [f"{io.relative_name(f, root)}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:32]
 
@@ -165,7 +167,7 @@ def selflearn_daily(logs_root: str, out_root: str, date: dt.date | None = None, 
         ran = [name for name in STAGES if name in run.timings]
     finally:
         run.close()
-    manifest = json.loads((Path(out_root) / "manifest.json").read_text(encoding="utf-8"))
+    manifest = json.loads(RunLayout(out_root).manifest.read_text(encoding="utf-8"))
     summary = report.markdown_summary(manifest, report.read_eval(out_root))
     create_markdown_artifact(key="selflearn-run", markdown=summary, description=f"selflearn funnel and quality, {logs}")
     create_table_artifact(key="selflearn-funnel", table=report.funnel_rows(manifest),

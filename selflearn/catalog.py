@@ -35,11 +35,10 @@ import pandas as pd
 import pyarrow as pa
 
 from selflearn import contract, outdir
+from selflearn.layout import CATALOG_FILE, RUN_FILES, RunLayout
 from selflearn.sqlfiles import SQL_DIR
-from selflearn.stages.export import REWRITE_PAIRS_SCHEMA
 from selflearn.stages import history
 
-CATALOG_FILE = "catalog.duckdb"
 VIEWS_SQL = SQL_DIR / "views.sql"
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
 _PARAM = re.compile(r"\$([a-z_]+)")
@@ -70,11 +69,11 @@ def write_catalog(out_dir: str | Path, run_dir: str | Path | None = None) -> Pat
     CatalogError when DuckDB fails."""
     out = Path(out_dir).resolve()
     run = Path(run_dir).resolve() if run_dir is not None else outdir.published_dir(out)
-    if not (run / "manifest.json").is_file():
+    if not RunLayout(out, run).manifest.is_file():
         raise FileNotFoundError(f"{out} has no manifest.json: run `selflearn run --out {out}` first")
     sources = _sources(run, out)
     views = _PLACEHOLDER.sub(lambda m: sources[m.group(1)], VIEWS_SQL.read_text(encoding="utf-8"))
-    path = run / CATALOG_FILE
+    path = RunLayout(out, run).catalog
     tmp = run / f".{CATALOG_FILE}.{os.getpid()}.tmp"
     # Built in a private temporary folder, then copied beside the target and renamed into place: DuckDB
     # (2.0) cannot write a database whose path holds a '?' (it derives the WAL's name as if from a URL).
@@ -109,7 +108,7 @@ def connect(out_dir: str | Path) -> duckdb.DuckDBPyConnection:
     """A read-only connection to out_dir/catalog.duckdb (written first if missing) whose relative view paths
     resolve against out_dir, whatever the working directory."""
     folder = Path(out_dir).resolve()
-    path = folder / CATALOG_FILE
+    path = RunLayout(folder).catalog
     if not path.is_file():
         write_catalog(out_dir)
     if "," in str(folder) and not Path.cwd().resolve() == folder:
@@ -158,17 +157,20 @@ def _sources(run: Path, out: Path) -> dict[str, str]:
                 else _empty(schema))
 
     columns = ", ".join(f"'{n}': '{t}'" for n, t in MASSIVE_COLUMNS.items())
+    layout = RunLayout(run, run)
+    labels = layout.relative(layout.training_labels) + "/*.parquet"
+    massive = layout.training_massive_dir
     return {
-        "weak_labels": parquet(run, "training/parquet/*.parquet", contract.WEAK_LABELS_SCHEMA),
-        "rewrite_pairs": parquet(run, "rephrases/pairs.parquet", REWRITE_PAIRS_SCHEMA),
-        "graph_nodes": parquet(run, "graph/nodes.parquet", contract.NODES_SCHEMA),
-        "graph_edges": parquet(run, "graph/edges.parquet", contract.EDGES_SCHEMA),
-        "label_history": parquet(run, history.LABELS_FILE, history.HISTORY_SCHEMA),
-        "label_changes": parquet(run, history.CHANGES_FILE, history.CHANGES_SCHEMA),
-        "massive": (f"read_json({_literal(base / 'training/massive', '/*/*.jsonl')}, format = 'newline_delimited', "
-                    f"columns = {{{columns}}})" if any(run.glob("training/massive/*/*.jsonl"))
+        "weak_labels": parquet(run, labels, contract.WEAK_LABELS_SCHEMA),
+        "rewrite_pairs": parquet(run, RUN_FILES["rewrite_pairs"], contract.REWRITE_PAIRS_SCHEMA),
+        "graph_nodes": parquet(run, RUN_FILES["graph_nodes"], contract.NODES_SCHEMA),
+        "graph_edges": parquet(run, RUN_FILES["graph_edges"], contract.EDGES_SCHEMA),
+        "label_history": parquet(run, RUN_FILES["label_history"], history.HISTORY_SCHEMA),
+        "label_changes": parquet(run, RUN_FILES["label_changes"], history.CHANGES_SCHEMA),
+        "massive": (f"read_json({_literal(base / layout.relative(massive), '/*/*.jsonl')}, "
+                    f"format = 'newline_delimited', columns = {{{columns}}})" if any(massive.glob("*/*.jsonl"))
                     else _empty(MASSIVE_COLUMNS)),
-        "run_manifest": f"read_json({_literal(base / 'manifest.json')}, format = 'auto', "
+        "run_manifest": f"read_json({_literal(base / layout.relative(layout.manifest))}, format = 'auto', "
                         f"maximum_object_size = 1073741824)",
     }
 

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from selflearn import __version__
+from selflearn.layout import RunLayout
 from selflearn.sim.worlds import DEFAULT_WORLD, REAL_NLU_WORLDS, WORLDS
 
 EXAMPLES = """examples:
@@ -164,7 +165,7 @@ def cmd_run(args) -> int:
     if args.truth:
         from selflearn import evaluate
         report = evaluate.evaluate(args.logs, args.truth, args.out, min_users=cfg.privacy.min_users)
-        _write_eval(report, Path(args.out) / "eval.json")
+        _write_eval(report, RunLayout(args.out).eval_result)
         print(evaluate.format_report(report))
         _refresh_report(Path(args.out))
     _print_decision(result.manifest, report)
@@ -196,10 +197,12 @@ def _print_summary(result) -> None:
         print(why)
     total = sum(result.timings.values())
     print(f"\noutputs in {result.out_dir.resolve()}  ({total:.1f}s)")
-    for rel in ("training/", "rephrases/pairs.parquet", "graph/",
-                "quarantine/", "manifest.json", "report.html", "catalog.duckdb"):
+    layout = RunLayout(result.out_dir)
+    for rel in result.manifest["outputs"].values():
         if (result.out_dir / rel).exists():
             print(f"  {rel}")
+    if layout.quarantine.exists():  # state kept across runs, private to operators
+        print(f"  {layout.quarantine.relative_to(result.out_dir).as_posix()}/")
 
 
 def _write_eval(report: dict, path: Path) -> None:
@@ -209,7 +212,7 @@ def _write_eval(report: dict, path: Path) -> None:
 
 def cmd_simulate(args) -> int:
     from selflearn.simulate import simulate
-    from selflearn.sim.worlds import write_world
+    from selflearn.simulate import write_world
     try:
         if args.world in REAL_NLU_WORLDS:   # built from its own data: locales, days and users do not apply
             summary = write_world(args.out, args.world, seed=args.seed, turns=args.turns)
@@ -231,12 +234,13 @@ def cmd_eval(args) -> int:
                                    closed_loop=not args.no_closed_loop)
     except (evaluate.EvalInputError, FileNotFoundError) as exc:
         raise UserFacingError(str(exc)) from None
-    _write_eval(report, Path(args.json) if args.json else Path(args.out) / "eval.json")
+    layout = RunLayout(args.out)
+    _write_eval(report, Path(args.json) if args.json else layout.eval_result)
     print(evaluate.format_report(report))
-    if not args.json and (Path(args.out) / "manifest.json").exists():
+    if not args.json and layout.manifest.exists():
         _refresh_report(Path(args.out))
-    if (Path(args.out) / "manifest.json").exists():
-        _print_decision(json.loads((Path(args.out) / "manifest.json").read_text(encoding="utf-8")), report)
+    if layout.manifest.exists():
+        _print_decision(json.loads(layout.manifest.read_text(encoding="utf-8")), report)
     return 0
 
 
@@ -251,7 +255,7 @@ def cmd_catalog(args) -> int:
     except CatalogError as exc:
         raise UserFacingError(str(exc)) from None
     out = shlex.quote(args.out)
-    print(f"catalog: {Path(args.out) / 'catalog.duckdb'}\n"
+    print(f"catalog: {RunLayout(args.out).catalog}\n"
           f"  named queries: selflearn catalog --out {out} --query NAME   (--query alone lists them)\n"
           f"  plain DuckDB:  cd {out} && python -c \"import duckdb; "
           f"print(duckdb.connect('catalog.duckdb', read_only=True).sql('from funnel'))\"")

@@ -90,6 +90,81 @@ REPHRASE_PAIRS_SCHEMA = pa.schema(list(PAIRS_SCHEMA) + [
     ("is_rephrase", pa.bool_()),
 ])
 
+# Turns of the statistics window with sessions and friction (output of sql/turn_friction.sql).
+TURN_FRICTION_SCHEMA = pa.schema([
+    ("event_id", pa.string()),
+    ("day", pa.string()),
+    ("locale", pa.string()),
+    ("user_key", pa.string()),
+    ("session_key", pa.string()),       # the logged session, or one derived from inactivity gaps
+    ("turn_index", pa.int64()),         # 1-based within the session
+    ("ts_ms", pa.int64()),
+    ("utt", pa.string()),
+    ("utt_norm", pa.string()),
+    ("nlu_intent", pa.string()),
+    ("nlu_slots", SLOTS),
+    ("nlu_confidence", pa.float64()),
+    ("response_status", pa.string()),
+    ("barge_in", pa.bool_()),
+    ("next_gap_s", pa.float64()),       # null for a session's last turn
+    ("friction", pa.float64()),         # [0, 1] evidence that the turn went wrong
+])
+
+# Each normalized text once, the unit of embedding (sql/unique_texts.sql).
+UNIQUE_TEXTS_SCHEMA = pa.schema([("utt_norm", pa.string())])
+
+# ---------------------------------------------------------------- aggregates (sql/node_intents, graph_nodes, rephrase_edges)
+# Outcomes per (utterance, system interpretation).
+NODE_INTENTS_SCHEMA = pa.schema([
+    ("locale", pa.string()),
+    ("utt_norm", pa.string()),
+    ("intent", pa.string()),            # '' when the log had none
+    ("n_events", pa.int64()),
+    ("n_users", pa.int64()),
+    ("n_defective", pa.int64()),        # turns with friction or rephrased by their user
+    ("n_logged_friction", pa.int64()),  # turns whose friction the log itself shows
+    ("n_success_users", pa.int64()),
+])
+
+# Utterance statistics before the graph adds component and p_success (becomes NODES_SCHEMA).
+UTTERANCE_STATS_SCHEMA = pa.schema([
+    ("node_id", pa.string()),
+    ("locale", pa.string()),
+    ("utt_norm", pa.string()),
+    ("utt", pa.string()),
+    ("n_events", pa.int64()),
+    ("n_users", pa.int64()),
+    ("n_friction", pa.int64()),
+    ("defect_rate", pa.float64()),
+    ("top_intent", pa.string()),
+    ("top_intent_share", pa.float64()),
+    ("n_success", pa.int64()),
+    ("n_logged_friction", pa.int64()),
+])
+
+# Rephrase edges failing -> fixing text, one vote per distinct user (sql/rephrase_edges.sql): the
+# multiturn edges of the graph, and (those a user confidently rephrased along) the released rewrite pairs.
+REPHRASE_EDGES_SCHEMA = pa.schema([
+    ("locale", pa.string()),
+    ("utt_norm_a", pa.string()),
+    ("utt_norm_b", pa.string()),
+    ("n_users", pa.int64()),            # users with a pair above the rephrase threshold
+    ("n_events", pa.int64()),
+    ("n_users_any", pa.int64()),        # users with any pair a -> b
+    ("mean_score", pa.float64()),
+    ("soft_users", pa.float64()),       # sum over users of their strongest pair's rephrase score
+    ("strong_users", pa.float64()),
+    ("max_score", pa.float64()),
+    ("embed_sim", pa.float64()),
+    ("llr", pa.float64()),
+    ("pmi", pa.float64()),
+])
+
+# Funnel counts per locale (sql/locale_counts.sql).
+LOCALE_COUNTS_SCHEMA = pa.schema([
+    ("locale", pa.string()), ("turns", pa.int64()), ("pairs", pa.int64()), ("rephrases", pa.int64()),
+])
+
 # ---------------------------------------------------------------- graph
 NODES_SCHEMA = pa.schema([
     ("node_id", pa.string()),           # stable hash of (locale, utt_norm)
@@ -142,6 +217,16 @@ WEAK_LABELS_SCHEMA = pa.schema([
     ("last_evidence", pa.string()),     # last day the text failed
 ])
 
+# Released rewrite pairs (rephrases/pairs.parquet): rephrase edges a user confidently rephrased along,
+# both texts releasable, with their display forms and the system's interpretations.
+REWRITE_PAIRS_SCHEMA = pa.schema([
+    ("locale", pa.string()), ("utt_a", pa.string()), ("utt_b", pa.string()),
+    ("utt_norm_a", pa.string()), ("utt_norm_b", pa.string()),
+    ("intent_a", pa.string()), ("intent_b", pa.string()),
+    ("n_users", pa.int64()), ("n_events", pa.int64()), ("mean_score", pa.float64()),
+    ("llr", pa.float64()), ("pmi", pa.float64()),
+])
+
 # ---------------------------------------------------------------- simulator ground truth
 TRUTH_TURNS_SCHEMA = pa.schema([
     ("event_id", pa.string()),
@@ -160,6 +245,37 @@ TRUTH_PAIRS_SCHEMA = pa.schema([
 ])
 
 
+# What the labels stage hands to export: the weak labels before each label's lifecycle (stages/history.py)
+# adds its state and days.
+LIFECYCLE_COLUMNS = ("state", "first_seen", "first_labelled", "last_evidence")
+MINED_LABELS_SCHEMA = pa.schema([f for f in WEAK_LABELS_SCHEMA if f.name not in LIFECYCLE_COLUMNS])
+
+# Each failing utterance's nearest reliably successful utterances in its language (variants.nearest_reliable),
+# internal: the label model reads their intents as where the failing text's meaning lies.
+RELIABLE_NEIGHBOURS_SCHEMA = pa.schema([
+    pa.field("src", pa.string()), pa.field("dst", pa.string()), pa.field("similarity", pa.float64()),
+])
+
+# Named datasets that stages hand each other (selflearn.pipeline) -> the schema each must satisfy.
+DATASET_SCHEMAS: dict[str, pa.Schema] = {
+    "curated_turns": TURNS_SCHEMA,
+    "turns": TURNS_SCHEMA,
+    "turn_friction": TURN_FRICTION_SCHEMA,
+    "turn_pairs": PAIRS_SCHEMA,
+    "scored_pairs": REPHRASE_PAIRS_SCHEMA,
+    "node_intents": NODE_INTENTS_SCHEMA,
+    "utterance_stats": UTTERANCE_STATS_SCHEMA,
+    "rephrase_edges": REPHRASE_EDGES_SCHEMA,
+    "weak_labels": MINED_LABELS_SCHEMA,
+    "released_labels": WEAK_LABELS_SCHEMA,
+    "rewrite_pairs": REWRITE_PAIRS_SCHEMA,
+    "graph_nodes": NODES_SCHEMA,
+    "graph_edges": EDGES_SCHEMA,
+    "locale_counts": LOCALE_COUNTS_SCHEMA,
+    "reliable_neighbours": RELIABLE_NEIGHBOURS_SCHEMA,
+}
+
+
 def empty(schema: pa.Schema) -> pa.Table:
     return schema.empty_table()
 
@@ -170,3 +286,23 @@ def conform(table: pa.Table, schema: pa.Schema, stage: str) -> pa.Table:
     if missing:
         raise ValueError(f"stage {stage!r} produced no column(s) {missing}; expected {schema.names}")
     return pa.table([table[f.name].cast(f.type) for f in schema], schema=schema)
+
+
+def column_names(data) -> list[str]:
+    """Columns of a dataset whatever holds it: an Arrow table or batch, a pandas or Spark DataFrame."""
+    if hasattr(data, "schema") and hasattr(data.schema, "names"):
+        return list(data.schema.names)
+    return [str(c) for c in data.columns]
+
+
+def check_dataset(name: str, data, stage: str) -> None:
+    """A dataset with a schema in DATASET_SCHEMAS must hold every column of it; a missing one is a bug in
+    `stage`, said plainly. Column names only: reading a lazy engine relation's types costs nothing, but
+    comparing them would make DuckDB's and Spark's equivalent types (int32 counts, nullability) disagree."""
+    schema = DATASET_SCHEMAS.get(name)
+    if schema is None:
+        return
+    missing = [f.name for f in schema if f.name not in column_names(data)]
+    if missing:
+        raise ValueError(f"stage {stage!r} produced dataset {name!r} without column(s) {missing}; "
+                         f"contract.DATASET_SCHEMAS[{name!r}] expects {schema.names}")

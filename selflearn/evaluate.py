@@ -28,6 +28,7 @@ from selflearn.evaluation.metrics import parse_annot, score_labels, score_rephra
 from selflearn.evaluation.naive import WINDOW_S, naive_labels
 from selflearn.evaluation.report import format_report
 from selflearn.evaluation.truth import add_utt_norm, utterance_truth
+from selflearn.layout import RunLayout
 
 __all__ = ["EvalInputError", "evaluate", "format_report", "parse_annot"]
 
@@ -77,7 +78,7 @@ def evaluate(logs: str, truth_dir: str | Path, run_dir: str | Path, *, min_users
     result = {
         "inputs": {
             "logs": str(logs), "truth_dir": str(truth_dir), "run_dir": str(run_dir),
-            "manifest": str(run_dir / "manifest.json") if (run_dir / "manifest.json").is_file() else None,
+            "manifest": str(RunLayout(run_dir).manifest) if RunLayout(run_dir).manifest.is_file() else None,
             "min_users": min_users, "closed_loop": closed_loop, "seed": seed,
             "counts": {
                 "log_events": len(events),

@@ -28,11 +28,12 @@ import time
 from pathlib import Path
 from typing import Callable
 
+from selflearn.layout import PUBLISHED
+
 LOCK_FILE = ".selflearn.lock"
 RUNS_DIR = ".runs"
 CURRENT = ".current"
 COMPLETE = "_COMPLETE"
-PUBLISHED = ("training", "history", "rephrases", "graph", "work", "manifest.json", "report.html", "catalog.duckdb")
 # temporary names the writers use, with the writer's pid: io's `.<name>.<pid>.tmp` files, the Spark engine's
 # `.<name>.<pid>.spark-tmp` folders and the embedding cache's `.shard-<ns>-<pid>-<hex>.npz.tmp`
 _TEMP = re.compile(r"^\.(?:.+\.(\d+)\.(?:tmp|spark-tmp)|shard-\d+-(\d+)-[0-9a-f]+\.npz\.tmp)$")

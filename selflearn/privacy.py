@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import json
 import os
 import secrets
 from collections.abc import Callable, Iterable
@@ -81,6 +82,12 @@ def redacted(config: dict) -> dict:
     """A dumped config with the salt replaced, for anything written out (manifest, fingerprints)."""
     privacy = {**config.get("privacy", {}), "user_salt": "(secret)"}
     return {**config, "privacy": privacy}
+
+
+def config_fingerprint(cfg) -> str:
+    """16 hex digits naming a run's settings (manifest, dataset card, the flow's ingest cache key). Hashed
+    without the salt: a hash of a secret must not travel either."""
+    return hashlib.sha256(json.dumps(redacted(cfg.model_dump()), sort_keys=True).encode()).hexdigest()[:16]
 
 
 def hash_user(user_id: str, salt: str) -> str:

@@ -21,9 +21,8 @@ import pyarrow.parquet as pq
 from selflearn import outdir
 from selflearn.decision import MIN_LABELS, changes_sentence, decide, lifecycle_sentence
 from selflearn.io import atomic_write_text
-from selflearn.stages.training_set import labels_folder
+from selflearn.layout import RunLayout
 
-REPORT_FILE = "report.html"
 FUNNEL_STEPS = ("turns", "pairs", "rephrases", "failing_utterances", "labels")
 SAMPLE_LABELS = 30
 _CSS = """
@@ -52,17 +51,18 @@ def write_report(out_dir: str | Path, manifest: dict | None = None, eval_result:
     the run's manifest and outputs; out_dir/eval.json is included if present."""
     out = Path(out_dir)
     run = Path(run_dir) if run_dir is not None else outdir.published_dir(out)
-    manifest = manifest if manifest is not None else json.loads((run / "manifest.json").read_text(encoding="utf-8"))
+    layout = RunLayout(out, run)
+    manifest = manifest if manifest is not None else json.loads(layout.manifest.read_text(encoding="utf-8"))
     stale_eval = False
     if eval_result is None and (eval_result := read_eval(out)) is not None:
-        stale_eval = (run / "manifest.json").is_file() and \
-            (out / "eval.json").stat().st_mtime < (run / "manifest.json").stat().st_mtime
-    return atomic_write_text(render(out, manifest, eval_result, stale_eval, run=run), run / REPORT_FILE)
+        stale_eval = layout.manifest.is_file() and \
+            layout.eval_result.stat().st_mtime < layout.manifest.stat().st_mtime
+    return atomic_write_text(render(out, manifest, eval_result, stale_eval, run=run), layout.report)
 
 
 def read_eval(out_dir: str | Path) -> dict | None:
     """out_dir/eval.json (written by `selflearn eval`), or None."""
-    path = Path(out_dir) / "eval.json"
+    path = RunLayout(out_dir).eval_result
     return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
 
 
@@ -141,10 +141,11 @@ def render(out: Path, manifest: dict, eval_result: dict | None, stale_eval: bool
     run = run if run is not None else out
     counts, rows = manifest["counts"], manifest["rows"]
     funnel = pd.DataFrame(manifest["funnel"], columns=["locale", *FUNNEL_STEPS])
-    nodes = _read(run / "graph" / "nodes.parquet")
-    labels = _read_folder(labels_folder(run))
-    scored = _read(run / "work" / "scored_pairs.parquet", ["rephrase_score", "is_rephrase"])
-    rewrites = _read(run / "rephrases" / "pairs.parquet", ["locale"])
+    layout = RunLayout(out, run)
+    nodes = _read(layout.graph_nodes)
+    labels = _read_folder(layout.training_labels)
+    scored = _read(layout.scored_pairs, ["rephrase_score", "is_rephrase"])
+    rewrites = _read(layout.rewrite_pairs, ["locale"])
     # counts from the manifest: the quarantine rows themselves are private to operators
     quarantine = pd.DataFrame(manifest.get("quarantine", []), columns=["locale", "reason", "rows"])
     cards = [("log rows in", rows["rows_in"], "rows-in"),
@@ -156,7 +157,7 @@ def render(out: Path, manifest: dict, eval_result: dict | None, stale_eval: bool
     funnel["label_yield"] = [_ratio(n, d) for n, d in zip(funnel["labels"], funnel["failing_utterances"])]
     abstained = pd.DataFrame(sorted(counts.get("abstained", {}).items()), columns=["abstained because", "utterances"])
     rejected = quarantine.rename(columns={"rows": "log_rows"})
-    timings = timings_table(manifest.get("timings_s", {}))
+    timings = timings_table(manifest.get("timings_s", {}), manifest.get("stages"))
     embedding = manifest.get("embedding", {})
     no_labels = no_labels_reason(manifest)
     body = [
@@ -195,11 +196,10 @@ def render(out: Path, manifest: dict, eval_result: dict | None, stale_eval: bool
             + "\n".join(body) + "\n</body></html>\n")
 
 
-def timings_table(timings: dict[str, float]) -> pd.DataFrame:
-    """Seconds per stage in run order, then a total row."""
-    from selflearn.pipeline import STAGES  # here, not at the top: pipeline imports this module
-
-    order = [s for s in STAGES if s in timings] + sorted(set(timings) - set(STAGES))
+def timings_table(timings: dict[str, float], stages: list[str] | None = None) -> pd.DataFrame:
+    """Seconds per stage in run order (`stages`, the manifest's list), then a total row."""
+    stages = stages or []
+    order = [s for s in stages if s in timings] + sorted(set(timings) - set(stages))
     rows = [(stage, float(timings[stage])) for stage in order]
     return pd.DataFrame(rows + [("total", round(sum(t for _, t in rows), 3))] if rows else [],
                         columns=["stage", "seconds"])

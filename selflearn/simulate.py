@@ -163,3 +163,20 @@ class _Clock:
     def lap(self, what: str) -> None:
         if self.on:
             print(f"[simulate {time.perf_counter() - self.t0:6.1f}s] {what}", file=sys.stderr, flush=True)
+
+
+def write_world(out_dir, name: str, *, seed: int, turns: int) -> dict:
+    """Logs and ground truth of any named world (simulator setting or real-NLU world) under `out_dir`."""
+    if name in worlds.REAL_NLU_WORLDS:
+        from selflearn.sim.clinc_world import build_clinc_world   # sklearn and the CLINC data: only here
+        return build_clinc_world(out_dir, seed=seed, turns=turns)
+    return simulate(out_dir, turns=turns, seed=seed, world=name)
+
+
+def cached_world(root, name: str, *, seed: int, turns: int, say=print) -> Path:
+    """`root/<name>-s<seed>-t<turns>`, simulated on first use and reused after (benchmarks share worlds)."""
+    path = Path(root) / f"{name}-s{seed}-t{turns}"
+    if not (path / "truth" / "pairs.parquet").exists():
+        say(f"  simulating {path.name} ...")
+        write_world(path, name, seed=seed, turns=turns)
+    return path

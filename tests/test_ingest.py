@@ -15,6 +15,7 @@ from selflearn.config import Config, ConfigError, IngestConfig, PrivacyConfig, l
 from selflearn.contract import QUARANTINE_SCHEMA, TURNS_SCHEMA
 from selflearn.privacy import SALT_FILE, hash_user
 from selflearn.stages import ingest as ingest_module
+from selflearn.stages.ingest import casting as ingest_casting
 from selflearn.stages.ingest import REASONS, FileAccount, IngestError, IngestReport, discover_inputs, ingest
 
 T0 = datetime(2026, 11, 1, 10, 0, tzinfo=UTC)
@@ -502,7 +503,7 @@ def test_a_file_is_curated_in_batches_with_the_same_result(tmp_path, monkeypatch
     # one salt for both folders (each would otherwise generate its own), so their user keys compare
     salted = Config(privacy=PrivacyConfig(user_salt="one-salt-for-both-folders"))
     whole = ingest(str(tmp_path / "logs"), tmp_path / "whole", salted).files[0]
-    monkeypatch.setattr(ingest_module, "BATCH_ROWS", 4, raising=False)
+    monkeypatch.setattr(ingest_casting, "BATCH_ROWS", 4)
     batched = ingest(str(tmp_path / "logs"), tmp_path / "batched", salted).files[0]
     assert (batched.rows_in, batched.rows_kept, batched.rows_quarantined, batched.duplicates) == (11, 8, 1, 2)
     assert (whole.rows_kept, whole.rows_quarantined, whole.duplicates) == (8, 1, 2)
@@ -515,7 +516,7 @@ def test_the_state_file_is_written_once_per_batch_of_files(tmp_path, monkeypatch
     """Rewriting and fsyncing the whole state after every file made 1,849 tiny files take 37 s."""
     for i in range(10):
         write(tmp_path / "logs" / f"p{i}.parquet", logs(1, event_id=[f"e{i}"]))
-    monkeypatch.setattr(ingest_module, "STATE_EVERY_FILES", 4, raising=False)
+    monkeypatch.setattr(ingest_module, "STATE_EVERY_FILES", 4)
     written = []
     real_write_json = ingest_module.io.atomic_write_json
     monkeypatch.setattr(ingest_module.io, "atomic_write_json",

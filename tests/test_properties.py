@@ -36,7 +36,6 @@ from hypothesis import strategies as st
 
 from selflearn import catalog, contract
 from selflearn.cli import main
-from selflearn.stages.export import REWRITE_PAIRS_SCHEMA
 from selflearn.text import normalize, strip_controls
 
 EXAMPLES = int(os.environ.get("SELFLEARN_HYPOTHESIS_EXAMPLES", "30"))
@@ -50,7 +49,7 @@ OUTPUT_SCHEMAS = {
     "training/parquet/*.parquet": contract.WEAK_LABELS_SCHEMA,
     "graph/nodes.parquet": contract.NODES_SCHEMA,
     "graph/edges.parquet": contract.EDGES_SCHEMA,
-    "rephrases/pairs.parquet": REWRITE_PAIRS_SCHEMA,
+    "rephrases/pairs.parquet": contract.REWRITE_PAIRS_SCHEMA,
     "quarantine/*.parquet": contract.QUARANTINE_SCHEMA,
     "curated/turns/*.parquet": contract.TURNS_SCHEMA,
     "work/scored_pairs.parquet": contract.REPHRASE_PAIRS_SCHEMA,

@@ -240,7 +240,7 @@ def test_load_parquet_and_empty_inputs(engines, tmp_path):
 
 
 def test_close_frees_its_data_and_keeps_a_session_it_did_not_create(spark):
-    from selflearn.engines.base import get_engine
+    from selflearn.engines import get_engine
 
     def persisted() -> int:
         return spark.sparkContext._jsc.sc().getPersistentRDDs().size()

@@ -1,0 +1,28 @@
+"""Engines that run the sql/ statements and map Arrow batches: DuckDB (embedded, the default) and Spark.
+
+    engine = get_engine("duckdb")                 # or get_engine("spark", master="local[2]")
+    turns = engine.sql("window_turns", {"turns": all_turns}, {"window_days": 28})
+
+The protocol is in `base.py`; each backend is one module that imports its engine inside, so importing
+selflearn never loads Spark (the `embedders/` pattern).
+"""
+from __future__ import annotations
+
+from selflearn.engines.base import BatchFn, Engine
+
+__all__ = ["BatchFn", "Engine", "ENGINES", "get_engine"]
+
+ENGINES = ("duckdb", "spark")
+
+
+def get_engine(name: str, **options) -> Engine:
+    """The engine `name` with its options (DuckDB: threads, memory_limit; Spark: spark or master, ...)."""
+    if name == "duckdb":
+        from selflearn.engines.duckdb_engine import DuckDBEngine
+
+        return DuckDBEngine(**options)
+    if name == "spark":
+        from selflearn.engines.spark_engine import SparkEngine
+
+        return SparkEngine(**options)
+    raise ValueError(f"unknown engine {name!r}: choose {' or '.join(ENGINES)}")

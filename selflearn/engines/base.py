@@ -21,12 +21,3 @@ class Engine(Protocol):
     def count(self, data: Any) -> int: ...
     def close(self) -> None: ...
 
-
-def get_engine(name: str, **options) -> Engine:
-    if name == "duckdb":
-        from selflearn.engines.duckdb_engine import DuckDBEngine
-        return DuckDBEngine(**options)
-    if name == "spark":
-        from selflearn.engines.spark_engine import SparkEngine
-        return SparkEngine(**options)
-    raise ValueError(f"unknown engine {name!r}: choose duckdb or spark")

@@ -6,23 +6,23 @@ from pathlib import Path
 import pandas as pd
 import pyarrow.parquet as pq
 
+from selflearn import io
+from selflearn.layout import RunLayout
+
 
 class EvalInputError(ValueError):
     """An evaluation input is missing or malformed; the message is one line saying what to do."""
 
 
-LOG_COLUMNS = ["event_id", "user_id", "locale", "ts", "utterance"]
-LOG_OPTIONAL = ["nlu_intent"]
+# the log columns evaluation reads (a subset of contract.LOG_COLUMNS)
+EVAL_LOG_COLUMNS = ["event_id", "user_id", "locale", "ts", "utterance"]
+EVAL_LOG_OPTIONAL = ["nlu_intent"]
 
 
 def parquet_files(path: Path) -> list[Path]:
-    """A Parquet file itself, or every *.parquet under a folder (hive partitions), hidden/_ files skipped."""
-    if path.is_file():
-        return [path]
-    return sorted(
-        f for f in path.rglob("*.parquet")
-        if not any(part.startswith((".", "_")) for part in f.relative_to(path).parts)
-    )
+    """The log files ingest reads from `path` (selflearn.io.find_inputs): the file itself, or every Parquet
+    file under a folder (hive partitions), hidden and _-prefixed names skipped."""
+    return io.find_inputs(str(path))[1]
 
 
 def read_logs(logs: str | Path) -> pd.DataFrame:
@@ -40,10 +40,10 @@ def read_logs(logs: str | Path) -> pd.DataFrame:
     frames = []
     for f in files:
         names = pq.read_schema(f).names
-        missing = [c for c in LOG_COLUMNS if c not in names]
+        missing = [c for c in EVAL_LOG_COLUMNS if c not in names]
         if missing:
-            raise EvalInputError(f"log file {f} lacks column(s) {missing}: evaluation needs {LOG_COLUMNS}")
-        cols = LOG_COLUMNS + [c for c in LOG_OPTIONAL if c in names]
+            raise EvalInputError(f"log file {f} lacks column(s) {missing}: evaluation needs {EVAL_LOG_COLUMNS}")
+        cols = EVAL_LOG_COLUMNS + [c for c in EVAL_LOG_OPTIONAL if c in names]
         df = pq.ParquetFile(f).read(columns=cols).to_pandas()
         # ts may differ in unit and zone per file: bring every file to UTC microseconds before concatenating.
         df["ts_us"] = pd.to_datetime(df.pop("ts"), utc=True).dt.as_unit("us").astype("int64")
@@ -91,12 +91,11 @@ def read_truth_pairs(truth_dir: Path) -> pd.DataFrame:
 
 def read_weak_labels(run_dir: Path) -> pd.DataFrame:
     """Every emitted label, all splits of training/parquet/ together (a held-out split is labels too)."""
-    from selflearn.stages.training_set import labels_folder
-
-    advice = "--out must be a finished `selflearn run` output folder (training/parquet/)"
-    files = sorted(labels_folder(run_dir).glob("*.parquet"))
+    folder = RunLayout(run_dir).training_labels
+    advice = f"--out must be a finished `selflearn run` output folder ({folder} missing)"
+    files = sorted(folder.glob("*.parquet"))
     if not files:
-        raise EvalInputError(f"{labels_folder(run_dir)} holds no Parquet file: {advice}")
+        raise EvalInputError(f"{folder} holds no Parquet file: {advice}")
     frames = [read_table(f, ["locale", "utt_norm", "intent"],
                          ["utt", "annot_utt", "slots", "confidence", "source"], advice) for f in files]
     df = pd.concat(frames, ignore_index=True)
@@ -105,19 +104,17 @@ def read_weak_labels(run_dir: Path) -> pd.DataFrame:
 
 def read_label_candidates(run_dir: Path) -> pd.DataFrame | None:
     """Every utterance the labeler scored (locale, utt_norm, intent, confidence), or None for an older run."""
-    path = run_dir / "work" / "label_candidates.parquet"
+    path = RunLayout(run_dir).label_candidates
     if not path.is_file():
         return None
     return read_table(path, ["locale", "utt_norm", "intent", "confidence"], ["emitted"],
-                      "--out must be a finished `selflearn run` output folder (work/label_candidates.parquet)")
+                      f"--out must be a finished `selflearn run` output folder ({path} missing)")
 
 
 def read_run_pairs(run_dir: Path) -> pd.DataFrame:
-    df = read_table(
-        run_dir / "work" / "scored_pairs.parquet", ["event_id_a", "event_id_b", "is_rephrase"],
-        ["locale", "rephrase_score"],
-        "--out must be a finished `selflearn run` output folder (work/scored_pairs.parquet)",
-    )
+    path = RunLayout(run_dir).scored_pairs
+    df = read_table(path, ["event_id_a", "event_id_b", "is_rephrase"], ["locale", "rephrase_score"],
+                    f"--out must be a finished `selflearn run` output folder ({path} missing)")
     df["is_rephrase"] = df["is_rephrase"].fillna(False).astype(bool)
     return df
 

@@ -170,22 +170,3 @@ REAL_NLU_WORLDS = {
     "clinc-real": "CLINC150 queries: a few-shot TF-IDF classifier's real mistakes are the failures, other "
                   "crowd workers' real paraphrases the rephrases; 50% of failures logged (sim/clinc_world.py)",
 }
-
-
-def write_world(out_dir, name: str, *, seed: int, turns: int) -> dict:
-    """Logs and ground truth of any named world (simulator setting or real-NLU world) under `out_dir`."""
-    if name in REAL_NLU_WORLDS:
-        from selflearn.sim.clinc_world import build_clinc_world   # sklearn and the CLINC data: only here
-        return build_clinc_world(out_dir, seed=seed, turns=turns)
-    from selflearn.simulate import simulate   # simulate imports this module
-    return simulate(out_dir, turns=turns, seed=seed, world=name)
-
-
-def cached_world(root, name: str, *, seed: int, turns: int, say=print):
-    """`root/<name>-s<seed>-t<turns>`, simulated on first use and reused after (benchmarks share worlds)."""
-    from pathlib import Path
-    path = Path(root) / f"{name}-s{seed}-t{turns}"
-    if not (path / "truth" / "pairs.parquet").exists():
-        say(f"  simulating {path.name} ...")
-        write_world(path, name, seed=seed, turns=turns)
-    return path

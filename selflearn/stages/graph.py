@@ -16,6 +16,8 @@ import pandas as pd
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
+from selflearn.stages.base import Context, Stage
+
 
 ABANDON_PRIOR = 0.01  # pseudo-events: enough to keep cycles solvable, too little to move a label
 
@@ -117,31 +119,31 @@ class SynonymyGraph:
     chains: list[list[str]]
 
 
-def assemble(nodes: pd.DataFrame, node_intents: pd.DataFrame, rewrite_edges: pd.DataFrame,
+def assemble(nodes: pd.DataFrame, node_intents: pd.DataFrame, rephrase_edges: pd.DataFrame,
              variant_edges: pd.DataFrame) -> SynonymyGraph:
     """Aggregated statistics -> graph with components, absorption probabilities and one edge table."""
     nodes = nodes.reset_index(drop=True).copy()
     node_ids = nodes["node_id"].tolist()
     node_index = {(l, u): i for i, (l, u) in enumerate(zip(nodes["locale"], nodes["utt_norm"]))}
-    absorption = absorb(node_ids, node_intents, node_index, rewrite_edges)
+    absorption = absorb(node_ids, node_intents, node_index, rephrase_edges)
 
     ids = nodes["node_id"].to_numpy()
     multiturn = pd.DataFrame({
-        "src": ids[[node_index[k] for k in zip(rewrite_edges["locale"], rewrite_edges["utt_norm_a"])]]
-        if len(rewrite_edges) else [],
-        "dst": ids[[node_index[k] for k in zip(rewrite_edges["locale"], rewrite_edges["utt_norm_b"])]]
-        if len(rewrite_edges) else [],
+        "src": ids[[node_index[k] for k in zip(rephrase_edges["locale"], rephrase_edges["utt_norm_a"])]]
+        if len(rephrase_edges) else [],
+        "dst": ids[[node_index[k] for k in zip(rephrase_edges["locale"], rephrase_edges["utt_norm_b"])]]
+        if len(rephrase_edges) else [],
         "kind": "multiturn",
-        "n_users": rewrite_edges["n_users"].to_numpy(),
-        "n_events": rewrite_edges["n_events"].to_numpy(),
-        "weight": rewrite_edges["mean_score"].to_numpy(),
-        "llr": rewrite_edges["llr"].to_numpy(),
-        "pmi": rewrite_edges["pmi"].to_numpy(),
-        "similarity": rewrite_edges["embed_sim"].to_numpy(),  # the two texts' embedding cosine
+        "n_users": rephrase_edges["n_users"].to_numpy(),
+        "n_events": rephrase_edges["n_events"].to_numpy(),
+        "weight": rephrase_edges["mean_score"].to_numpy(),
+        "llr": rephrase_edges["llr"].to_numpy(),
+        "pmi": rephrase_edges["pmi"].to_numpy(),
+        "similarity": rephrase_edges["embed_sim"].to_numpy(),  # the two texts' embedding cosine
         # internal (not in EDGES_SCHEMA): per-user rephrase evidence for the label model
-        "soft_users": rewrite_edges["soft_users"].to_numpy(),
-        "strong_users": rewrite_edges["strong_users"].to_numpy(),
-        "max_score": rewrite_edges["max_score"].to_numpy(),
+        "soft_users": rephrase_edges["soft_users"].to_numpy(),
+        "strong_users": rephrase_edges["strong_users"].to_numpy(),
+        "max_score": rephrase_edges["max_score"].to_numpy(),
     })
     similar = pd.DataFrame({
         "src": variant_edges["src"], "dst": variant_edges["dst"], "kind": variant_edges["kind"],
@@ -161,3 +163,13 @@ def assemble(nodes: pd.DataFrame, node_intents: pd.DataFrame, rewrite_edges: pd.
     nodes["component"] = nodes["node_id"].map(comp).astype("int64")
     nodes["p_success"] = absorption.p_success
     return SynonymyGraph(nodes, edges, absorption, {n: i for i, n in enumerate(node_ids)}, longest_chains(graph))
+
+
+def _graph(ctx: Context, utterance_stats: pd.DataFrame, node_intents: pd.DataFrame, rephrase_edges: pd.DataFrame,
+           variant_edges: pd.DataFrame) -> dict:
+    return {"synonymy_graph": assemble(utterance_stats, node_intents, rephrase_edges, variant_edges)}
+
+
+# -> synonymy_graph (SynonymyGraph: nodes as NODES_SCHEMA, edges as EDGES_SCHEMA, absorption, chains)
+GRAPH = Stage("graph", inputs=("utterance_stats", "node_intents", "rephrase_edges", "variant_edges"),
+              outputs=("synonymy_graph",), run=_graph)

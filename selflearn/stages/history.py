@@ -24,10 +24,11 @@ import pyarrow.parquet as pq
 from selflearn import lifecycle
 from selflearn.config import LifecycleConfig
 from selflearn.io import atomic_write_parquet
+from selflearn.layout import RUN_FILES
 from selflearn.release import ReleaseFilter
 
-STATE_FILE, BASE_FILE = "work/label_lifecycle.parquet", "work/label_lifecycle_base.parquet"
-LABELS_FILE, CHANGES_FILE = "history/labels.parquet", "history/changes.parquet"
+STATE_FILE, BASE_FILE = RUN_FILES["label_lifecycle"], RUN_FILES["label_lifecycle_base"]
+LABELS_FILE, CHANGES_FILE = RUN_FILES["label_history"], RUN_FILES["label_changes"]
 HISTORY_SCHEMA = pa.schema([
     ("locale", pa.string()), ("utt_norm", pa.string()), ("intent", pa.string()), ("state", pa.string()),
     ("reason", pa.string()), ("first_seen", pa.string()), ("first_labelled", pa.string()),

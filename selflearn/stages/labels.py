@@ -29,8 +29,11 @@ from functools import lru_cache
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from selflearn.fitted import fitted_weights
+from selflearn.io import atomic_write_parquet
+from selflearn.stages.base import Context, Stage
 
 MAX_VARIANT_VOTERS = 3  # per kind (cross_user, cross_lingual)
 
@@ -406,3 +409,40 @@ def finalize(decisions: pd.DataFrame, nodes: pd.DataFrame, target_slots: dict[tu
         target_locales.append(locale)
     out = decisions.assign(annot_utt=annots, slots=slot_lists, target_locale=target_locales)
     return out[columns].sort_values(["locale", "utt_norm"]).reset_index(drop=True)
+
+
+def fetch_target_slots(engine, turn_friction, decisions: pd.DataFrame, nodes: pd.DataFrame) -> dict:
+    """(locale, utt_norm) of each label target -> its slots as [{name, value}], via sql/target_slots.sql."""
+    if decisions.empty:
+        return {}
+    info = nodes.set_index("node_id").loc[decisions["target"]]
+    targets = pd.DataFrame({"locale": info["locale"].to_numpy(), "utt_norm": info["utt_norm"].to_numpy(),
+                            "intent": decisions["intent"].to_numpy()}).drop_duplicates(["locale", "utt_norm"])
+    found = engine.to_arrow(engine.sql("target_slots", {
+        "turn_friction": turn_friction,
+        "targets": engine.from_arrow(pa.Table.from_pandas(targets, preserve_index=False))}))
+    return {(l, u): s or [] for l, u, s in zip(found.column("locale").to_pylist(),
+                                               found.column("utt_norm").to_pylist(),
+                                               found.column("nlu_slots").to_pylist())}
+
+
+def _labels(ctx: Context, synonymy_graph, is_failing: pd.Series, chance_similarity: dict,
+            reliable_neighbours: pd.DataFrame, embedder, turn_friction) -> dict:
+    lc = ctx.cfg.labels
+    decisions, abstained, operating_point, scored = decide(
+        synonymy_graph, is_failing, weights=label_weights_for(embedder.name),
+        target_precision=lc.target_precision, min_confidence=lc.min_confidence,
+        min_users=ctx.cfg.privacy.min_users, chance_similarity=chance_similarity, neighbours=reliable_neighbours,
+        allow_variant_only=lc.allow_variant_only)
+    # internal, not released (per-utterance texts of any user count): the precision-yield curve of `eval`
+    atomic_write_parquet(pa.Table.from_pandas(scored, preserve_index=False), ctx.layout.label_candidates)
+    slots = fetch_target_slots(ctx.engine, turn_friction, decisions, synonymy_graph.nodes)
+    return {"weak_labels": finalize(decisions, synonymy_graph.nodes, slots), "abstained": abstained,
+            "operating_point": operating_point}
+
+
+# -> weak_labels (WEAK_LABELS_SCHEMA, before the release filter), abstained (reason -> utterances),
+# operating_point (the confidence cut); also work/label_candidates.parquet for `selflearn eval`
+LABELS = Stage("labels", inputs=("synonymy_graph", "is_failing", "chance_similarity", "reliable_neighbours",
+                                 "embedder", "turn_friction"),
+               outputs=("weak_labels", "abstained", "operating_point"), run=_labels)

@@ -9,7 +9,7 @@ ones. A quick, close, differently interpreted next turn is evidence on its own: 
 """
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import lru_cache, partial
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +18,7 @@ from scipy import sparse
 
 from selflearn import contract, text
 from selflearn.fitted import fitted_weights
+from selflearn.stages.base import Context, Stage
 
 FEATURES = ("friction_a", "success_b", "quick", "char_sim", "token_sim", "embed_sim", "intent_changed", "same_text",
             "changed_close", "changed_quick")
@@ -134,3 +135,17 @@ def score_pairs(pairs: pa.RecordBatch, vectors: VectorLookup, embedder_name: str
                 pa.array(scores), pa.array(scores >= threshold)]
     return pa.RecordBatch.from_arrays(columns, schema=contract.REPHRASE_PAIRS_SCHEMA)
 
+
+
+def _rephrase(ctx: Context, turn_pairs, text_vectors: VectorLookup, embedder) -> dict:
+    scorer = partial(score_pairs, vectors=text_vectors, embedder_name=embedder.name,
+                     threshold=ctx.cfg.rephrase.threshold)
+    scored = ctx.engine.map_batches(turn_pairs, scorer, contract.REPHRASE_PAIRS_SCHEMA)
+    # internal, not released: per-turn-pair scores for evaluation and debugging
+    ctx.engine.write_parquet(scored, ctx.layout.scored_pairs)
+    return {"scored_pairs": scored}
+
+
+# turn_pairs -> scored_pairs (REPHRASE_PAIRS_SCHEMA), also written to work/ for `selflearn eval`
+REPHRASE = Stage("rephrase", inputs=("turn_pairs", "text_vectors", "embedder"), outputs=("scored_pairs",),
+                 run=_rephrase)

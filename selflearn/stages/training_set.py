@@ -27,18 +27,10 @@ import pyarrow.parquet as pq
 
 from selflearn import contract
 from selflearn.io import atomic_write_parquet, atomic_write_text
+from selflearn.layout import RunLayout
 from selflearn.stages.dataset_card import render_card
 
-TRAINING_DIR = "training"
-PARQUET_CONFIG = "parquet"
-MASSIVE_CONFIG = "massive"
-CARD_FILE = "README.md"
 TRAIN, TEST = "train", "test"
-
-
-def labels_folder(out: Path) -> Path:
-    """The folder of the `parquet` config: every split of the weak labels, one file each."""
-    return Path(out) / TRAINING_DIR / PARQUET_CONFIG
 
 
 @dataclass
@@ -84,7 +76,7 @@ def write_training_set(labels: pd.DataFrame, out: Path, locales: list[str], *, e
     """Write every split in both formats and the card; remove whatever else lies under training/.
     `about` carries what the card states about the run (selflearn version, embedder, config fingerprint,
     target precision)."""
-    root = out / TRAINING_DIR
+    layout = RunLayout(out)
     labels = labels if len(labels) else contract.empty(contract.WEAK_LABELS_SCHEMA).to_pandas()
     test_mask = held_out(labels["locale"], labels["utt_norm"], eval_share)
     splits = {TRAIN: labels[~test_mask.to_numpy()]}
@@ -94,23 +86,23 @@ def write_training_set(labels: pd.DataFrame, out: Path, locales: list[str], *, e
         str(locale): round(float(conf), 4) for locale, conf in labels.groupby("locale")["confidence"].mean().items()})
     written: list[Path] = []
     for split, rows in splits.items():
-        parquet = root / PARQUET_CONFIG / f"{split}.parquet"
+        parquet = layout.training_split(split)
         table = pa.Table.from_pandas(rows.reset_index(drop=True), preserve_index=False) if len(rows) else \
             contract.empty(contract.WEAK_LABELS_SCHEMA)
         atomic_write_parquet(contract.conform(table, contract.WEAK_LABELS_SCHEMA, "labels"), parquet)
         written.append(parquet)
         result.per_split[split] = {}
         for locale in sorted(set(locales) | set(rows["locale"])):
-            path = root / MASSIVE_CONFIG / split / f"{locale}.jsonl"
+            path = layout.training_massive(split, locale)
             lines = massive_lines(rows[rows["locale"] == locale], locale, split)
             atomic_write_text("".join(line + "\n" for line in lines), path)
             written.append(path)
             result.per_split[split][locale] = len(lines)
-    card = root / CARD_FILE
+    card = layout.training_card
     atomic_write_text(render_card(labels, result.per_split, splits=list(splits), eval_share=eval_share,
                                   min_users=min_users, about=about), card)
     written.append(card)
-    remove_everything_else(root, set(written))
+    remove_everything_else(layout.training, set(written))
     result.files = sorted(p.relative_to(out).as_posix() for p in written)
     return result
 
@@ -118,10 +110,11 @@ def write_training_set(labels: pd.DataFrame, out: Path, locales: list[str], *, e
 def read_previous_labels(out: Path) -> pd.DataFrame | None:
     """The labels (locale, utt_norm, intent) a previous run left in this folder, None without a previous run
     (no manifest). Reads this layout or the one before it (training/weak_labels.parquet)."""
-    if not (Path(out) / "manifest.json").is_file():
+    layout = RunLayout(out)
+    if not layout.manifest.is_file():
         return None
-    files = sorted(labels_folder(out).glob("*.parquet")) or \
-        [p for p in [Path(out) / TRAINING_DIR / "weak_labels.parquet"] if p.is_file()]
+    files = sorted(layout.training_labels.glob("*.parquet")) or \
+        [p for p in [layout.legacy_weak_labels] if p.is_file()]
     columns = ["locale", "utt_norm", "intent"]
     frames = [pq.read_table(f, columns=columns).to_pandas() for f in files]
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)

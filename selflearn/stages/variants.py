@@ -9,6 +9,8 @@ import numpy as np
 import pandas as pd
 
 from selflearn import index as knn_index
+from selflearn.embedders import thresholds_for
+from selflearn.stages.base import Context, Stage
 
 
 def failing_mask(nodes: pd.DataFrame, failing_defect_rate: float, min_users: int,
@@ -23,9 +25,9 @@ def failing_mask(nodes: pd.DataFrame, failing_defect_rate: float, min_users: int
     return failing & (nodes["n_users"] >= min_users)
 
 
-def rephrased_away(nodes: pd.DataFrame, rewrite_edges: pd.DataFrame) -> pd.Series:
+def rephrased_away(nodes: pd.DataFrame, rephrase_edges: pd.DataFrame) -> pd.Series:
     """Per node: expected number of its users who rephrased it (soft votes on its out-edges) / its users."""
-    soft = rewrite_edges.groupby(["locale", "utt_norm_a"])["soft_users"].sum()
+    soft = rephrase_edges.groupby(["locale", "utt_norm_a"])["soft_users"].sum()
     keys = pd.MultiIndex.from_arrays([nodes["locale"], nodes["utt_norm"]])
     per_node = soft.reindex(keys).fillna(0.0).to_numpy() if len(soft) else np.zeros(len(nodes))
     return pd.Series(per_node / np.maximum(nodes["n_users"].to_numpy(dtype=float), 1.0), index=nodes.index)
@@ -130,3 +132,36 @@ def noise_floors(vectors: np.ndarray, locales: np.ndarray, quantile: float = 0.9
     if keep.sum() >= 20:
         floors["*"] = float(np.quantile(np.einsum("ij,ij->i", vectors[a[keep]], vectors[b[keep]]), quantile))
     return floors
+
+
+def _variants(ctx: Context, utterance_stats: pd.DataFrame, rephrase_edges: pd.DataFrame, text_vectors) -> dict:
+    cfg, nodes, min_users = ctx.cfg, utterance_stats, ctx.cfg.privacy.min_users
+    rows = [text_vectors.index[t] for t in nodes["utt_norm"]]
+    node_vectors = text_vectors.vectors[rows] if rows else text_vectors.vectors[:0]
+    # the embedder's calibrated cosines, unless the config sets its own
+    same_default, cross_default = thresholds_for(cfg.embedding)
+    is_failing = failing_mask(
+        nodes, cfg.labels.failing_defect_rate, min_users,
+        rephrased_away=rephrased_away(nodes, rephrase_edges), rephrased_away_share=cfg.labels.rephrased_away_share)
+    is_target = target_mask(nodes, cfg.labels.success_defect_rate, cfg.labels.min_target_share, min_users)
+    # the cosine a random pair of utterances reaches in each language: label evidence is read as
+    # similarity above chance, which differs by embedder, language and domain
+    chance_similarity = noise_floors(node_vectors, nodes["locale"].to_numpy(), quantile=0.5)
+    variant_edges, index_kinds = find_variants(
+        nodes, node_vectors, is_failing=is_failing, is_target=is_target, k=cfg.variants.k,
+        min_similarity=cfg.variants.min_similarity or same_default,
+        cross_lingual_min_similarity=cfg.variants.cross_lingual_min_similarity or cross_default,
+        exact_max_vectors=cfg.variants.exact_max_vectors, use_gpu=cfg.variants.use_gpu == "auto")
+    neighbours = nearest_reliable(
+        nodes, node_vectors, is_failing=is_failing, is_target=is_target, k=cfg.variants.neighbourhood_k,
+        exact_max_vectors=cfg.variants.exact_max_vectors, use_gpu=cfg.variants.use_gpu == "auto")
+    return {"is_failing": is_failing, "chance_similarity": chance_similarity, "variant_edges": variant_edges,
+            "knn_index": index_kinds, "reliable_neighbours": neighbours}
+
+
+# utterance_stats, rephrase_edges, text_vectors -> is_failing (mask over utterance_stats), chance_similarity
+# (per locale), variant_edges (src, dst, kind, similarity), knn_index (the FAISS index kinds used),
+# reliable_neighbours (src, dst, similarity: each failing utterance's nearest reliable ones, for the label model)
+VARIANTS = Stage("variants", inputs=("utterance_stats", "rephrase_edges", "text_vectors"),
+                 outputs=("is_failing", "chance_similarity", "variant_edges", "knn_index", "reliable_neighbours"),
+                 run=_variants)

@@ -12,6 +12,7 @@ import sys
 from pathlib import Path
 
 from selflearn import __version__
+from selflearn.engines import EngineUnavailable
 from selflearn.layout import RunLayout
 from selflearn.sim.worlds import DEFAULT_WORLD, REAL_NLU_WORLDS, WORLDS
 
@@ -126,7 +127,7 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("selflearn: interrupted; re-run the same command to resume", file=sys.stderr)
         return 130
-    except UserFacingError as exc:
+    except (UserFacingError, EngineUnavailable) as exc:
         print(f"selflearn: {exc}", file=sys.stderr)
         return 2
 

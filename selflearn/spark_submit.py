@@ -43,6 +43,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def build_session(app_name: str = "selflearn", log_level: str | None = "WARN"):
     """The session spark-submit configured, plus the engine's REQUIRED_CONF where spark-submit left it unset.
     Spark logs at log_level from the start; None leaves Spark's own log configuration (INFO by default)."""
+    from selflearn.engines import require_pyspark
+    require_pyspark()
     from pyspark import SparkConf
     from pyspark.sql import SparkSession
 

@@ -24,3 +24,21 @@ def test_every_command_has_a_description_and_every_option_help():
 
 def test_examples_need_no_duckdb_command():
     assert "duckdb /" not in _parser().epilog
+
+
+def test_without_pyspark_the_spark_engine_says_which_extra_to_install(monkeypatch, tmp_path, capsys):
+    """PySpark is the `spark` extra: a DuckDB-only install asked for Spark gets advice, not a traceback."""
+    import sys
+
+    import pytest
+
+    from selflearn.cli import main
+    from selflearn.engines import EngineUnavailable, get_engine
+
+    monkeypatch.setitem(sys.modules, "pyspark", None)  # what `import pyspark` meets where it is not installed
+    with pytest.raises(EngineUnavailable, match=r"selflearn\[spark\]"):
+        get_engine("spark", master="local[1]")
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    assert main(["run", "--logs", str(logs), "--out", str(tmp_path / "out"), "--engine", "spark"]) == 2
+    assert "pip install 'selflearn[spark]'" in capsys.readouterr().err

@@ -15,6 +15,19 @@ __all__ = ["BatchFn", "Engine", "ENGINES", "get_engine"]
 ENGINES = ("duckdb", "spark")
 
 
+class EngineUnavailable(RuntimeError):
+    """The engine's package is not installed; the message says which extra brings it."""
+
+
+def require_pyspark() -> None:
+    """PySpark is an extra (`selflearn[spark]`): a DuckDB-only install should not carry a JVM engine."""
+    try:
+        import pyspark  # noqa: F401
+    except ImportError:
+        raise EngineUnavailable("the Spark engine needs PySpark, which this install does not have: "
+                                "pip install 'selflearn[spark]' (and Java 17), or use --engine duckdb") from None
+
+
 def get_engine(name: str, **options) -> Engine:
     """The engine `name` with its options (DuckDB: threads, memory_limit; Spark: spark or master, ...)."""
     if name == "duckdb":
@@ -22,6 +35,7 @@ def get_engine(name: str, **options) -> Engine:
 
         return DuckDBEngine(**options)
     if name == "spark":
+        require_pyspark()
         from selflearn.engines.spark_engine import SparkEngine
 
         return SparkEngine(**options)

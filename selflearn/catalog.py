@@ -37,7 +37,7 @@ import pyarrow as pa
 from selflearn import contract, outdir
 from selflearn.sqlfiles import SQL_DIR
 from selflearn.stages.export import REWRITE_PAIRS_SCHEMA
-from selflearn.stages import history
+from selflearn.stages import emerging, history
 
 CATALOG_FILE = "catalog.duckdb"
 VIEWS_SQL = SQL_DIR / "views.sql"
@@ -165,6 +165,7 @@ def _sources(run: Path, out: Path) -> dict[str, str]:
         "graph_edges": parquet(run, "graph/edges.parquet", contract.EDGES_SCHEMA),
         "label_history": parquet(run, history.LABELS_FILE, history.HISTORY_SCHEMA),
         "label_changes": parquet(run, history.CHANGES_FILE, history.CHANGES_SCHEMA),
+        "emerging_phrasings": parquet(run, emerging.EMERGING_FILE, emerging.EMERGING_SCHEMA),
         "massive": (f"read_json({_literal(base / 'training/massive', '/*/*.jsonl')}, format = 'newline_delimited', "
                     f"columns = {{{columns}}})" if any(run.glob("training/massive/*/*.jsonl"))
                     else _empty(MASSIVE_COLUMNS)),

@@ -32,7 +32,7 @@ from selflearn.engines.base import get_engine
 from selflearn.io import atomic_write_parquet
 from selflearn.release import ReleaseFilter
 from selflearn.report import write_report
-from selflearn.stages import export, friction, graph, history, labels, rephrase, training_set, variants
+from selflearn.stages import emerging, export, friction, graph, history, labels, rephrase, training_set, variants
 from selflearn.stages.ingest import ingest, quarantine_summary
 
 STAGES = ("ingest", "window", "friction", "pairs", "embed", "rephrase", "nodes", "edges", "variants",
@@ -207,6 +207,8 @@ class PipelineRun:
         life, base, previous_history = history.advance_from(previous_run, self.weak, text_days, self.cfg.lifecycle)
         self.weak = life.emitted
         self.lifecycle = history.write(out, life, base, previous_history, previous_run, release)
+        # phrasings whose traffic or failure rate burst in the last days, with their live label (history/)
+        self.emerging = emerging.write(out, text_days, nodes, self.weak, release, self.cfg.emerging)
         self.changes = decision.label_changes(training_set.read_previous_labels(previous_run), self.weak)
         self.training = training_set.write_training_set(
             self.weak, out, locales, eval_share=self.cfg.training.eval_share, min_users=self.min_users,
@@ -261,6 +263,7 @@ class PipelineRun:
             "training": self.training.to_manifest(),
             "changes_since_previous_run": self.changes,
             "lifecycle": self.lifecycle,
+            "emerging": self.emerging,
             "funnel": funnel.to_dict(orient="records"),
             "timings_s": self.timings,
         }

@@ -10,8 +10,10 @@ training sets, their private lifecycle state (work/label_lifecycle.parquet) and 
 - latency: for new failing phrasings (emerging entity or wording, wrong under the first NLU) said by at least
   --min-daily-users distinct users a day on average before the retrain, the days from the text's first
   appearance to the first run whose training set holds it with its true intent (never: counted as infinite);
-- retirement: of the labels live before the retrain whose text the retrained NLU handles, the share retired
-  within --retire-within days of the retrain day (and, apart, labels retired whose text still fails);
+- retirement: of the labels live before the retrain whose text the retraining fixed, the share retired by the
+  run on the --retire-within-th day the retrained NLU serves (day 6 counts as the first), overall and among
+  texts said often enough in those days for the lifecycle to see the fix (and, apart, labels retired whose
+  text still fails);
 - flips: labels whose state left and came back (live -> retired -> live), and labels that left the training
   set and came back;
 - per-stage timings of the runs on two days (--timing-days).
@@ -64,20 +66,21 @@ def run_daily(world: Path, out: Path, cfg, say=print) -> list[dict]:
                      "timings": result.manifest["timings_s"],
                      "turns_in_window": result.manifest["counts"]["turns_in_window"],
                      "labels": pd.read_parquet(out / "training" / "parquet")[LABEL],
-                     "state": pd.read_parquet(out / "work" / "label_lifecycle.parquet")[[*LABEL, "state", "reason"]]})
+                     "state": pd.read_parquet(out / "work" / "label_lifecycle.parquet")[
+                         [*LABEL, "state", "reason", "pending_intent"]]})
         say(f"  day {day:>2}: {runs[-1]['turns_in_window']} turns, {len(runs[-1]['labels'])} labels, "
             f"{sum(result.manifest['timings_s'].values()):.1f}s")
     return runs
 
 
 def daily_users(world: Path) -> pd.DataFrame:
-    """(locale, utt_norm, day index) -> distinct users that day."""
+    """(locale, utt_norm, day index) -> distinct users and events that day."""
     logs = pd.concat(pd.read_parquet(f, columns=["user_id", "locale", "ts", "utterance"])
                      for f in sorted((world / "logs").glob("day=*/*.parquet")))
     start = logs["ts"].min().normalize()
     logs["day"] = (logs["ts"].dt.normalize() - start).dt.days
     logs["utt_norm"] = logs["utterance"].map(match_key)
-    return logs.groupby([*KEY, "day"])["user_id"].nunique().rename("users").reset_index()
+    return logs.groupby([*KEY, "day"]).agg(users=("user_id", "nunique"), events=("user_id", "size")).reset_index()
 
 
 def truth_texts(world: Path) -> pd.DataFrame:
@@ -127,27 +130,39 @@ def _median(series: pd.Series):
     return None if math.isinf(value) else value
 
 
-def retirement(runs: list[dict], texts: pd.DataFrame, within_days: int) -> dict:
-    """Of the labels live on the last run before the retrain whose text the retrained NLU handles: how many are
-    retired by each day after the retrain; and labels retired whose text the retrained NLU still gets wrong."""
+def retirement(runs: list[dict], texts: pd.DataFrame, users: pd.DataFrame, within_days: int,
+               min_recent_events: int) -> dict:
+    """Of the labels live on the last run before the retrain whose text the retraining fixed: how many are
+    retired by each day after the retrain, overall and among those said at least `min_recent_events` times in
+    the `within_days` days from the retrain (enough for the lifecycle to see the fix); and how many labels whose
+    text still fails were retired."""
     by_day = {r["day"]: r for r in runs}
     before = by_day[WORLD.retrain_day - 1]["state"]
     live = before[before["state"].isin(LIVE)].merge(texts[[*KEY, "fixed_by_retrain", "retrained_nlu_correct"]],
                                                       on=KEY, how="left")
-    handled = live[live["retrained_nlu_correct"].fillna(False).astype(bool)]
-    still_failing = live[~live["retrained_nlu_correct"].fillna(True).astype(bool)]
-    curve, wrongly = {}, {}
+    said = users[users["day"].between(WORLD.retrain_day, WORLD.retrain_day + within_days - 1)]
+    said = said.groupby(KEY)["events"].sum().rename("events_after_retrain").reset_index()
+    live = live.merge(said, on=KEY, how="left").fillna({"events_after_retrain": 0})
+    fixed = live[live["fixed_by_retrain"].eq(True)]
+    seen = fixed[fixed["events_after_retrain"] >= min_recent_events]
+    still_failing = live[live["retrained_nlu_correct"].eq(False)]
+    curves = {"fixed": {}, "fixed_and_said_enough": {}, "still_failing": {}}
     for day in sorted(d for d in by_day if d >= WORLD.retrain_day):
         state = by_day[day]["state"]
         retired = state[state["state"] == "retired"][LABEL]
-        curve[str(day - WORLD.retrain_day)] = int(len(handled.merge(retired, on=LABEL)))
-        wrongly[str(day - WORLD.retrain_day)] = int(len(still_failing.merge(retired, on=LABEL)))
-    within = curve.get(str(within_days))
-    return {"labels_whose_text_is_now_handled": int(len(handled)),
-            "retired_by_day_after_retrain": curve,
-            "share_retired_within": None if within is None or not len(handled) else round(within / len(handled), 3),
+        for name, group in (("fixed", fixed), ("fixed_and_said_enough", seen), ("still_failing", still_failing)):
+            curves[name][str(day - WORLD.retrain_day)] = int(len(group.merge(retired, on=LABEL)))
+
+    def share(name: str, group: pd.DataFrame):
+        within = curves[name].get(str(within_days - 1))   # the run on the within_days-th day of the new NLU
+        return None if within is None or not len(group) else round(within / len(group), 3)
+    return {"labels_whose_text_the_retrain_fixed": int(len(fixed)),
+            "retired_by_day_after_retrain": curves["fixed"], "share_retired_within": share("fixed", fixed),
+            "of_those_said_enough_after_retrain": int(len(seen)),
+            "said_enough_retired_by_day": curves["fixed_and_said_enough"],
+            "said_enough_share_retired_within": share("fixed_and_said_enough", seen),
             "labels_whose_text_still_fails": int(len(still_failing)),
-            "of_those_retired_by_day_after_retrain": wrongly}
+            "of_those_retired_by_day_after_retrain": curves["still_failing"]}
 
 
 def flips(runs: list[dict]) -> dict:
@@ -160,8 +175,20 @@ def flips(runs: list[dict]) -> dict:
     grid = pd.MultiIndex.from_product([in_training[LABEL].drop_duplicates().itertuples(index=False), days])
     present = pd.Series(False, index=grid)
     present.loc[list(zip(in_training[LABEL].itertuples(index=False), in_training["day"]))] = True
+    sequences = present.groupby(level=0).apply(list)
+    flipped = [label for label, seq in sequences.items() if _returns(pd.Series([seq]))]
+    # why a label was missing from the training set on a run between two runs that had it
+    why = {}
+    for label in flipped:
+        seq = sequences[label]
+        first, last = seq.index(True), len(seq) - 1 - seq[::-1].index(True)
+        for day in (days[i] for i in range(first, last) if not seq[i]):
+            row = states[(states["day"] == day) & (states[LABEL].apply(tuple, axis=1) == tuple(label))]
+            reason = ("no state" if row.empty else "retired" if not row["live"].iloc[0]
+                      else "contested" if isinstance(row["pending_intent"].iloc[0], str) else "labeler abstained")
+            why[reason] = why.get(reason, 0) + 1
     return {"state_flips": _returns(states.sort_values("day").groupby(LABEL)["live"].apply(list)),
-            "training_set_flips": _returns(present.groupby(level=0).apply(list))}
+            "training_set_flips": len(flipped), "training_set_gap_runs_by_reason": why}
 
 
 def _returns(sequences: pd.Series) -> int:
@@ -181,13 +208,15 @@ def timings(runs: list[dict], days: list[int]) -> dict:
 def markdown(result: dict) -> str:
     lat, ret, fl, tim = result["latency"], result["retirement"], result["flips"], result["timings"]
     share = ret["share_retired_within"]
+    pct = lambda v: "n/a" if v is None else f"{100 * v:.0f} %"  # noqa: E731
     fmt = lambda v: "never (median)" if v is None else f"{v:g}"  # noqa: E731
     lines = ["| measure | target | measured |", "|---|---|---:|",
              f"| median days to a correct label, new failing phrasings with >= {result['config']['min_daily_users']} "
              f"users/day ({lat['phrasings']}; {lat['labelled_correctly']} labelled) | <= 2 | {fmt(lat['median_days'])} |",
-             f"| labels whose text the retrained NLU handles, retired within {result['config']['retire_within_days']}"
-             f" days ({ret['labels_whose_text_is_now_handled']}) | >= 90 % | "
-             f"{'n/a' if share is None else f'{100 * share:.0f} %'} |",
+             f"| labels whose text the retraining fixed, retired within {result['config']['retire_within_days']}"
+             f" days ({ret['labels_whose_text_the_retrain_fixed']}) | >= 90 % | {pct(share)} |",
+             f"| of those, texts said >= 3 times in those days ({ret['of_those_said_enough_after_retrain']}) | - | "
+             f"{pct(ret['said_enough_share_retired_within'])} |",
              f"| labels whose state flipped back and forth | 0 | {fl['state_flips']} |",
              f"| labels that left the training set and came back | - | {fl['training_set_flips']} |"]
     if len(tim) == 2:
@@ -220,14 +249,14 @@ def main() -> int:
                              "run.window_days": args.window_days, "privacy.user_salt": "drift-benchmark",
                              "embedding.cache_dir": str(root / "embedding-cache")})
     runs = run_daily(world, root / "out", cfg)
-    texts = truth_texts(world)
+    texts, users = truth_texts(world), daily_users(world)
     result = {
         "config": {"world": "drift", "turns": args.turns, "days": args.days, "seed": args.seed,
                    "embedder": args.embedder, "window_days": args.window_days,
                    "min_daily_users": args.min_daily_users, "retire_within_days": args.retire_within,
                    "world_knobs": WORLD.knobs()},
-        "latency": label_latency(runs, texts, daily_users(world), args.min_daily_users),
-        "retirement": retirement(runs, texts, args.retire_within),
+        "latency": label_latency(runs, texts, users, args.min_daily_users),
+        "retirement": retirement(runs, texts, users, args.retire_within, cfg.lifecycle.min_recent_events),
         "flips": flips(runs),
         "timings": timings(runs, [int(d) for d in args.timing_days.split(",")]),
         "labels_per_day": {str(r["day"]): int(len(r["labels"])) for r in runs},

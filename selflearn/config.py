@@ -160,7 +160,7 @@ class LifecycleConfig(_Section):
     # when its daily friction hovers around one line (selflearn/lifecycle.py).
     confirm_days: int = Field(2, ge=1, description="a label is confirmed once its text failed on this many distinct days")
     retire_defect_rate: float = _share(0.2, "retire a label when its text's friction over the last `recent_days` fell to this (the NLU now handles it)")
-    revive_defect_rate: float = _share(0.5, "a retired label comes back only when its text fails at least this often again")
+    revive_defect_rate: float = _share(0.5, "a retired label comes back only when its text fails at least this often again, on confirm_days distinct days since it was retired")
     recent_days: int = Field(2, ge=1, description="days pooled to judge a text's current friction")
     min_recent_events: int = Field(3, ge=1, description="events needed in the recent days before a label is retired or revived")
     relabel_after_days: int = Field(1, ge=0, description="a new interpretation replaces a label only when the labeler still gives it this many days later")

@@ -13,7 +13,9 @@ events of every text in the window (sql/text_days.sql); `as_of` the newest day i
                apart (the evidence flipped)
 
 Hysteresis keeps labels from flipping: a retired label comes back only when its text fails at least
-`revive_defect_rate` of the time again (the band between the two rates keeps the state), and a new
+`revive_defect_rate` of the time again (the band between the two rates keeps the state) and failed on
+`confirm_days` distinct days since it was retired (the evidence a new label needs to be confirmed: one noisy
+day, e.g. quick follow-ups read as friction, does not revive it; benchmarks/drift.py), and a new
 interpretation replaces a label only when it holds on a later day. While it waits, neither intent is emitted.
 Everything is a function of (base, window, as_of): a re-run over the same days gives the same state, and the
 caller re-advances from the same base when the previous run had the same `as_of` (pipeline, export stage).
@@ -85,7 +87,8 @@ def advance(base: pd.DataFrame | None, labels: pd.DataFrame, text_days: pd.DataF
                 _set(old, "new", "labelled", as_of)
                 live = old
             elif old["state"] == "retired" and info["recent_rate"] >= rules.revive_defect_rate \
-                    and info["recent_events"] >= rules.min_recent_events and old["state_since"] != as_of:
+                    and info["recent_events"] >= rules.min_recent_events and old["state_since"] != as_of \
+                    and _failed_since(old) >= rules.confirm_days:
                 _set(old, "new", "fails again", as_of)
                 old["evidence_days"] = [d for d in old["evidence_days"] if d > old["state_since"]] or []
                 live = old
@@ -125,6 +128,11 @@ def _daily(text_days: pd.DataFrame, rules: LifecycleConfig, as_of: str) -> dict:
 
 def _union(before, now: list[str]) -> list[str]:
     return sorted(set(list(before) if before is not None else []) | set(now))
+
+
+def _failed_since(row: dict) -> int:
+    """Distinct days the text failed after the label's last change of state."""
+    return sum(d > row["state_since"] for d in row["evidence_days"])
 
 
 def _days_between(a: str | None, b: str) -> int:

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pyarrow as pa
 import pyarrow.parquet as pq
@@ -64,13 +65,15 @@ def write(run_dir: Path, life: lifecycle.Lifecycle, base: pd.DataFrame, previous
     before = _read(previous_run / LABELS_FILE)
     was_released = set() if before is None else set(zip(before["locale"], before["utt_norm"]))
     state = life.state
-    carried = [k in was_released for k in zip(state["locale"], state["utt_norm"])]
-    fresh, _ = release.keep("label_history", state[[not c for c in carried]])
+    # boolean arrays, not lists: an empty list would select no columns instead of no rows
+    carried = np.array([k in was_released for k in zip(state["locale"], state["utt_norm"])], dtype=bool)
+    fresh, _ = release.keep("label_history", state[~carried])
     shown = pd.concat([state[carried], fresh]).sort_values(lifecycle.LABEL, kind="stable")
     shown = shown.assign(evidence_day_count=[len(d) for d in shown["evidence_days"]])
     atomic_write_parquet(_conform(shown, HISTORY_SCHEMA), run_dir / LABELS_FILE)
     released_keys = set(zip(shown["locale"], shown["utt_norm"]))
-    changes = life.changes[[k in released_keys for k in zip(life.changes["locale"], life.changes["utt_norm"])]]
+    changes = life.changes[np.array([k in released_keys for k in zip(life.changes["locale"], life.changes["utt_norm"])],
+                                    dtype=bool)]
     as_of = str(state["as_of"].max()) if len(state) else ""
     earlier = previous_history[previous_history["as_of"] < as_of] if previous_history is not None else None
     log = pd.concat([f for f in (earlier, changes) if f is not None and len(f)]) if (

@@ -27,6 +27,7 @@ import numpy as np
 import pandas as pd
 
 from selflearn.config import EmergingConfig
+from selflearn.lifecycle import days_before
 
 KEY = ["locale", "utt_norm"]
 COLUMNS = [*KEY, "first_seen", "recent_events", "recent_defective", "history_events", "history_defective",
@@ -46,7 +47,7 @@ def burst_scores(text_days: pd.DataFrame, as_of: str, rules: EmergingConfig) -> 
     if text_days.empty:
         return pd.DataFrame({c: pd.Series(dtype="object") for c in COLUMNS})
     days = text_days.assign(day=text_days["day"].astype(str))
-    recent_from = str((pd.Timestamp(as_of) - pd.Timedelta(days=rules.recent_days - 1)).date())
+    recent_from = days_before(as_of, rules.recent_days - 1)
     days["period"] = np.where(days["day"] >= recent_from, "recent", "history")
     counts = days.pivot_table(index=KEY, columns="period", values=["n_events", "n_defective"], aggfunc="sum",
                               fill_value=0)

@@ -23,6 +23,7 @@ Pure: pandas only.
 """
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import pandas as pd
@@ -114,7 +115,7 @@ def _daily(text_days: pd.DataFrame, rules: LifecycleConfig, as_of: str) -> dict:
     if text_days.empty:
         return {}
     frame = text_days.assign(day=text_days["day"].astype(str))
-    recent_from = str((pd.Timestamp(as_of) - pd.Timedelta(days=rules.recent_days - 1)).date())
+    recent_from = days_before(as_of, rules.recent_days - 1)
     failed = frame["n_defective"] >= rules.revive_defect_rate * frame["n_events"]
     out = {}
     for key, group in frame.assign(failed=failed).groupby(KEY, sort=True):
@@ -135,8 +136,17 @@ def _failed_since(row: dict) -> int:
     return sum(d > row["state_since"] for d in row["evidence_days"])
 
 
+def days_before(day: str, n: int) -> str:
+    """The ISO day `n` days before `day` (the first day there is, at worst). Python dates, not pandas
+    Timestamps: a valid log may hold any day of years 1-9999, beyond pandas' nanosecond range."""
+    try:
+        return (dt.date.fromisoformat(day) - dt.timedelta(days=n)).isoformat()
+    except OverflowError:
+        return dt.date.min.isoformat()
+
+
 def _days_between(a: str | None, b: str) -> int:
-    return 0 if a is None else (pd.Timestamp(b) - pd.Timestamp(a)).days
+    return 0 if a is None else (dt.date.fromisoformat(b) - dt.date.fromisoformat(a)).days
 
 
 def _set(row: dict, state: str, reason: str, as_of: str) -> None:

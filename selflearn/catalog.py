@@ -37,7 +37,7 @@ import pyarrow as pa
 from selflearn import contract, outdir
 from selflearn.layout import CATALOG_FILE, RUN_FILES, RunLayout
 from selflearn.sqlfiles import SQL_DIR
-from selflearn.stages import history
+from selflearn.stages import emerging, history
 
 VIEWS_SQL = SQL_DIR / "views.sql"
 _PLACEHOLDER = re.compile(r"\$\{(\w+)\}")
@@ -167,6 +167,7 @@ def _sources(run: Path, out: Path) -> dict[str, str]:
         "graph_edges": parquet(run, RUN_FILES["graph_edges"], contract.EDGES_SCHEMA),
         "label_history": parquet(run, RUN_FILES["label_history"], history.HISTORY_SCHEMA),
         "label_changes": parquet(run, RUN_FILES["label_changes"], history.CHANGES_SCHEMA),
+        "emerging_phrasings": parquet(run, RUN_FILES["emerging_phrasings"], emerging.EMERGING_SCHEMA),
         "massive": (f"read_json({_literal(base / layout.relative(massive), '/*/*.jsonl')}, "
                     f"format = 'newline_delimited', columns = {{{columns}}})" if any(massive.glob("*/*.jsonl"))
                     else _empty(MASSIVE_COLUMNS)),

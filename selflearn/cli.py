@@ -87,7 +87,7 @@ def _parser() -> argparse.ArgumentParser:
     cat = sub.add_parser(
         "catalog", help="query a run's DuckDB catalog by name, or rewrite it",
         description="OUT/catalog.duckdb holds DuckDB views (weak_labels, rewrite_pairs, graph_nodes, graph_edges, "
-                    "massive, run_manifest, funnel, quarantine_summary) over a finished run's files, with paths "
+                    "massive, run_manifest, funnel, quarantine_summary, label_history, label_changes, emerging_phrasings) over a finished run's files, with paths "
                     "relative to OUT, so it keeps working after OUT is moved or copied, and named example queries "
                     "as table macros (listed by the view example_queries). With --query NAME this answers one of "
                     "them from any working directory without rewriting anything; --query alone lists them. "

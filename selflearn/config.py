@@ -160,10 +160,20 @@ class LifecycleConfig(_Section):
     # when its daily friction hovers around one line (selflearn/lifecycle.py).
     confirm_days: int = Field(2, ge=1, description="a label is confirmed once its text failed on this many distinct days")
     retire_defect_rate: float = _share(0.2, "retire a label when its text's friction over the last `recent_days` fell to this (the NLU now handles it)")
-    revive_defect_rate: float = _share(0.5, "a retired label comes back only when its text fails at least this often again")
+    revive_defect_rate: float = _share(0.5, "a retired label comes back only when its text fails at least this often again, on confirm_days distinct days since it was retired")
     recent_days: int = Field(2, ge=1, description="days pooled to judge a text's current friction")
     min_recent_events: int = Field(3, ge=1, description="events needed in the recent days before a label is retired or revived")
     relabel_after_days: int = Field(1, ge=0, description="a new interpretation replaces a label only when the labeler still gives it this many days later")
+
+
+class EmergingConfig(_Section):
+    # The score is a Poisson log-likelihood ratio (selflearn/emerging.py): twice it is ~chi-square(1), so 5 is
+    # p ~ 0.001 for one text; thousands of texts are tested per locale, which a stricter bar than 0.05 allows for.
+    recent_days: int = Field(2, ge=1, description="the last N days of the window are compared with the days before them")
+    min_score: float = Field(5.0, ge=0, description="a text is emerging when its burst score (Poisson log-likelihood ratio) reaches this")
+    min_recent_events: int = Field(3, ge=1, description="events a text needs in the recent days to be scored at all")
+    prior_events: float = Field(0.5, gt=0, description="history a never-seen text is given, in events (and the weight of the locale's failure rate in a text's own)")
+    top_per_locale: int = Field(25, ge=1, description="at most this many emerging phrasings per locale in history/emerging.parquet")
 
 
 class RunConfig(_Section):
@@ -184,6 +194,7 @@ class Config(_Section):
     labels: LabelsConfig = LabelsConfig()
     training: TrainingConfig = TrainingConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
+    emerging: EmergingConfig = EmergingConfig()
     run: RunConfig = RunConfig()
 
 

@@ -36,6 +36,7 @@ RUN_FILES = {
     "label_candidates": f"{WORK}/label_candidates.parquet",  # internal: every utterance the labeler scored
     "label_history": f"{HISTORY}/labels.parquet",            # each label's life across runs (stages/history.py)
     "label_changes": f"{HISTORY}/changes.parquet",           # every change of state, run after run
+    "emerging_phrasings": f"{HISTORY}/emerging.parquet",     # phrasings bursting in the last days (stages/emerging.py)
     "label_lifecycle": f"{WORK}/label_lifecycle.parquet",    # internal: the lifecycle state the next run carries on
     "label_lifecycle_base": f"{WORK}/label_lifecycle_base.parquet",  # internal: the state this run started from
     "manifest": MANIFEST_FILE,
@@ -52,8 +53,8 @@ STATE_FILES = {
 }
 # What a user gets besides training/: listed in the manifest's "outputs" and printed after a run (work/ is
 # internal: per-turn-pair data with user keys).
-RELEASED_FILES = ("rewrite_pairs", "graph_nodes", "graph_edges", "label_history", "label_changes", "manifest", "report",
-                  "catalog")
+RELEASED_FILES = ("rewrite_pairs", "graph_nodes", "graph_edges", "label_history", "label_changes", "emerging_phrasings",
+                  "manifest", "report", "catalog")
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,9 @@ events of every text in the window (sql/text_days.sql); `as_of` the newest day i
                apart (the evidence flipped)
 
 Hysteresis keeps labels from flipping: a retired label comes back only when its text fails at least
-`revive_defect_rate` of the time again (the band between the two rates keeps the state), and a new
+`revive_defect_rate` of the time again (the band between the two rates keeps the state) and failed on
+`confirm_days` distinct days since it was retired (the evidence a new label needs to be confirmed: one noisy
+day, e.g. quick follow-ups read as friction, does not revive it; benchmarks/drift.py), and a new
 interpretation replaces a label only when it holds on a later day. While it waits, neither intent is emitted.
 Everything is a function of (base, window, as_of): a re-run over the same days gives the same state, and the
 caller re-advances from the same base when the previous run had the same `as_of` (pipeline, export stage).
@@ -21,6 +23,7 @@ Pure: pandas only.
 """
 from __future__ import annotations
 
+import datetime as dt
 from dataclasses import dataclass
 
 import pandas as pd
@@ -85,7 +88,8 @@ def advance(base: pd.DataFrame | None, labels: pd.DataFrame, text_days: pd.DataF
                 _set(old, "new", "labelled", as_of)
                 live = old
             elif old["state"] == "retired" and info["recent_rate"] >= rules.revive_defect_rate \
-                    and info["recent_events"] >= rules.min_recent_events and old["state_since"] != as_of:
+                    and info["recent_events"] >= rules.min_recent_events and old["state_since"] != as_of \
+                    and _failed_since(old) >= rules.confirm_days:
                 _set(old, "new", "fails again", as_of)
                 old["evidence_days"] = [d for d in old["evidence_days"] if d > old["state_since"]] or []
                 live = old
@@ -111,7 +115,7 @@ def _daily(text_days: pd.DataFrame, rules: LifecycleConfig, as_of: str) -> dict:
     if text_days.empty:
         return {}
     frame = text_days.assign(day=text_days["day"].astype(str))
-    recent_from = str((pd.Timestamp(as_of) - pd.Timedelta(days=rules.recent_days - 1)).date())
+    recent_from = days_before(as_of, rules.recent_days - 1)
     failed = frame["n_defective"] >= rules.revive_defect_rate * frame["n_events"]
     out = {}
     for key, group in frame.assign(failed=failed).groupby(KEY, sort=True):
@@ -127,8 +131,22 @@ def _union(before, now: list[str]) -> list[str]:
     return sorted(set(list(before) if before is not None else []) | set(now))
 
 
+def _failed_since(row: dict) -> int:
+    """Distinct days the text failed after the label's last change of state."""
+    return sum(d > row["state_since"] for d in row["evidence_days"])
+
+
+def days_before(day: str, n: int) -> str:
+    """The ISO day `n` days before `day` (the first day there is, at worst). Python dates, not pandas
+    Timestamps: a valid log may hold any day of years 1-9999, beyond pandas' nanosecond range."""
+    try:
+        return (dt.date.fromisoformat(day) - dt.timedelta(days=n)).isoformat()
+    except OverflowError:
+        return dt.date.min.isoformat()
+
+
 def _days_between(a: str | None, b: str) -> int:
-    return 0 if a is None else (pd.Timestamp(b) - pd.Timestamp(a)).days
+    return 0 if a is None else (dt.date.fromisoformat(b) - dt.date.fromisoformat(a)).days
 
 
 def _set(row: dict, state: str, reason: str, as_of: str) -> None:

@@ -33,6 +33,7 @@ RELEASED_TEXTS: dict[str, tuple[tuple[str, str, str], ...]] = {
                       ("utt_norm_a", "norm", "locale"), ("utt_norm_b", "norm", "locale")),
     "graph_nodes": (("utt", "display", "locale"), ("utt_norm", "norm", "locale")),
     "label_history": (("utt_norm", "norm", "locale"),),
+    "emerging_phrasings": (("utt", "display", "locale"), ("utt_norm", "norm", "locale")),
 }
 # How labels.collect_votes quotes a rephrase target; a text that itself contains the closing words is split
 # wrongly, and then fails the check: the filter fails closed.

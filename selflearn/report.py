@@ -21,10 +21,11 @@ import pyarrow.parquet as pq
 from selflearn import outdir
 from selflearn.decision import MIN_LABELS, changes_sentence, decide, lifecycle_sentence
 from selflearn.io import atomic_write_text
-from selflearn.layout import RunLayout
+from selflearn.layout import RUN_FILES, RunLayout
 
 FUNNEL_STEPS = ("turns", "pairs", "rephrases", "failing_utterances", "labels")
 SAMPLE_LABELS = 30
+EMERGING_SHOWN = 5          # phrasings per locale on the page; history/emerging.parquet has them all
 _CSS = """
 body{font:14px/1.45 system-ui,-apple-system,Segoe UI,Roboto,sans-serif;margin:24px auto;max-width:1120px;
 color:#1d2430;padding:0 16px}h1{font-size:24px;margin:0 0 4px}h2{font-size:18px;margin:28px 0 8px;
@@ -175,6 +176,7 @@ def render(out: Path, manifest: dict, eval_result: dict | None, stale_eval: bool
         _plot(_hbars([(s, int(funnel[s].sum())) for s in FUNNEL_STEPS], log=True)),
         _table(funnel),
         "<h2>Per locale</h2>", _table(_per_locale(funnel, nodes, labels, rewrites, quarantine)),
+        _emerging_section(run, manifest),
         "<h2>Plots</h2>", '<div class="plots">',
         _plot(_score_histogram(scored, manifest["config"]["rephrase"]["threshold"]),
               "Rephrase score of turn pairs (dashed: threshold)"),
@@ -233,6 +235,22 @@ def decision_panel(manifest: dict, eval_result: dict | None) -> str:
             + f'<p id="changes">{_e(changes_sentence(manifest.get("changes_since_previous_run")))}</p>'
             + (f'<p id="lifecycle">{_e(lifecycle_sentence(manifest["lifecycle"]))}</p>' if "lifecycle" in manifest
                else "") + "</section>")
+
+
+def _emerging_section(run: Path, manifest: dict) -> str:
+    """The first EMERGING_SHOWN phrasings per locale of history/emerging.parquet (selflearn/emerging.py)."""
+    found = _read(run / RUN_FILES["emerging_phrasings"])
+    as_of = (manifest.get("emerging") or {}).get("as_of") or "-"
+    head = (f'<h2 id="emerging">Emerging phrasings (as of {_e(as_of)})</h2><p class="muted">Per locale, texts whose '
+            f'traffic or failure rate rose sharply in the last {manifest["config"]["emerging"]["recent_days"]} days '
+            'against their own history (Poisson burst score), with what the NLU says and the mined label if any; '
+            'the full list is history/emerging.parquet (catalog view <code>emerging_phrasings</code>).</p>')
+    if found.empty:
+        return head + "<p>No phrasing rose sharply in the last days (or the window has no history yet).</p>"
+    shown = found[found["rank"] <= EMERGING_SHOWN][["locale", "rank", "utt", "rising", "score", "recent_events",
+                                                    "expected_events", "recent_defect_rate", "nlu_intent",
+                                                    "mined_intent", "label_state"]]
+    return head + _table(shown)
 
 
 def _opt(value: float | None, fmt: str = "{:.3f}") -> str:

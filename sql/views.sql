@@ -29,6 +29,11 @@ select * from ${label_history};
 create or replace view label_changes as
 select * from ${label_changes};
 
+-- phrasings whose traffic or failure rate burst in the last days against their own history, per locale ranked
+-- by burst score, with the NLU's reading and the mined label if any (selflearn/emerging.py)
+create or replace view emerging_phrasings as
+select * from ${emerging_phrasings};
+
 -- the MASSIVE-format training files, one row per line of training/massive/<split>/<locale>.jsonl
 -- (the split is the `partition` column)
 create or replace view massive as

@@ -24,7 +24,7 @@ from selflearn.config import load_config
 
 ROOT = Path(__file__).resolve().parent.parent
 VIEWS = ("weak_labels", "rewrite_pairs", "graph_nodes", "graph_edges", "massive", "run_manifest", "funnel",
-         "quarantine_summary", "label_history", "label_changes")
+         "quarantine_summary", "label_history", "label_changes", "emerging_phrasings")
 
 
 @pytest.fixture(scope="module")
@@ -164,7 +164,8 @@ def test_a_moved_and_copied_run_folder_answers_every_view_and_named_query(out, m
                 "run_manifest": 1, "funnel": len(manifest["funnel"]), "quarantine_summary": len(manifest["quarantine"]),
                 "example_queries": len(catalog.EXAMPLES),
                 "label_history": sum(manifest["lifecycle"]["states"].values()),
-                "label_changes": sum(manifest["lifecycle"]["changes"].values())}
+                "label_changes": sum(manifest["lifecycle"]["changes"].values()),
+                "emerging_phrasings": sum(manifest["emerging"]["per_locale"].values())}
     cwd = os.getcwd()
     try:  # plain DuckDB, as a user without selflearn opens it: the python module, from inside the folder
         os.chdir(copied)

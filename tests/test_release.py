@@ -46,6 +46,7 @@ def test_k_is_the_configured_minimum():
 
 
 def test_every_released_output_names_its_text_columns():
-    assert set(RELEASED_TEXTS) == {"weak_labels", "rewrite_pairs", "graph_nodes", "label_history"}
+    assert set(RELEASED_TEXTS) == {"weak_labels", "rewrite_pairs", "graph_nodes", "label_history",
+                                  "emerging_phrasings"}
     with pytest.raises(KeyError, match="RELEASED_TEXTS"):
         RELEASE.keep("quarantine", pd.DataFrame([{"utterance": "x"}]))

@@ -169,6 +169,7 @@ STATEMENTS = {
     "rephrase_edges": (["scored_pairs"], None),
     "target_slots": (["turn_friction", "targets"], None),
     "locale_counts": (["turns", "scored_pairs"], None),
+    "text_days": (["turn_friction", "scored_pairs"], None),
 }
 
 
@@ -289,7 +290,11 @@ def _frame_rows(path: Path, keys: list[str]) -> list[dict]:
 def assert_same_outputs(duck_out: Path, spark_out: Path) -> None:
     for rel, keys in [("training/parquet/train.parquet", ["locale", "utt_norm"]),
                       ("graph/nodes.parquet", ["node_id"]),
-                      ("graph/edges.parquet", ["src", "dst", "kind"])]:
+                      ("graph/edges.parquet", ["src", "dst", "kind"]),
+                      # the label lifecycle and the emerging phrasings read sql/text_days.sql
+                      ("history/labels.parquet", ["locale", "utt_norm", "intent"]),
+                      ("history/changes.parquet", ["as_of", "locale", "utt_norm", "intent", "change"]),
+                      ("history/emerging.parquet", ["locale", "rank"])]:
         a, b = duck_out / rel, spark_out / rel
         assert canonical_schema(pq.read_schema(a)) == canonical_schema(pq.read_schema(b)), rel
         assert_same_rows(_frame_rows(a, keys), _frame_rows(b, keys), rel)

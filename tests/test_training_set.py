@@ -25,7 +25,8 @@ def weak_labels(n_per_locale: int = 20) -> pd.DataFrame:
                          "annot_utt": utt, "slots": [{"name": "time", "value": str(i)}],
                          "confidence": 0.9 + i / 1000, "source": "multiturn", "n_users": 3, "n_events": 5,
                          "target_utt": utt, "target_locale": locale, "system_intent": "fallback",
-                         "evidence": "3 users rephrased"})
+                         "evidence": "3 users rephrased", "state": "new", "first_seen": "2026-11-01",
+                         "first_labelled": "2026-11-02", "last_evidence": "2026-11-02"})
     return pd.DataFrame(rows)
 
 

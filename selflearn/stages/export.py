@@ -22,7 +22,7 @@ from selflearn.io import atomic_write_json, atomic_write_parquet
 from selflearn.layout import RunLayout
 from selflearn.release import ReleaseFilter
 from selflearn.report import write_report
-from selflearn.stages import history, training_set
+from selflearn.stages import emerging, history, training_set
 from selflearn.stages.base import Context, Stage
 from selflearn.stages.ingest import quarantine_summary
 
@@ -94,6 +94,8 @@ def _export(ctx: Context, ingest_report, turns, turn_friction, scored_pairs, utt
     life, base, previous_history = history.advance_from(previous_run, released_labels, text_days, cfg.lifecycle)
     released_labels = life.emitted
     lifecycle = history.write(layout.run, life, base, previous_history, previous_run, release)
+    # phrasings whose traffic or failure rate burst in the last days, with their live label (history/)
+    emerging_phrasings = emerging.write(layout.run, text_days, nodes, released_labels, release, cfg.emerging)
     changes = decision.label_changes(training_set.read_previous_labels(previous_run), released_labels)
     fingerprint = privacy.config_fingerprint(cfg)
     training = training_set.write_training_set(
@@ -134,6 +136,7 @@ def _export(ctx: Context, ingest_report, turns, turn_friction, scored_pairs, utt
         "training": training.to_manifest(),
         "changes_since_previous_run": changes,
         "lifecycle": lifecycle,
+        "emerging": emerging_phrasings,
         "funnel": funnel.to_dict(orient="records"),
         "outputs": layout.released_files(),
         "stages": list(ctx.timings),  # run order (timings_s is written with sorted keys)

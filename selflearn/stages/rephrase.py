@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 from scipy import sparse
 
 from selflearn import contract, text
@@ -96,13 +97,11 @@ def pair_features(pairs: pa.RecordBatch | pa.Table, vectors: VectorLookup) -> di
     a = pairs.column("utt_norm_a").to_pylist()
     b = pairs.column("utt_norm_b").to_pylist()
     char_sim, token_sim = lexical_similarity(a, b)
-    intent_a = pairs.column("intent_a").to_pylist()
-    intent_b = pairs.column("intent_b").to_pylist()
     gap = np.asarray(pairs.column("gap_s").to_numpy(zero_copy_only=False), dtype=np.float64)
     quick = np.exp(-gap / 20.0)  # rephrases follow within seconds; evidence decays with the gap
     embed_sim = vectors.cosine(a, b)
-    # unhandled (null) -> anything counts as a change of interpretation
-    changed = np.array([float(x != y or x is None) for x, y in zip(intent_a, intent_b)])
+    # unhandled (null) on either side counts as a change of interpretation
+    changed = _as_float(pc.fill_null(pc.not_equal(pairs.column("intent_a"), pairs.column("intent_b")), True))
     return {
         "friction_a": np.asarray(pairs.column("friction_a").to_numpy(zero_copy_only=False), dtype=np.float64),
         "success_b": np.asarray(pairs.column("success_b").to_numpy(zero_copy_only=False), dtype=np.float64),
@@ -111,13 +110,17 @@ def pair_features(pairs: pa.RecordBatch | pa.Table, vectors: VectorLookup) -> di
         "token_sim": token_sim,
         "embed_sim": embed_sim,
         "intent_changed": changed,
-        "same_text": np.array([float(x == y) for x, y in zip(a, b)]),
+        "same_text": _as_float(pc.fill_null(pc.equal(pairs.column("utt_norm_a"), pairs.column("utt_norm_b")), False)),
         # A quick, close, differently interpreted next turn is evidence on its own, logged friction or not:
         # a user who hears the wrong action says the same thing again and gets another reading. Related-but-
         # different follow-ups change the interpretation too, but are less close in meaning.
         "changed_close": changed * embed_sim,
         "changed_quick": changed * quick,
     }
+
+
+def _as_float(flags: pa.Array) -> np.ndarray:
+    return np.asarray(flags.to_numpy(zero_copy_only=False), dtype=np.float64)
 
 
 def score(features: dict[str, np.ndarray], weights: dict[str, float]) -> np.ndarray:

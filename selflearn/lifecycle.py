@@ -53,10 +53,10 @@ def empty_state() -> pd.DataFrame:
 def advance(base: pd.DataFrame | None, labels: pd.DataFrame, text_days: pd.DataFrame, as_of: str,
             rules: LifecycleConfig) -> Lifecycle:
     base = empty_state() if base is None or base.empty else base[STATE_COLUMNS]
-    days = _daily(text_days, rules, as_of)
     given = dict(zip(zip(labels["locale"], labels["utt_norm"]), labels["intent"])) if len(labels) else {}
     rows = {tuple(r[c] for c in LABEL): dict(r) for r in base.to_dict(orient="records")}
     keys = sorted({k[:2] for k in rows} | set(given))
+    days = _daily(_of_texts(text_days, keys), rules, as_of)
     for key in keys:
         info = days.get(key, _NO_DAYS)
         intent_now = given.get(key)
@@ -125,6 +125,14 @@ def _daily(text_days: pd.DataFrame, rules: LifecycleConfig, as_of: str) -> dict:
                     "first_seen": group["day"].min(), "recent_events": events,
                     "recent_rate": float(recent["n_defective"].sum()) / events if events else 0.0}
     return out
+
+
+def _of_texts(text_days: pd.DataFrame, keys: list[tuple]) -> pd.DataFrame:
+    """The rows of `text_days` on the labelled texts `keys` only: the window holds many more texts."""
+    if text_days.empty or not keys:
+        return text_days.iloc[0:0]
+    wanted = pd.DataFrame(keys, columns=KEY)
+    return text_days.merge(wanted, on=KEY, how="inner")
 
 
 def _union(before, now: list[str]) -> list[str]:

@@ -57,10 +57,13 @@ def advance(base: pd.DataFrame | None, labels: pd.DataFrame, text_days: pd.DataF
     rows = {tuple(r[c] for c in LABEL): dict(r) for r in base.to_dict(orient="records")}
     keys = sorted({k[:2] for k in rows} | set(given))
     days = _daily(_of_texts(text_days, keys), rules, as_of)
+    labels_of_text: dict[tuple, list[dict]] = {}   # grouped once: a scan of all rows per text was quadratic
+    for k, r in rows.items():
+        labels_of_text.setdefault(k[:2], []).append(r)
     for key in keys:
         info = days.get(key, _NO_DAYS)
         intent_now = given.get(key)
-        mine = [r for k, r in rows.items() if k[:2] == key]
+        mine = labels_of_text.get(key, [])
         live = next((r for r in mine if r["state"] in ACTIVE), None)
         for r in mine:   # every label of the text sees the same days
             r["evidence_days"] = _union(r["evidence_days"], info["evidence_days"])
@@ -116,14 +119,19 @@ def _daily(text_days: pd.DataFrame, rules: LifecycleConfig, as_of: str) -> dict:
         return {}
     frame = text_days.assign(day=text_days["day"].astype(str))
     recent_from = days_before(as_of, rules.recent_days - 1)
-    failed = frame["n_defective"] >= rules.revive_defect_rate * frame["n_events"]
+    recent = frame["day"] >= recent_from
+    frame = frame.assign(failed=frame["n_defective"] >= rules.revive_defect_rate * frame["n_events"],
+                         recent_events=frame["n_events"].where(recent, 0),
+                         recent_defective=frame["n_defective"].where(recent, 0))
+    per_text = frame.groupby(KEY, sort=True).agg(first_seen=("day", "min"), recent_events=("recent_events", "sum"),
+                                                 recent_defective=("recent_defective", "sum"))
+    failed_days = frame[frame["failed"]].sort_values("day").groupby(KEY, sort=True)["day"].agg(list)
     out = {}
-    for key, group in frame.assign(failed=failed).groupby(KEY, sort=True):
-        recent = group[group["day"] >= recent_from]
-        events = int(recent["n_events"].sum())
-        out[key] = {"evidence_days": sorted(group.loc[group["failed"], "day"].tolist()),
-                    "first_seen": group["day"].min(), "recent_events": events,
-                    "recent_rate": float(recent["n_defective"].sum()) / events if events else 0.0}
+    for key, first_seen, events, defective in zip(per_text.index, per_text["first_seen"],
+                                                  per_text["recent_events"], per_text["recent_defective"]):
+        events = int(events)
+        out[key] = {"evidence_days": list(failed_days.get(key, [])), "first_seen": first_seen,
+                    "recent_events": events, "recent_rate": float(defective) / events if events else 0.0}
     return out
 
 

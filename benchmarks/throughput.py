@@ -38,15 +38,32 @@ DIVERSE_ONCE_SEEN_SHARE = 0.6
 SEED = 11
 
 CHILD = r"""
-import json, resource, sys, time
+import json, re, resource, sys, time
+from pathlib import Path
 from selflearn.config import load_config
-from selflearn.pipeline import run
+from selflearn.pipeline import STAGES, PipelineRun
+
+def high_water_mb():
+    return int(re.search(r"VmHWM:\s+(\d+)", Path("/proc/self/status").read_text()).group(1)) / 1024
+
 cfg = load_config(overrides={"embedding.backend": sys.argv[3], "run.progress": False})
 start = time.perf_counter()
-result = run(sys.argv[1], sys.argv[2], cfg, say=lambda m: None)
+pipeline = PipelineRun(sys.argv[1], sys.argv[2], cfg, say=lambda m: None)
+stage_peak_mb = {}
+try:
+    for name in STAGES:
+        # Linux: writing 5 to clear_refs resets the high-water mark, so VmHWM after the stage is its own peak.
+        # It resets ru_maxrss too, so the run's peak is the largest stage peak.
+        Path("/proc/self/clear_refs").write_text("5")
+        pipeline.stage(name)
+        stage_peak_mb[name] = round(high_water_mb())
+    result = pipeline.result()
+finally:
+    pipeline.close()
 wall = time.perf_counter() - start
 usage = resource.getrusage(resource.RUSAGE_SELF)
-print(json.dumps({"run_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime, "peak_rss_mb": usage.ru_maxrss / 1024,
+print(json.dumps({"run_s": wall, "cpu_s": usage.ru_utime + usage.ru_stime,
+                  "peak_rss_mb": max(stage_peak_mb.values()), "stage_peak_mb": stage_peak_mb,
                   "timings": result.timings, "embedding": result.manifest["embedding"],
                   "labels": len(result.labels), "turns": result.manifest["counts"]["turns_in_window"]}))
 """
@@ -129,6 +146,8 @@ def main() -> int:
             "plus_day_wall_s": round(plus_day["wall_s"], 1), "embedded_plus_day": plus_day["embedding"]["embedded"],
             "new_day_distinct_utterances": new_day_texts, "labels": cold["labels"],
             "stage_s": {"cold": stage_summary(cold), "warm": stage_summary(warm), "plus_day": stage_summary(plus_day)},
+            "stage_peak_mb": {"cold": cold["stage_peak_mb"], "warm": warm["stage_peak_mb"],
+                              "plus_day": plus_day["stage_peak_mb"]},
             "load_avg_1m": {"warm": warm["load_avg_1m"], "plus_day": plus_day["load_avg_1m"]},
         })
         print(json.dumps(rows[-1]), flush=True)

@@ -273,6 +273,7 @@ DATASET_SCHEMAS: dict[str, pa.Schema] = {
     "graph_edges": EDGES_SCHEMA,
     "locale_counts": LOCALE_COUNTS_SCHEMA,
     "reliable_neighbours": RELIABLE_NEIGHBOURS_SCHEMA,
+    "reliable_neighbours_abroad": RELIABLE_NEIGHBOURS_SCHEMA,
 }
 
 

@@ -107,11 +107,11 @@ LAUNCH = "hi-IN"
 
 @pytest.fixture(scope="module")
 def launch_world(tmp_path_factory):
-    """12k turns, hi-IN launched on day 0 at 4 % of the traffic; mined with transfer on and off (one cache).
+    """12k turns, hi-IN launched on day 0 at 3 % of the traffic; mined with transfer on and off (one cache).
     The transfer cut is 0.9 here, not the precision target: at this size the busy locales label too few
     texts for the calibration to reach 0.98 anywhere, and the tests need borrowed labels to look at."""
     root = tmp_path_factory.mktemp("launch")
-    simulate(root, turns=12_000, seed=21, days=7, world=World(launch_locale=LAUNCH, launch_day=0, launch_share=0.04))
+    simulate(root, turns=12_000, seed=21, days=7, world=World(launch_locale=LAUNCH, launch_day=0, launch_share=0.03))
     runs = {}
     for on in (True, False):
         cfg = load_config(overrides={"embedding.cache_dir": str(root / "cache"), "run.progress": False,
@@ -170,7 +170,8 @@ def test_the_manifest_counts_per_locale_match_the_training_files(launch_world):
 
 @pytest.mark.slow
 def test_borrowed_labels_are_right_against_the_simulator_truth(launch_world):
-    got = borrowed(launch_world["on"]["labels"]).merge(launch_world["truth"], on=["locale", "utt_norm"])
+    truth = launch_world["truth"][["locale", "utt_norm", "true_intent"]]
+    got = borrowed(launch_world["on"]["labels"]).merge(truth, on=["locale", "utt_norm"])
     assert len(got) >= 1
     assert (got["intent"] == got["true_intent"]).mean() >= 0.9
     # slots come from abroad only where their value occurs in the failing text

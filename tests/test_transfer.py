@@ -39,6 +39,7 @@ ABROAD = pd.DataFrame({
     "src": ["h1", "h1", "h2", "h2", "h3", "h3"],
     "dst": ["e1", "d1", "e1", "d1", "f1", "e2"],
     "similarity": [0.95, 0.94, 0.95, 0.94, 0.96, 0.95],
+    "chance": 0.8,
 })
 
 
@@ -53,7 +54,7 @@ def test_small_locales_are_those_under_the_share():
 
 
 def test_abroad_evidence_names_the_agreed_intent_and_how_many_locales_read_it():
-    ev = transfer.abroad_evidence(ABROAD, NODES, cross_chance=0.8).set_index("node_id")
+    ev = transfer.abroad_evidence(ABROAD, NODES).set_index("node_id")
     assert ev.loc["h1", "intent"] == "alarm_remove" and ev.loc["h1", "checks"] == 2
     assert ev.loc["h1", "agreement"] == pytest.approx(1.0)
     assert ev.loc["h1", "target"] == "e1"            # the closest voter
@@ -70,11 +71,12 @@ def test_pair_chance_is_the_smoothed_precision_of_examples_at_least_as_strong():
 
 
 def borrow(candidates, below_k, scored=None, cut=0.9):
-    evidence = transfer.abroad_evidence(ABROAD, NODES, cross_chance=0.8)
+    evidence = transfer.abroad_evidence(ABROAD, NODES)
     scored = scored if scored is not None else pd.DataFrame(columns=["node_id", "intent", "confidence"])
     return transfer.borrow(nodes=NODES, evidence=evidence, pair_chance=confident_calibration(), small={"hi-IN"},
                            candidates=pd.Series(candidates), below_k=pd.Series(below_k), scored=scored,
-                           emitted=set(), cut=cut, min_checks=2, decision_columns=DECISION_COLUMNS)
+                           emitted=set(), cut=cut, min_checks=2, min_confidence=0.5,
+                           decision_columns=DECISION_COLUMNS)
 
 
 def test_a_failing_text_seen_by_k_users_borrows_and_one_seen_by_fewer_is_only_counted():
@@ -87,13 +89,18 @@ def test_a_failing_text_seen_by_k_users_borrows_and_one_seen_by_fewer_is_only_co
     assert counts["repeats_system"] == 1          # h3: abroad reads it as the system does, nothing to fix
 
 
-def test_rephrases_that_agree_make_multiturn_transfer_and_a_disagreement_abstains():
+def test_rephrases_that_agree_make_multiturn_transfer_and_a_credible_disagreement_abstains():
     agree = pd.DataFrame({"node_id": ["h1"], "intent": ["alarm_remove"], "confidence": [0.7]})
     got = borrow(candidates=NODES["node_id"].eq("h1"), below_k=NODES["node_id"].eq("zz"), scored=agree)
     assert list(got.decisions["source"]) == ["multiturn+transfer"]
+    assert got.decisions["confidence"].iloc[0] == pytest.approx(61 / 62)   # the larger of the two
     disagree = agree.assign(intent="alarm_set")
     got = borrow(candidates=NODES["node_id"].eq("h1"), below_k=NODES["node_id"].eq("zz"), scored=disagree)
     assert got.decisions.empty and got.report["by_locale"]["hi-IN"]["conflict"] == 1
+    # rephrases the label model doubts (below labels.min_confidence) veto nothing
+    doubtful = disagree.assign(confidence=0.2)
+    got = borrow(candidates=NODES["node_id"].eq("h1"), below_k=NODES["node_id"].eq("zz"), scored=doubtful)
+    assert list(got.decisions["source"]) == ["transfer"]
 
 
 def test_a_cut_above_the_calibrated_chance_borrows_nothing():

@@ -431,14 +431,14 @@ def fetch_target_slots(engine, turn_friction, decisions: pd.DataFrame, nodes: pd
 
 
 def borrow_from_abroad(nodes: pd.DataFrame, decisions: pd.DataFrame, scored: pd.DataFrame, *,
-                       is_failing: pd.Series, abroad: pd.DataFrame, chance_similarity: dict, lc,
+                       is_failing: pd.Series, abroad: pd.DataFrame, lc,
                        min_users: int) -> tuple[pd.DataFrame, dict]:
     """decide()'s labels plus those the small locales borrow from abroad (stages/transfer.py), and its report.
 
     The busy locales' own labels calibrate pair_chance; the cut is `labels.transfer_min_confidence`, or the
     precision target when that is 0."""
     small = transfer.small_locales(nodes, lc.transfer_max_locale_share)
-    evidence = transfer.abroad_evidence(abroad, nodes, chance_similarity.get("*", 0.0))
+    evidence = transfer.abroad_evidence(abroad, nodes)
     busy_labels = decisions[~decisions["locale"].isin(small)]
     pair_chance = transfer.PairChance.fit(evidence, busy_labels, lc.transfer_min_checks)
     node_of = dict(zip(zip(nodes["locale"], nodes["utt_norm"]), nodes["node_id"]))
@@ -449,7 +449,7 @@ def borrow_from_abroad(nodes: pd.DataFrame, decisions: pd.DataFrame, scored: pd.
         nodes=nodes, evidence=evidence, pair_chance=pair_chance, small=small, candidates=is_failing,
         below_k=below_k, scored=rephrased, emitted=set(decisions["node_id"]),
         cut=lc.transfer_min_confidence or lc.target_precision, min_checks=lc.transfer_min_checks,
-        decision_columns=DECISION_COLUMNS)
+        min_confidence=lc.min_confidence, decision_columns=DECISION_COLUMNS)
     if not len(borrowed.decisions):
         return decisions, borrowed.report
     return pd.concat([decisions, borrowed.decisions], ignore_index=True), borrowed.report
@@ -476,8 +476,7 @@ def _labels(ctx: Context, synonymy_graph, is_failing: pd.Series, chance_similari
     transfer_report: dict = {"enabled": False}
     if lc.transfer:
         decisions, transfer_report = borrow_from_abroad(
-            synonymy_graph.nodes, decisions, scored, is_failing=is_failing, abroad=reliable_neighbours_abroad,
-            chance_similarity=chance_similarity, lc=lc, min_users=ctx.cfg.privacy.min_users)
+            synonymy_graph.nodes, decisions, scored, is_failing=is_failing, abroad=reliable_neighbours_abroad, lc=lc, min_users=ctx.cfg.privacy.min_users)
         transfer_report = {"enabled": True, **transfer_report}
     slots = fetch_target_slots(ctx.engine, turn_friction, decisions, synonymy_graph.nodes)
     return {"weak_labels": finalize(decisions, synonymy_graph.nodes, slots), "abstained": abstained,

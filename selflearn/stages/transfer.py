@@ -16,8 +16,9 @@ utterances abroad agree on:
   label's confidence; an embedder whose cosines sit high (e5: random pairs at ~0.79) is calibrated by
   its own log, not by a constant;
 - with no rephrase evidence, a winner that repeats the system's own reading is no label (nothing to fix);
-  with rephrase evidence, transfer only confirms the rephrases' winner (`multiturn+transfer`), and a
-  disagreement is an abstention.
+  with rephrase evidence, transfer confirms the rephrases' winner (`multiturn+transfer`); a disagreement
+  is an abstention unless the label model gives the rephrases' winner less than `labels.min_confidence`
+  (then they are read as no evidence: often a related follow-up, not a paraphrase).
 
 Privacy does not bend: only texts said by at least `privacy.min_users` users are candidates. A small
 locale's failing texts said by fewer that transfer would have labelled are counted (`withheld_below_k`),
@@ -46,20 +47,21 @@ def small_locales(nodes: pd.DataFrame, max_share: float) -> set[str]:
     return {str(locale) for locale in share.index[share <= max_share]}
 
 
-def abroad_evidence(neighbours: pd.DataFrame, nodes: pd.DataFrame, cross_chance: float) -> pd.DataFrame:
+def abroad_evidence(neighbours: pd.DataFrame, nodes: pd.DataFrame) -> pd.DataFrame:
     """Per failing text: the intent its nearest reliable utterances abroad agree on, and how strongly.
 
-    neighbours: (src, dst, similarity) from `variants.nearest_reliable_abroad`.
-    Returns EVIDENCE_COLUMNS: best_similarity (the closest winning neighbour's cosine above chance, as a share
-    of the way from chance to 1), agreement (the winner's share of the above-chance weight), checks (other
+    neighbours: (src, dst, similarity, chance) from `variants.nearest_reliable_abroad`.
+    Returns EVIDENCE_COLUMNS: best_similarity (the closest winning neighbour's cosine above the chance of its
+    pair of languages, as a share of the way from chance to 1), agreement (the winner's share of the above-chance weight), checks (other
     locales among the winner's voters), target (the closest winning neighbour), evidence (readable).
     """
     if neighbours is None or not len(neighbours):
         return pd.DataFrame(columns=EVIDENCE_COLUMNS)
     info = nodes.set_index("node_id")[["locale", "utt", "top_intent"]]
     frame = neighbours.join(info, on="dst").dropna(subset=["top_intent"])
-    frame = frame.assign(weight=np.clip((frame["similarity"].to_numpy(dtype=np.float64) - cross_chance)
-                                        / max(1.0 - cross_chance, 1e-9), 0.0, None))
+    chance = frame["chance"].to_numpy(dtype=np.float64)
+    frame = frame.assign(weight=np.clip((frame["similarity"].to_numpy(dtype=np.float64) - chance)
+                                        / np.maximum(1.0 - chance, 1e-9), 0.0, None))
     rows = []
     for src, group in frame.groupby("src", sort=True):
         by_intent = group.groupby("top_intent")["weight"].sum()
@@ -122,13 +124,14 @@ class Borrowed:
 
 def borrow(*, nodes: pd.DataFrame, evidence: pd.DataFrame, pair_chance: PairChance, small: set[str],
            candidates: pd.Series, below_k: pd.Series, scored: pd.DataFrame, emitted: set[str],
-           cut: float, min_checks: int, decision_columns: list[str]) -> Borrowed:
+           cut: float, min_checks: int, min_confidence: float, decision_columns: list[str]) -> Borrowed:
     """Labels borrowed from abroad for the small locales' failing texts that their own evidence left unlabelled.
 
     candidates: mask over nodes of failing texts seen from >= min_users users; below_k: mask of failing texts
     seen from fewer (counted when transfer would have labelled them, never emitted). scored: the label
-    model's rows (node_id, intent, confidence) for texts with rephrase evidence; emitted: node ids labelled
-    already.
+    model's rows (node_id, intent, confidence) for texts with rephrase evidence: a winner of theirs that
+    disagrees vetoes the borrowed one when its confidence reaches `min_confidence`; emitted: node ids
+    labelled already.
     """
     locale_of = dict(zip(nodes["node_id"], nodes["locale"]))
     in_small = nodes["locale"].isin(small).to_numpy()
@@ -147,8 +150,12 @@ def borrow(*, nodes: pd.DataFrame, evidence: pd.DataFrame, pair_chance: PairChan
         tally = counts[locale_of[r.node_id]]
         own = rephrased.loc[r.node_id] if rephrased is not None and r.node_id in rephrased.index else None
         if own is not None and own["intent"] != r.intent:
-            tally["conflict"] += 1   # the users' rephrases say otherwise: neither wins
-            continue
+            if own["confidence"] >= min_confidence:
+                tally["conflict"] += 1   # the users' rephrases say otherwise, and credibly: neither wins
+                continue
+            # rephrases the label model finds more likely wrong than right (often a related follow-up,
+            # "play X" -> "louder") do not veto what the text itself means abroad
+            own = None
         if own is None and r.intent == node["top_intent"]:
             tally["repeats_system"] += 1   # abroad reads it as the system already does: nothing to fix
             continue

@@ -13,7 +13,8 @@ simulator's truth (no closed loop). Per launch locale it reports:
 - the k-anonymity ceiling: failing texts in the truth, and how many of them >= k users said; the texts
   transfer would have labelled but withheld because fewer users said them;
 - whether any other locale's labels changed (they must not: only locales under
-  `labels.transfer_max_locale_share` borrow).
+  `labels.transfer_max_locale_share` borrow);
+- the same with the transfer cut lowered below the precision target (`--cuts`), to show what it would cost.
 Writes benchmarks/results/launch_locale.json and prints a table.
 """
 from __future__ import annotations
@@ -41,9 +42,11 @@ REPO = Path(__file__).resolve().parents[1]
 KEY = ["locale", "utt_norm"]
 
 
-def mine(world: Path, out: Path, embedder: str, cache: Path, transfer: bool) -> tuple[pd.DataFrame, dict]:
+def mine(world: Path, out: Path, embedder: str, cache: Path, transfer: bool,
+         cut: float = 0.0) -> tuple[pd.DataFrame, dict]:
     cfg = load_config(overrides={"embedding.backend": embedder, "embedding.cache_dir": str(cache),
-                                 "run.progress": False, "labels.transfer": transfer})
+                                 "run.progress": False, "labels.transfer": transfer,
+                                 "labels.transfer_min_confidence": cut})
     result = PipelineRun(str(world / "logs"), out, cfg, say=lambda m: None).run_all()
     return result.labels, result.manifest
 
@@ -68,7 +71,8 @@ def other_locales_changed(on: pd.DataFrame, off: pd.DataFrame, locale: str) -> i
     return int((merged["_merge"] != "both").sum())
 
 
-def one_world(root: Path, locale: str, seed: int, turns: int, share: float, embedder: str) -> dict:
+def one_world(root: Path, locale: str, seed: int, turns: int, share: float, embedder: str,
+              cuts: list[float]) -> dict:
     path = root / f"{locale}-{seed}-{turns}"
     world = World(launch_locale=locale, launch_day=0, launch_share=share)
     simulate(path, turns=turns, seed=seed, days=7, world=world)
@@ -94,6 +98,11 @@ def one_world(root: Path, locale: str, seed: int, turns: int, share: float, embe
                                       "launch": report.get("by_locale", {}).get(locale)}
             overall = evaluate(str(path / "logs"), path / "truth", out, closed_loop=False)
             row["all_locales_precision_on"] = overall["weak_labels"]["overall"]["intent_precision"]
+    # the transfer cut below the default (the precision target): what precision its yield would cost
+    row["lower_cuts"] = {}
+    for cut in cuts:
+        lowered, _ = mine(path, path / f"run-transfer-{cut}", embedder, root / "embedding-cache", True, cut)
+        row["lower_cuts"][str(cut)] = judge(lowered, truth, locale)
     row["other_locales_changed_rows"] = other_locales_changed(labels[True], labels[False], locale)
     row["embedder"] = manifest["embedding"].get("model") or manifest["config"]["embedding"]["backend"]
     return row
@@ -107,13 +116,15 @@ def main() -> int:
     parser.add_argument("--seeds", default="21,22,23")
     parser.add_argument("--locales", default="hi-IN,ja-JP")
     parser.add_argument("--embedder", default="auto")
+    parser.add_argument("--cuts", default="0.95,0.9", help="lower transfer cuts to measure besides the default")
     parser.add_argument("--results", default=str(REPO / "benchmarks" / "results" / "launch_locale.json"))
     args = parser.parse_args()
     root = Path(args.root)
     rows = []
+    cuts = [float(c) for c in args.cuts.split(",") if c]
     for locale in args.locales.split(","):
         for seed in (int(s) for s in args.seeds.split(",")):
-            rows.append(one_world(root, locale, seed, args.turns, args.share, args.embedder))
+            rows.append(one_world(root, locale, seed, args.turns, args.share, args.embedder, cuts))
             r = rows[-1]
             print(f"{locale} seed {seed}: {r['launch_turns']} turns; alone {r['off']['right']}/{r['off']['labels']} "
                   f"right, with transfer {r['on']['right']}/{r['on']['labels']} (borrowed {r['on']['borrowed']}, "
@@ -133,6 +144,9 @@ def main() -> int:
             "failing_seen_by_k": sum(r["ceiling"]["failing_seen_by_k"] for r in mine),
             "withheld_below_k": sum((r["transfer_report"]["launch"] or {}).get("withheld_below_k", 0) for r in mine),
             "other_locales_changed_rows": sum(r["other_locales_changed_rows"] for r in mine),
+            "lower_cuts": {str(cut): {key: sum(r["lower_cuts"][str(cut)][key] for r in mine)
+                                      for key in ("labels", "right", "recovered", "borrowed", "borrowed_right")}
+                           for cut in cuts},
         }
     machine = (f"{os.cpu_count()} vCPU {platform.machine()} (shared with other jobs), Python "
                f"{platform.python_version()}, {dt.date.today()}")
@@ -148,6 +162,17 @@ def main() -> int:
               f"{s['right_on']} | {s['borrowed_on']} ({s['borrowed_right_on']}) | {p('off')} | {p('on')} | "
               f"{s['recovered_off']} / {s['recovered_on']} / {s['recoverable']} | {s['withheld_below_k']} | "
               f"{s['other_locales_changed_rows']} |")
+    if cuts:
+        print("\n| launch locale | transfer cut | right labels | labels | precision | borrowed (right) |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for locale, s in summary.items():
+            print(f"| {locale} | default | {s['right_on']} | {s['labels_on']} | "
+                  f"{round(s['right_on'] / s['labels_on'], 3) if s['labels_on'] else None} | "
+                  f"{s['borrowed_on']} ({s['borrowed_right_on']}) |")
+            for cut, c in s["lower_cuts"].items():
+                print(f"| {locale} | {cut} | {c['right']} | {c['labels']} | "
+                      f"{round(c['right'] / c['labels'], 3) if c['labels'] else None} | "
+                      f"{c['borrowed']} ({c['borrowed_right']}) |")
     out = Path(args.results)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"machine": machine, "turns": args.turns, "share": args.share, "seeds": args.seeds,

@@ -146,6 +146,7 @@ def test_borrowed_labels_appear_only_in_small_locales_and_only_for_texts_of_k_us
     assert set(got["locale"]) == {LAUNCH}
     assert (got["n_users"] >= 2).all()
     assert (got["target_locale"] != LAUNCH).all()        # the reading came from abroad
+    assert not got["evidence"].str.contains("'").any()   # no text quoted past the release filter's eye
     # texts of fewer users that transfer would have labelled are counted, not released
     assert report["by_locale"][LAUNCH]["withheld_below_k"] >= 1
     assert (on["labels"]["n_users"] >= 2).all()

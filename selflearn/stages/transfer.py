@@ -73,10 +73,12 @@ def abroad_evidence(neighbours: pd.DataFrame, nodes: pd.DataFrame) -> pd.DataFra
         intent, weight = ranked[0]
         voters = group[group["top_intent"] == intent].sort_values(["similarity", "dst"], ascending=[False, True])
         best = voters.iloc[0]
-        notes = ", ".join(f"{r.locale} '{r.utt}' {r.similarity:.3f}" for r in voters.head(3).itertuples())
+        # cosines and locales only: the one text quoted from abroad is target_utt, which the release filter checks
+        notes = ", ".join(f"{r.locale} {r.similarity:.3f}" for r in voters.head(3).itertuples())
         rows.append({"node_id": src, "intent": intent, "best_similarity": float(best["weight"]),
                      "agreement": float(weight / total), "checks": int(voters["locale"].nunique()),
-                     "target": best["dst"], "evidence": f"reliable abroad read it {intent}: {notes}"})
+                     "target": best["dst"],
+                     "evidence": f"nearest reliable texts abroad read it {intent} (cosine: {notes})"})
     return pd.DataFrame(rows, columns=EVIDENCE_COLUMNS)
 
 

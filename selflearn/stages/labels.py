@@ -431,8 +431,7 @@ def fetch_target_slots(engine, turn_friction, decisions: pd.DataFrame, nodes: pd
 
 
 def borrow_from_abroad(nodes: pd.DataFrame, decisions: pd.DataFrame, scored: pd.DataFrame, *,
-                       is_failing: pd.Series, abroad: pd.DataFrame, lc,
-                       min_users: int) -> tuple[pd.DataFrame, dict]:
+                       is_failing: pd.Series, abroad: pd.DataFrame, lc, min_users: int) -> tuple[pd.DataFrame, dict]:
     """decide()'s labels plus those the small locales borrow from abroad (stages/transfer.py), and its report.
 
     The busy locales' own labels calibrate pair_chance; the cut is `labels.transfer_min_confidence`, or the
@@ -455,9 +454,9 @@ def borrow_from_abroad(nodes: pd.DataFrame, decisions: pd.DataFrame, scored: pd.
     return pd.concat([decisions, borrowed.decisions], ignore_index=True), borrowed.report
 
 
-def failing_below_k(nodes: pd.DataFrame, is_failing: pd.Series, abroad: pd.DataFrame,
-                             min_users: int) -> pd.Series:
-    """Texts searched abroad (failing in a small locale) that too few users said to be candidates."""
+def failing_below_k(nodes: pd.DataFrame, is_failing: pd.Series, abroad: pd.DataFrame, min_users: int) -> pd.Series:
+    """Texts searched abroad that too few users said to be candidates (variants searches them only in small
+    locales: they are counted when transfer would have labelled them, never labelled)."""
     searched = nodes["node_id"].isin(set(abroad["src"])) if len(abroad) else pd.Series(False, index=nodes.index)
     return searched & ~is_failing & (nodes["n_users"] < min_users)
 
@@ -476,7 +475,8 @@ def _labels(ctx: Context, synonymy_graph, is_failing: pd.Series, chance_similari
     transfer_report: dict = {"enabled": False}
     if lc.transfer:
         decisions, transfer_report = borrow_from_abroad(
-            synonymy_graph.nodes, decisions, scored, is_failing=is_failing, abroad=reliable_neighbours_abroad, lc=lc, min_users=ctx.cfg.privacy.min_users)
+            synonymy_graph.nodes, decisions, scored, is_failing=is_failing, abroad=reliable_neighbours_abroad,
+            lc=lc, min_users=ctx.cfg.privacy.min_users)
         transfer_report = {"enabled": True, **transfer_report}
     slots = fetch_target_slots(ctx.engine, turn_friction, decisions, synonymy_graph.nodes)
     return {"weak_labels": finalize(decisions, synonymy_graph.nodes, slots), "abstained": abstained,

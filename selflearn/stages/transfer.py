@@ -52,8 +52,9 @@ def abroad_evidence(neighbours: pd.DataFrame, nodes: pd.DataFrame) -> pd.DataFra
 
     neighbours: (src, dst, similarity, chance) from `variants.nearest_reliable_abroad`.
     Returns EVIDENCE_COLUMNS: best_similarity (the closest winning neighbour's cosine above the chance of its
-    pair of languages, as a share of the way from chance to 1), agreement (the winner's share of the above-chance weight), checks (other
-    locales among the winner's voters), target (the closest winning neighbour), evidence (readable).
+    pair of languages, as a share of the way from chance to 1), agreement (the winner's share of the
+    above-chance weight), checks (other locales among the winner's voters), target (the closest winning
+    neighbour), evidence (readable).
     """
     if neighbours is None or not len(neighbours):
         return pd.DataFrame(columns=EVIDENCE_COLUMNS)

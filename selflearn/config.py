@@ -133,6 +133,9 @@ class VariantsConfig(_Section):
                              "failing utterance's meaning lies")
     min_similarity: float = _share(0.0, "cosine needed for a same-locale variant; 0 = backend default")
     cross_lingual_min_similarity: float = _share(0.0, "cosine for a cross-lingual variant; 0 = default")
+    transfer_k: int = Field(
+        5, gt=0, description="nearest reliable utterances in other locales searched for each failing utterance "
+                             "(cross-locale transfer, labels.transfer)")
     exact_max_vectors: int = Field(50_000, gt=0, description="above this many vectors per locale use an IVF index")
     use_gpu: Literal["auto", "never"] = "auto"
 
@@ -152,6 +155,19 @@ class LabelsConfig(_Section):
     min_target_share: float = _share(0.8, "the fixing utterance's interpretation must be this stable")
     allow_variant_only: bool = Field(
         False, description="label from similarity alone (no user rephrased it); off: precision drops sharply")
+    # Cross-locale transfer (stages/transfer.py): a launch-week locale has too few users per text for its own
+    # rephrases to carry a label; its failing texts may borrow the interpretation their nearest reliable
+    # utterances in other locales agree on. Only small locales borrow: a busy one has its own evidence, and
+    # borrowing there would only add the (lower) precision of cross-lingual neighbours.
+    transfer: bool = Field(True, description="let failing texts of small locales borrow the interpretation of "
+                                             "their nearest reliable utterances in other locales")
+    transfer_max_locale_share: float = _share(
+        0.05, "only locales with at most this share of the window's turns borrow from other locales")
+    transfer_min_checks: int = Field(
+        2, ge=1, description="a borrowed interpretation needs this many other locales whose nearest reliable "
+                             "utterances read it so")
+    transfer_min_confidence: float = _share(
+        0.0, "a borrowed label needs this calibrated confidence (pair_chance); 0 = labels.target_precision")
 
 
 class TrainingConfig(_Section):

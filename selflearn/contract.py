@@ -256,6 +256,10 @@ RELIABLE_NEIGHBOURS_SCHEMA = pa.schema([
     pa.field("src", pa.string()), pa.field("dst", pa.string()), pa.field("similarity", pa.float64()),
 ])
 
+# The same in the other locales (variants.nearest_reliable_abroad), internal: cross-locale transfer reads what
+# they agree on. chance: the median cosine of random pairs of the two locales' utterances.
+RELIABLE_NEIGHBOURS_ABROAD_SCHEMA = pa.schema([*RELIABLE_NEIGHBOURS_SCHEMA, pa.field("chance", pa.float64())])
+
 # Named datasets that stages hand each other (selflearn.pipeline) -> the schema each must satisfy.
 DATASET_SCHEMAS: dict[str, pa.Schema] = {
     "curated_turns": TURNS_SCHEMA,
@@ -273,6 +277,7 @@ DATASET_SCHEMAS: dict[str, pa.Schema] = {
     "graph_edges": EDGES_SCHEMA,
     "locale_counts": LOCALE_COUNTS_SCHEMA,
     "reliable_neighbours": RELIABLE_NEIGHBOURS_SCHEMA,
+    "reliable_neighbours_abroad": RELIABLE_NEIGHBOURS_ABROAD_SCHEMA,
 }
 
 

@@ -22,7 +22,7 @@ from selflearn.io import atomic_write_json, atomic_write_parquet
 from selflearn.layout import RunLayout
 from selflearn.release import ReleaseFilter
 from selflearn.report import write_report
-from selflearn.stages import emerging, history, training_set
+from selflearn.stages import emerging, history, training_set, transfer
 from selflearn.stages.base import Context, Stage
 from selflearn.stages.ingest import quarantine_summary
 
@@ -77,10 +77,25 @@ def make_funnel(locale_counts: pd.DataFrame, nodes: pd.DataFrame, is_failing: pd
     return funnel[FUNNEL_COLUMNS]
 
 
+def transfer_counts(report: dict, released_labels: pd.DataFrame) -> dict:
+    """The manifest's account of cross-locale transfer: per small locale, the released labels that lean on it
+    (`source` transfer or multiturn+transfer, as written in training/: after the release filter and the
+    lifecycle), what the labeler borrowed before those (`labelled_*`), and what it left out and why."""
+    out = {key: value for key, value in report.items() if key != "by_locale"}
+    out["by_locale"] = {}
+    sources = (transfer.SOURCE_TRANSFER, transfer.SOURCE_MULTITURN_TRANSFER)
+    for locale, tally in report.get("by_locale", {}).items():
+        mine = released_labels.loc[released_labels["locale"] == locale, "source"]
+        counts = {f"released_{source}": int((mine == source).sum()) for source in sources}
+        counts.update({f"labelled_{key}" if key in sources else key: value for key, value in tally.items()})
+        out["by_locale"][locale] = counts
+    return out
+
+
 def _export(ctx: Context, ingest_report, turns, turn_friction, scored_pairs, utterance_stats: pd.DataFrame,
             rephrase_edges: pd.DataFrame, variant_edges: pd.DataFrame, is_failing: pd.Series, synonymy_graph,
-            weak_labels: pd.DataFrame, abstained: dict, operating_point: dict, embed_stats: dict, knn_index: list,
-            embedder) -> dict:
+            weak_labels: pd.DataFrame, abstained: dict, operating_point: dict, transfer_report: dict,
+            embed_stats: dict, knn_index: list, embedder) -> dict:
     started = time.perf_counter()
     cfg, layout, nodes, min_users = ctx.cfg, ctx.layout, utterance_stats, ctx.cfg.privacy.min_users
     locales = sorted(nodes["locale"].unique().tolist()) if len(nodes) else []
@@ -130,6 +145,7 @@ def _export(ctx: Context, ingest_report, turns, turn_friction, scored_pairs, utt
             "labels_withheld": withheld_labels,
             "abstained": abstained,
             "operating_point": operating_point,
+            "transfer": transfer_counts(transfer_report, released_labels),
             "components": int(synonymy_graph.nodes["component"].nunique()) if len(nodes) else 0,
             "longest_chain": max((len(c) for c in synonymy_graph.chains), default=0),
         },
@@ -151,5 +167,5 @@ def _export(ctx: Context, ingest_report, turns, turn_friction, scored_pairs, utt
 
 EXPORT = Stage("export", inputs=("ingest_report", "turns", "turn_friction", "scored_pairs", "utterance_stats", "rephrase_edges",
                                  "variant_edges", "is_failing", "synonymy_graph", "weak_labels", "abstained",
-                                 "operating_point", "embed_stats", "knn_index", "embedder"),
+                                 "operating_point", "transfer_report", "embed_stats", "knn_index", "embedder"),
                outputs=("released_labels", "funnel", "manifest"), run=_export)

@@ -34,6 +34,7 @@ import pyarrow as pa
 from selflearn.fitted import fitted_weights
 from selflearn.io import atomic_write_parquet
 from selflearn.progress import progress_iter
+from selflearn.stages import transfer
 from selflearn.stages.base import Context, Stage
 
 MAX_VARIANT_VOTERS = 3  # per kind (cross_user, cross_lingual)
@@ -429,8 +430,40 @@ def fetch_target_slots(engine, turn_friction, decisions: pd.DataFrame, nodes: pd
                                                found.column("nlu_slots").to_pylist())}
 
 
+def borrow_from_abroad(nodes: pd.DataFrame, decisions: pd.DataFrame, scored: pd.DataFrame, *,
+                       is_failing: pd.Series, abroad: pd.DataFrame, lc, min_users: int) -> tuple[pd.DataFrame, dict]:
+    """decide()'s labels plus those the small locales borrow from abroad (stages/transfer.py), and its report.
+
+    The busy locales' own labels calibrate pair_chance; the cut is `labels.transfer_min_confidence`, or the
+    precision target when that is 0."""
+    small = transfer.small_locales(nodes, lc.transfer_max_locale_share)
+    evidence = transfer.abroad_evidence(abroad, nodes)
+    busy_labels = decisions[~decisions["locale"].isin(small)]
+    pair_chance = transfer.PairChance.fit(evidence, busy_labels, lc.transfer_min_checks)
+    node_of = dict(zip(zip(nodes["locale"], nodes["utt_norm"]), nodes["node_id"]))
+    rephrased = pd.DataFrame({"node_id": [node_of[key] for key in zip(scored["locale"], scored["utt_norm"])],
+                              "intent": scored["intent"], "confidence": scored["confidence"]})
+    below_k = failing_below_k(nodes, is_failing, abroad, min_users)
+    borrowed = transfer.borrow(
+        nodes=nodes, evidence=evidence, pair_chance=pair_chance, small=small, candidates=is_failing,
+        below_k=below_k, scored=rephrased, emitted=set(decisions["node_id"]),
+        cut=lc.transfer_min_confidence or lc.target_precision, min_checks=lc.transfer_min_checks,
+        min_confidence=lc.min_confidence, decision_columns=DECISION_COLUMNS)
+    if not len(borrowed.decisions):
+        return decisions, borrowed.report
+    return pd.concat([decisions, borrowed.decisions], ignore_index=True), borrowed.report
+
+
+def failing_below_k(nodes: pd.DataFrame, is_failing: pd.Series, abroad: pd.DataFrame, min_users: int) -> pd.Series:
+    """Texts searched abroad that too few users said to be candidates (variants searches them only in small
+    locales: they are counted when transfer would have labelled them, never labelled)."""
+    searched = nodes["node_id"].isin(set(abroad["src"])) if len(abroad) else pd.Series(False, index=nodes.index)
+    return searched & ~is_failing & (nodes["n_users"] < min_users)
+
+
 def _labels(ctx: Context, synonymy_graph, is_failing: pd.Series, chance_similarity: dict,
-            reliable_neighbours: pd.DataFrame, embedder, turn_friction) -> dict:
+            reliable_neighbours: pd.DataFrame, reliable_neighbours_abroad: pd.DataFrame, embedder,
+            turn_friction) -> dict:
     lc = ctx.cfg.labels
     decisions, abstained, operating_point, scored = decide(
         synonymy_graph, is_failing, weights=label_weights_for(embedder.name),
@@ -439,13 +472,20 @@ def _labels(ctx: Context, synonymy_graph, is_failing: pd.Series, chance_similari
         allow_variant_only=lc.allow_variant_only, progress=ctx.cfg.run.progress)
     # internal, not released (per-utterance texts of any user count): the precision-yield curve of `eval`
     atomic_write_parquet(pa.Table.from_pandas(scored, preserve_index=False), ctx.layout.label_candidates)
+    transfer_report: dict = {"enabled": False}
+    if lc.transfer:
+        decisions, transfer_report = borrow_from_abroad(
+            synonymy_graph.nodes, decisions, scored, is_failing=is_failing, abroad=reliable_neighbours_abroad,
+            lc=lc, min_users=ctx.cfg.privacy.min_users)
+        transfer_report = {"enabled": True, **transfer_report}
     slots = fetch_target_slots(ctx.engine, turn_friction, decisions, synonymy_graph.nodes)
     return {"weak_labels": finalize(decisions, synonymy_graph.nodes, slots), "abstained": abstained,
-            "operating_point": operating_point}
+            "operating_point": operating_point, "transfer_report": transfer_report}
 
 
 # -> weak_labels (WEAK_LABELS_SCHEMA, before the release filter), abstained (reason -> utterances),
-# operating_point (the confidence cut); also work/label_candidates.parquet for `selflearn eval`
+# operating_point (the confidence cut), transfer_report (what the small locales borrowed from abroad, what
+# was withheld and why, the calibration); also work/label_candidates.parquet for `selflearn eval`
 LABELS = Stage("labels", inputs=("synonymy_graph", "is_failing", "chance_similarity", "reliable_neighbours",
-                                 "embedder", "turn_friction"),
-               outputs=("weak_labels", "abstained", "operating_point"), run=_labels)
+                                 "reliable_neighbours_abroad", "embedder", "turn_friction"),
+               outputs=("weak_labels", "abstained", "operating_point", "transfer_report"), run=_labels)

@@ -11,6 +11,7 @@ import pandas as pd
 from selflearn import index as knn_index
 from selflearn.embedders import thresholds_for
 from selflearn.stages.base import Context, Stage
+from selflearn.stages.transfer import small_locales
 
 
 def failing_mask(nodes: pd.DataFrame, failing_defect_rate: float, min_users: int,
@@ -104,6 +105,53 @@ def nearest_reliable(nodes: pd.DataFrame, vectors: np.ndarray, *, is_failing: pd
     return pd.concat(frames, ignore_index=True).reset_index(drop=True)
 
 
+def nearest_reliable_abroad(nodes: pd.DataFrame, vectors: np.ndarray, *, queries: pd.Series, is_target: pd.Series,
+                            k: int, exact_max_vectors: int, use_gpu: bool) -> pd.DataFrame:
+    """Each query utterance's k closest reliably successful utterances in the *other* locales, at any cosine.
+
+    Cross-locale transfer (stages/transfer.py) reads what these neighbours agree on as the reading a launch
+    locale's failing text borrows; the busy locales' labelled failing texts calibrate it. One search per
+    query locale, over the targets of every other locale, so a busy locale never crowds out the rest.
+    Returns (src, dst, similarity, chance: the median cosine of random pairs of src's and dst's locales),
+    closest first per src.
+    """
+    frames = [_empty_edges()[["src", "dst", "similarity"]].assign(chance=pd.Series(dtype=float))]
+    asked, target = queries.to_numpy(), is_target.to_numpy()
+    locales, ids = nodes["locale"].to_numpy(), nodes["node_id"].to_numpy()
+    chance = chance_between_locales(vectors, locales)
+    for locale in sorted(set(locales[asked].tolist())):
+        rows_query = np.flatnonzero(asked & (locales == locale))
+        rows_target = np.flatnonzero(target & (locales != locale))
+        if not len(rows_target):
+            continue
+        result = knn_index.knn(vectors[rows_target], vectors[rows_query], k=min(k, len(rows_target)),
+                               exact_max_vectors=exact_max_vectors, use_gpu=use_gpu)
+        rows_q, cols = np.nonzero(result.neighbours >= 0)
+        dst = rows_target[result.neighbours[rows_q, cols]]
+        frame = pd.DataFrame({"src": ids[rows_query[rows_q]], "dst": ids[dst],
+                              "similarity": result.similarities[rows_q, cols].astype(np.float64),
+                              "chance": [chance.get((locale, other), 0.0) for other in locales[dst]]})
+        frames.append(frame.sort_values(["src", "similarity", "dst"], ascending=[True, False, True]))
+    return pd.concat(frames, ignore_index=True).reset_index(drop=True)
+
+
+def chance_between_locales(vectors: np.ndarray, locales: np.ndarray, pairs: int = 2000,
+                           seed: int = 0) -> dict[tuple[str, str], float]:
+    """(locale a, locale b) -> the median cosine of random pairs of their utterances.
+
+    Languages sit at different distances in an embedder's space (Hindi is farther from English than German
+    is), so a cross-lingual neighbour's cosine is read above the chance of its own pair of languages."""
+    rng = np.random.default_rng(seed)
+    rows = {locale: np.flatnonzero(locales == locale) for locale in sorted(set(locales.tolist()))}
+    out: dict[tuple[str, str], float] = {}
+    for a, rows_a in rows.items():
+        for b, rows_b in rows.items():
+            if a < b and len(rows_a) and len(rows_b):
+                cos = np.einsum("ij,ij->i", vectors[rng.choice(rows_a, pairs)], vectors[rng.choice(rows_b, pairs)])
+                out[(a, b)] = out[(b, a)] = float(np.median(cos))
+    return out
+
+
 def _empty_edges() -> pd.DataFrame:
     return pd.DataFrame({"src": pd.Series(dtype=str), "dst": pd.Series(dtype=str),
                          "kind": pd.Series(dtype=str), "similarity": pd.Series(dtype=float)})
@@ -155,13 +203,28 @@ def _variants(ctx: Context, utterance_stats: pd.DataFrame, rephrase_edges: pd.Da
     neighbours = nearest_reliable(
         nodes, node_vectors, is_failing=is_failing, is_target=is_target, k=cfg.variants.neighbourhood_k,
         exact_max_vectors=cfg.variants.exact_max_vectors, use_gpu=cfg.variants.use_gpu == "auto")
+    abroad = neighbours.iloc[:0].assign(chance=pd.Series(dtype=float))
+    if cfg.labels.transfer:
+        # the small locales' failing texts, whatever their users (those below k are only counted, never
+        # released), and every locale's failing texts with enough users (the busy ones calibrate transfer)
+        failing_any_users = failing_mask(
+            nodes, cfg.labels.failing_defect_rate, 1, rephrased_away=rephrased_away(nodes, rephrase_edges),
+            rephrased_away_share=cfg.labels.rephrased_away_share)
+        in_small = nodes["locale"].isin(small_locales(nodes, cfg.labels.transfer_max_locale_share))
+        abroad = nearest_reliable_abroad(
+            nodes, node_vectors, queries=is_failing | (failing_any_users & in_small), is_target=is_target,
+            k=cfg.variants.transfer_k, exact_max_vectors=cfg.variants.exact_max_vectors,
+            use_gpu=cfg.variants.use_gpu == "auto")
     return {"is_failing": is_failing, "chance_similarity": chance_similarity, "variant_edges": variant_edges,
-            "knn_index": index_kinds, "reliable_neighbours": neighbours}
+            "knn_index": index_kinds, "reliable_neighbours": neighbours, "reliable_neighbours_abroad": abroad}
 
 
 # utterance_stats, rephrase_edges, text_vectors -> is_failing (mask over utterance_stats), chance_similarity
 # (per locale), variant_edges (src, dst, kind, similarity), knn_index (the FAISS index kinds used),
-# reliable_neighbours (src, dst, similarity: each failing utterance's nearest reliable ones, for the label model)
+# reliable_neighbours (src, dst, similarity: each failing utterance's nearest reliable ones, for the label model),
+# reliable_neighbours_abroad (src, dst, similarity, chance: the same in other locales, for cross-locale transfer;
+# empty when labels.transfer is off)
 VARIANTS = Stage("variants", inputs=("utterance_stats", "rephrase_edges", "text_vectors"),
-                 outputs=("is_failing", "chance_similarity", "variant_edges", "knn_index", "reliable_neighbours"),
+                 outputs=("is_failing", "chance_similarity", "variant_edges", "knn_index", "reliable_neighbours",
+                          "reliable_neighbours_abroad"),
                  run=_variants)

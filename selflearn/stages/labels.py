@@ -518,8 +518,9 @@ def decide_on_engine(engine, graph, candidates: pd.Series, *, weights: dict[str,
                                                 DECIDED_SCHEMA)).to_pandas()
     tallies = decided[decided["outcome"] != "scored"].groupby("outcome")["count"].sum()
     abstained = {reason: int(tallies.get(reason, 0)) for reason in ("no_evidence", "tie")}
-    # the tally rows' nulls made the counts float on the way back: scored rows have them all
-    scored = (decided[decided["outcome"] == "scored"].astype({"n_users": "int64", "n_events": "int64"})
+    # the tally rows' nulls made these columns float or object on the way back: scored rows have them all
+    scored = (decided[decided["outcome"] == "scored"]
+              .astype({"n_users": "int64", "n_events": "int64", "confident_rephrase": bool})
               .sort_values("node_row").reset_index(drop=True))
     return emit(nodes, scored, scored["confidence"].to_numpy(dtype=np.float64), abstained,
                 target_of=lambda row: row.target if isinstance(row.target, str) else None,

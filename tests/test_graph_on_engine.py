@@ -249,3 +249,16 @@ def test_grouped_absorbing_chain_equals_whole_graph_solve_on_spark(spark_engine,
 @pytest.mark.parametrize("mark", [pytest.param(None, marks=spark_only)])
 def test_grouped_graph_and_labels_on_spark_equal_whole_graph_path(spark_engine, graph_inputs, mark):
     check_engine_graph_and_labels_equal_whole(spark_engine, graph_inputs)
+
+
+def test_grouped_labels_without_candidates_decide_nothing_like_the_whole_path(duck, graph_inputs):
+    d = graph_inputs
+    grouped = graph_stage.assemble_on_engine(duck, d["utterance_stats"], d["node_intents"], d["rephrase_edges"],
+                                             d["variant_edges"], d["reliable_neighbours"])
+    nobody = pd.Series(False, index=d["is_failing"].index)
+    rule = dict(weights=labels.HAND_LABEL_WEIGHTS, target_precision=0.8, min_confidence=0.1, min_users=2)
+    expected = labels.decide(grouped, nobody, **rule)
+    got = labels.decide_on_engine(duck, grouped, nobody, **rule)
+    assert len(got[0]) == 0 and len(got[3]) == 0
+    assert got[1] == expected[1] and got[2] == expected[2]
+    assert list(got[3].columns) == list(expected[3].columns)

@@ -251,21 +251,26 @@ def assemble_on_engine(engine, nodes: pd.DataFrame, node_intents: pd.DataFrame, 
     node_ids = nodes["node_id"].tolist()
     node_index = {(l, u): i for i, (l, u) in enumerate(zip(nodes["locale"], nodes["utt_norm"]))}
     edges = edge_table(nodes, node_index, rephrase_edges, variant_edges)
-    node_frame = engine.from_arrow(pa.table({"node_id": pa.array(node_ids, pa.string())}))
-
-    def pairs(src, dst):
-        return engine.from_arrow(pa.table({"src": pa.array(list(src), pa.string()),
-                                           "dst": pa.array(list(dst), pa.string())}))
-
-    # released components, as `components` numbers them: weak multiturn edges join nothing
+    # Two labellings in one propagation loop (half the statements): the released components (weak multiturn
+    # edges join nothing, as in `assemble`) and the solve groups (every edge a node's absorption or label
+    # evidence crosses). Each graph's node ids carry a one-letter prefix, so the graphs never touch and,
+    # within one graph, the smallest prefixed id is the smallest id.
     joining = edges[(edges["kind"] != "multiturn") | (edges["n_users"] > 0)]
-    numbers = engine.to_arrow(component_numbers(engine, component_labels(
-        engine, node_frame, pairs(joining["src"], joining["dst"]), say)))
-    # solve groups: every edge that a node's absorption or label evidence crosses
     neighbours = reliable_neighbours if reliable_neighbours is not None else pd.DataFrame(columns=["src", "dst"])
-    groups = engine.to_arrow(component_labels(engine, node_frame, pairs(
-        [*edges["src"], *neighbours["src"]], [*edges["dst"], *neighbours["dst"]]), say))
-    solve_group = dict(zip(groups.column("node_id").to_pylist(), groups.column("component").to_pylist()))
+    src = [*("r" + joining["src"]), *("s" + edges["src"]), *("s" + neighbours["src"].astype(str))]
+    dst = [*("r" + joining["dst"]), *("s" + edges["dst"]), *("s" + neighbours["dst"].astype(str))]
+    tagged = engine.to_arrow(component_labels(
+        engine, engine.from_arrow(pa.table({"node_id": pa.array([f"{tag}{n}" for tag in "rs" for n in node_ids],
+                                                                 pa.string())})),
+        engine.from_arrow(pa.table({"src": pa.array(src, pa.string()), "dst": pa.array(dst, pa.string())})), say))
+    labelled = pd.DataFrame({"graph": [n[0] for n in tagged.column("node_id").to_pylist()],
+                             "node_id": [n[1:] for n in tagged.column("node_id").to_pylist()],
+                             "component": [c[1:] for c in tagged.column("component").to_pylist()]})
+    released = labelled[labelled["graph"] == "r"][["node_id", "component"]]
+    numbers = engine.to_arrow(component_numbers(engine, engine.from_arrow(
+        pa.Table.from_pandas(released, preserve_index=False))))
+    solve = labelled[labelled["graph"] == "s"]
+    solve_group = dict(zip(solve["node_id"], solve["component"]))
 
     absorption = absorb_on_engine(engine, nodes, node_intents, rephrase_edges, solve_group)
     component = dict(zip(numbers.column("node_id").to_pylist(), numbers.column("component").to_pylist()))

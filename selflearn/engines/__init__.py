@@ -8,9 +8,9 @@ selflearn never loads Spark (the `embedders/` pattern).
 """
 from __future__ import annotations
 
-from selflearn.engines.base import BatchFn, Engine
+from selflearn.engines.base import BatchFn, Engine, GroupFn
 
-__all__ = ["BatchFn", "Engine", "ENGINES", "get_engine"]
+__all__ = ["BatchFn", "Engine", "GroupFn", "ENGINES", "get_engine"]
 
 ENGINES = ("duckdb", "spark")
 

@@ -4,11 +4,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import duckdb
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from selflearn import sqlfiles
-from selflearn.engines.base import BatchFn
+from selflearn.engines.base import BatchFn, GroupFn, conform_table
 from selflearn.io import atomic_write_parquet
 
 
@@ -47,6 +49,13 @@ class DuckDBEngine:
         batches = [fn(b) for b in data.to_batches(max_chunksize=65_536)]
         return pa.Table.from_batches(batches, schema=schema) if batches else schema.empty_table()
 
+    def map_groups(self, data: pa.Table, key_columns: list[str], fn: GroupFn, schema: pa.Schema) -> pa.Table:
+        """`fn` over the rows of each group (equal values in `key_columns`), here in this process, groups in
+        key order. The whole-table paths of the stages are faster in process; this exists so a stage can
+        check its per-group logic on the default engine (tests) and so both engines share one contract."""
+        results = [conform_table(fn(group), schema) for group in split_groups(data, key_columns)]
+        return pa.concat_tables(results) if results else schema.empty_table()
+
     def write_parquet(self, data: pa.Table, path: Path) -> None:
         atomic_write_parquet(data, path)
 
@@ -58,3 +67,18 @@ class DuckDBEngine:
 
     def close(self) -> None:
         self.con.close()
+
+
+def split_groups(table: pa.Table, key_columns: list[str]):
+    """The rows of `table` as one table per distinct key, in key order (one sort, then slices)."""
+    if not table.num_rows:
+        return
+    ordered = table.take(pc.sort_indices(table, [(key, "ascending") for key in key_columns]))
+    starts = np.zeros(ordered.num_rows, dtype=bool)
+    starts[0] = True
+    for key in key_columns:
+        values = ordered.column(key).to_numpy(zero_copy_only=False)
+        starts[1:] |= values[1:] != values[:-1]
+    bounds = [*np.flatnonzero(starts).tolist(), ordered.num_rows]
+    for start, end in zip(bounds[:-1], bounds[1:]):
+        yield ordered.slice(start, end - start)

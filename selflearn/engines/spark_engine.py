@@ -16,7 +16,7 @@ from typing import Any, Iterator
 import pyarrow as pa
 
 from selflearn import sqlfiles
-from selflearn.engines.base import BatchFn
+from selflearn.engines.base import BatchFn, GroupFn, conform_table
 
 # What results depend on, on any master: UTC session time, Arrow transfers to and from Python.
 REQUIRED_CONF = {
@@ -97,6 +97,20 @@ class SparkEngine:
                 yield conform_batch(batch_fn(plain_types(batch)), out_schema)
 
         return self._keep(data.mapInArrow(apply, to_spark_schema(schema)))
+
+    def map_groups(self, data, key_columns: list[str], fn: GroupFn, schema: pa.Schema):
+        """`fn` over all rows of each group (equal values in `key_columns`) on the executors: Spark shuffles
+        each group to one task and hands it over as one Arrow table (`applyInArrow`). A group must fit one
+        Python worker's memory; the function is broadcast once per executor, as in `map_batches`."""
+        shipped = self.spark.sparkContext.broadcast(fn)
+        self._broadcasts.append(shipped)
+        out_schema = schema
+
+        def apply(group: pa.Table) -> pa.Table:
+            return conform_table(shipped.value(plain_types(group)), out_schema)
+
+        grouped = data.groupBy(*key_columns).applyInArrow(apply, to_spark_schema(schema))
+        return self._keep(grouped)
 
     def _keep(self, frame):
         """Materialise `frame` now and cut its lineage. Stages read turn_friction and the scored pairs several

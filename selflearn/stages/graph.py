@@ -13,10 +13,13 @@ from dataclasses import dataclass
 import networkx as nx
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 
 from selflearn.stages.base import Context, Stage
+from selflearn.stages.components import component_labels, component_numbers
+from selflearn.stages.grouped import stack_parts, unstack_parts
 
 
 ABANDON_PRIOR = 0.01  # pseudo-events: enough to keep cycles solvable, too little to move a label
@@ -110,23 +113,10 @@ def absorb(node_ids: list[str], node_intents: pd.DataFrame, node_index: dict[tup
     return Absorption(node_ids, intents, x, p_success)
 
 
-@dataclass
-class SynonymyGraph:
-    nodes: pd.DataFrame        # NODES_SCHEMA columns
-    edges: pd.DataFrame        # EDGES_SCHEMA columns
-    absorption: Absorption
-    row_of: dict[str, int]     # node_id -> row in nodes / absorption
-    chains: list[list[str]]
-
-
-def assemble(nodes: pd.DataFrame, node_intents: pd.DataFrame, rephrase_edges: pd.DataFrame,
-             variant_edges: pd.DataFrame) -> SynonymyGraph:
-    """Aggregated statistics -> graph with components, absorption probabilities and one edge table."""
-    nodes = nodes.reset_index(drop=True).copy()
-    node_ids = nodes["node_id"].tolist()
-    node_index = {(l, u): i for i, (l, u) in enumerate(zip(nodes["locale"], nodes["utt_norm"]))}
-    absorption = absorb(node_ids, node_intents, node_index, rephrase_edges)
-
+def edge_table(nodes: pd.DataFrame, node_index: dict[tuple[str, str], int], rephrase_edges: pd.DataFrame,
+               variant_edges: pd.DataFrame) -> pd.DataFrame:
+    """Rephrase (multiturn) and variant edges as one table by node id (EDGES_SCHEMA columns and the
+    per-user rephrase evidence the label model reads), sorted by (src, kind, dst)."""
     ids = nodes["node_id"].to_numpy()
     multiturn = pd.DataFrame({
         "src": ids[[node_index[k] for k in zip(rephrase_edges["locale"], rephrase_edges["utt_norm_a"])]]
@@ -154,7 +144,30 @@ def assemble(nodes: pd.DataFrame, node_intents: pd.DataFrame, rephrase_edges: pd
     # variant edges carry no per-user votes: n_users is the target's user count, for readers of the graph
     users = dict(zip(nodes["node_id"], nodes["n_users"]))
     similar["n_users"] = similar["dst"].map(users).fillna(0).astype("int64")
-    edges = pd.concat([multiturn, similar], ignore_index=True).sort_values(["src", "kind", "dst"]).reset_index(drop=True)
+    return pd.concat([multiturn, similar], ignore_index=True).sort_values(["src", "kind", "dst"]).reset_index(drop=True)
+
+
+@dataclass
+class SynonymyGraph:
+    nodes: pd.DataFrame        # NODES_SCHEMA columns
+    edges: pd.DataFrame        # EDGES_SCHEMA columns
+    absorption: Absorption
+    row_of: dict[str, int]     # node_id -> row in nodes / absorption
+    chains: list[list[str]]
+    # engine path only: node_id -> the component of every edge its evidence crosses (rephrase, variant and
+    # reliable-neighbour edges), the unit of work of the grouped absorbing-chain solve and label decisions
+    solve_group: dict[str, str] | None = None
+
+
+def assemble(nodes: pd.DataFrame, node_intents: pd.DataFrame, rephrase_edges: pd.DataFrame,
+             variant_edges: pd.DataFrame) -> SynonymyGraph:
+    """Aggregated statistics -> graph with components, absorption probabilities and one edge table."""
+    nodes = nodes.reset_index(drop=True).copy()
+    node_ids = nodes["node_id"].tolist()
+    node_index = {(l, u): i for i, (l, u) in enumerate(zip(nodes["locale"], nodes["utt_norm"]))}
+    absorption = absorb(node_ids, node_intents, node_index, rephrase_edges)
+
+    edges = edge_table(nodes, node_index, rephrase_edges, variant_edges)
 
     # weak multiturn edges (no user's pair above the rephrase threshold) are label evidence only: they
     # neither join components nor form chains, and are not released
@@ -165,11 +178,120 @@ def assemble(nodes: pd.DataFrame, node_intents: pd.DataFrame, rephrase_edges: pd
     return SynonymyGraph(nodes, edges, absorption, {n: i for i, n in enumerate(node_ids)}, longest_chains(graph))
 
 
+# ---------------------------------------------------------------------- the same graph, solved per group
+# One table per solve group for the engine's map_groups: the nodes' interpretations and the rephrase moves.
+CHAIN_ROWS_SCHEMA = pa.schema([
+    ("solve_group", pa.string()), ("part", pa.string()),
+    ("node_id", pa.string()), ("locale", pa.string()), ("utt_norm", pa.string()),
+    ("intent", pa.string()), ("n_events", pa.float64()), ("n_defective", pa.float64()),
+    ("dst_id", pa.string()), ("dst_norm", pa.string()),
+])
+CHAIN_PARTS = {"intent": ["node_id", "locale", "utt_norm", "intent", "n_events", "n_defective"],
+               "move": ["node_id", "locale", "utt_norm", "dst_id", "dst_norm", "n_events"]}
+ABSORPTION_ROWS_SCHEMA = pa.schema([("node_id", pa.string()), ("intent", pa.string()),
+                                    ("probability", pa.float64())])
+
+
+def absorb_group(rows: pa.Table) -> pa.Table:
+    """The absorbing-chain solve of one group (CHAIN_ROWS_SCHEMA) -> its nonzero absorption probabilities.
+
+    Every rephrase move stays inside its connected component, so (I - Q) is block diagonal and solving one
+    block gives the rows the whole-graph solve gives (to rounding)."""
+    parts = unstack_parts(rows, CHAIN_PARTS)
+    intents, moves = parts["intent"], parts["move"]
+    key_of = dict(zip(intents["node_id"], zip(intents["locale"], intents["utt_norm"])))
+    key_of.update(zip(moves["node_id"], zip(moves["locale"], moves["utt_norm"])))
+    key_of.update(zip(moves["dst_id"], zip(moves["locale"], moves["dst_norm"])))
+    node_ids = sorted(key_of)
+    node_index = {key_of[node]: row for row, node in enumerate(node_ids)}
+    absorption = absorb(node_ids, intents, node_index,
+                        moves.rename(columns={"utt_norm": "utt_norm_a", "dst_norm": "utt_norm_b"}))
+    found = absorption.success_by_intent.tocoo()
+    return pa.table({"node_id": [node_ids[r] for r in found.row.tolist()],
+                     "intent": [absorption.intents[c] for c in found.col.tolist()],
+                     "probability": found.data.astype(np.float64)}, schema=ABSORPTION_ROWS_SCHEMA)
+
+
+def absorb_on_engine(engine, nodes: pd.DataFrame, node_intents: pd.DataFrame, rephrase_edges: pd.DataFrame,
+                     solve_group: dict[str, str]) -> Absorption:
+    """`absorb` as one solve per group through `engine.map_groups`; the probabilities come back per node."""
+    node_ids = nodes["node_id"].tolist()
+    id_of = dict(zip(zip(nodes["locale"], nodes["utt_norm"]), node_ids))
+    intent_ids = [id_of[k] for k in zip(node_intents["locale"], node_intents["utt_norm"])]
+    src_ids = [id_of[k] for k in zip(rephrase_edges["locale"], rephrase_edges["utt_norm_a"])]
+    dst_ids = [id_of[k] for k in zip(rephrase_edges["locale"], rephrase_edges["utt_norm_b"])]
+    chain_rows = stack_parts({
+        "intent": node_intents[["locale", "utt_norm", "intent", "n_events", "n_defective"]].assign(
+            node_id=intent_ids, solve_group=[solve_group[n] for n in intent_ids]),
+        "move": pd.DataFrame({"node_id": src_ids, "locale": rephrase_edges["locale"].to_numpy(),
+                              "utt_norm": rephrase_edges["utt_norm_a"].to_numpy(), "dst_id": dst_ids,
+                              "dst_norm": rephrase_edges["utt_norm_b"].to_numpy(),
+                              "n_events": rephrase_edges["n_events"].to_numpy(),
+                              "solve_group": [solve_group[n] for n in src_ids]}),
+    }, CHAIN_ROWS_SCHEMA)
+    solved = engine.to_arrow(engine.map_groups(engine.from_arrow(chain_rows), ["solve_group"], absorb_group,
+                                               ABSORPTION_ROWS_SCHEMA))
+    intents = sorted(node_intents.loc[node_intents["intent"] != "", "intent"].unique().tolist())
+    row_of = {node: row for row, node in enumerate(node_ids)}
+    col_of = {intent: col for col, intent in enumerate(intents)}
+    matrix = sp.csr_matrix((solved.column("probability").to_numpy(),
+                            ([row_of[n] for n in solved.column("node_id").to_pylist()],
+                             [col_of[i] for i in solved.column("intent").to_pylist()])),
+                           shape=(len(node_ids), len(intents)))
+    matrix.sort_indices()
+    return Absorption(node_ids, intents, matrix, np.asarray(matrix.sum(axis=1)).ravel())
+
+
+def assemble_on_engine(engine, nodes: pd.DataFrame, node_intents: pd.DataFrame, rephrase_edges: pd.DataFrame,
+                       variant_edges: pd.DataFrame, reliable_neighbours: pd.DataFrame | None = None,
+                       say=None) -> SynonymyGraph:
+    """`assemble` with the graph work on the engine: components by SQL label propagation, the absorbing
+    chain solved per component in `map_groups`. Same nodes, edges, components and probabilities."""
+    nodes = nodes.reset_index(drop=True).copy()
+    node_ids = nodes["node_id"].tolist()
+    node_index = {(l, u): i for i, (l, u) in enumerate(zip(nodes["locale"], nodes["utt_norm"]))}
+    edges = edge_table(nodes, node_index, rephrase_edges, variant_edges)
+    # Two labellings in one propagation loop (half the statements): the released components (weak multiturn
+    # edges join nothing, as in `assemble`) and the solve groups (every edge a node's absorption or label
+    # evidence crosses). Each graph's node ids carry a one-letter prefix, so the graphs never touch and,
+    # within one graph, the smallest prefixed id is the smallest id.
+    joining = edges[(edges["kind"] != "multiturn") | (edges["n_users"] > 0)]
+    neighbours = reliable_neighbours if reliable_neighbours is not None else pd.DataFrame(columns=["src", "dst"])
+    src = [*("r" + joining["src"]), *("s" + edges["src"]), *("s" + neighbours["src"].astype(str))]
+    dst = [*("r" + joining["dst"]), *("s" + edges["dst"]), *("s" + neighbours["dst"].astype(str))]
+    tagged = engine.to_arrow(component_labels(
+        engine, engine.from_arrow(pa.table({"node_id": pa.array([f"{tag}{n}" for tag in "rs" for n in node_ids],
+                                                                 pa.string())})),
+        engine.from_arrow(pa.table({"src": pa.array(src, pa.string()), "dst": pa.array(dst, pa.string())})), say))
+    labelled = pd.DataFrame({"graph": [n[0] for n in tagged.column("node_id").to_pylist()],
+                             "node_id": [n[1:] for n in tagged.column("node_id").to_pylist()],
+                             "component": [c[1:] for c in tagged.column("component").to_pylist()]})
+    released = labelled[labelled["graph"] == "r"][["node_id", "component"]]
+    numbers = engine.to_arrow(component_numbers(engine, engine.from_arrow(
+        pa.Table.from_pandas(released, preserve_index=False))))
+    solve = labelled[labelled["graph"] == "s"]
+    solve_group = dict(zip(solve["node_id"], solve["component"]))
+
+    absorption = absorb_on_engine(engine, nodes, node_intents, rephrase_edges, solve_group)
+    component = dict(zip(numbers.column("node_id").to_pylist(), numbers.column("component").to_pylist()))
+    nodes["component"] = nodes["node_id"].map(component).astype("int64")
+    nodes["p_success"] = absorption.p_success
+    # the report's longest chains (top 20) still walk the strong multiturn edges here, on the driver
+    chains = longest_chains(build_graph(nodes, joining))
+    return SynonymyGraph(nodes, edges, absorption, {n: i for i, n in enumerate(node_ids)}, chains, solve_group)
+
+
 def _graph(ctx: Context, utterance_stats: pd.DataFrame, node_intents: pd.DataFrame, rephrase_edges: pd.DataFrame,
-           variant_edges: pd.DataFrame) -> dict:
-    return {"synonymy_graph": assemble(utterance_stats, node_intents, rephrase_edges, variant_edges)}
+           variant_edges: pd.DataFrame, reliable_neighbours: pd.DataFrame) -> dict:
+    if ctx.engine.batches_in_process:
+        # in process the whole-graph solve is the fast one (per group was ~3x slower at 1M turns)
+        return {"synonymy_graph": assemble(utterance_stats, node_intents, rephrase_edges, variant_edges)}
+    return {"synonymy_graph": assemble_on_engine(ctx.engine, utterance_stats, node_intents, rephrase_edges,
+                                                 variant_edges, reliable_neighbours)}
 
 
-# -> synonymy_graph (SynonymyGraph: nodes as NODES_SCHEMA, edges as EDGES_SCHEMA, absorption, chains)
-GRAPH = Stage("graph", inputs=("utterance_stats", "node_intents", "rephrase_edges", "variant_edges"),
+# -> synonymy_graph (SynonymyGraph: nodes as NODES_SCHEMA, edges as EDGES_SCHEMA, absorption, chains; on an
+# engine that runs work out of process, also each node's solve group)
+GRAPH = Stage("graph", inputs=("utterance_stats", "node_intents", "rephrase_edges", "variant_edges",
+                               "reliable_neighbours"),
               outputs=("synonymy_graph",), run=_graph)

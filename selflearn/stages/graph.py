@@ -284,7 +284,7 @@ def assemble_on_engine(engine, nodes: pd.DataFrame, node_intents: pd.DataFrame, 
 def _graph(ctx: Context, utterance_stats: pd.DataFrame, node_intents: pd.DataFrame, rephrase_edges: pd.DataFrame,
            variant_edges: pd.DataFrame, reliable_neighbours: pd.DataFrame) -> dict:
     if ctx.engine.batches_in_process:
-        # in process the whole-graph solve is the fast one (per group was ~3x slower at 1M turns)
+        # in process the whole-graph solve is the fast one: per group pays pandas and a solve per component
         return {"synonymy_graph": assemble(utterance_stats, node_intents, rephrase_edges, variant_edges)}
     return {"synonymy_graph": assemble_on_engine(ctx.engine, utterance_stats, node_intents, rephrase_edges,
                                                  variant_edges, reliable_neighbours)}

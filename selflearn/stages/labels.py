@@ -607,7 +607,8 @@ def _labels(ctx: Context, synonymy_graph, is_failing: pd.Series, chance_similari
                 chance_similarity=chance_similarity, neighbours=reliable_neighbours,
                 allow_variant_only=lc.allow_variant_only)
     if ctx.engine.batches_in_process or synonymy_graph.solve_group is None:
-        # in process, one pass over the whole graph is the fast way (per group: ~3x slower, 5.5 GB at 1M turns)
+        # in process, one pass over the whole graph is the fast way (an earlier per-group attempt on DuckDB
+        # was reported ~3x slower in labels, 5.5 GB peak at 1M turns; not re-measured here)
         decisions, abstained, operating_point, scored = decide(synonymy_graph, is_failing, **rule,
                                                                progress=ctx.cfg.run.progress)
     else:

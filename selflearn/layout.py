@@ -39,6 +39,7 @@ RUN_FILES = {
     "emerging_phrasings": f"{HISTORY}/emerging.parquet",     # phrasings bursting in the last days (stages/emerging.py)
     "label_lifecycle": f"{WORK}/label_lifecycle.parquet",    # internal: the lifecycle state the next run carries on
     "label_lifecycle_base": f"{WORK}/label_lifecycle_base.parquet",  # internal: the state this run started from
+    "daily": f"{WORK}/daily",                                # internal: per-day partitions (stages/daily.py)
     "manifest": MANIFEST_FILE,
     "report": REPORT_FILE,
     "catalog": CATALOG_FILE,
@@ -99,6 +100,15 @@ class RunLayout:
     @property
     def label_candidates(self) -> Path:
         return self.run / RUN_FILES["label_candidates"]
+
+    @property
+    def daily_ledger(self) -> Path:
+        """Which inputs each day's partitions were computed from (stages/daily.py)."""
+        return self.run / RUN_FILES["daily"] / "_days.json"
+
+    def daily_partition(self, dataset: str, day: str) -> Path:
+        """One day of a per-day dataset: <run>/work/daily/<dataset>/<day>.parquet."""
+        return self.run / RUN_FILES["daily"] / dataset / f"{day}.parquet"
 
     # -------------------------------------------------------------- state across runs
     @property

@@ -8,9 +8,11 @@ events of every text in the window (sql/text_days.sql); `as_of` the newest day i
 
     new        labelled, its text failed on fewer than `confirm_days` distinct days so far
     confirmed  labelled, its text failed on at least `confirm_days` distinct days
-    retired    the NLU now handles the text (its friction over the last `recent_days` fell to
-               `retire_defect_rate`), or the labeler gave the text another intent on two days `relabel_after_days`
-               apart (the evidence flipped)
+    retired    the NLU now handles the text: after the text last failed, the NLU read it as the labelled
+               intent without friction on `retire_on_read_as` days (per-text per-day statistics: `text_days` per
+               day and interpretation), or its friction over the last `recent_days` fell to `retire_defect_rate`;
+               or the labeler gave the text another intent on two days `relabel_after_days` apart (the evidence
+               flipped)
 
 Hysteresis keeps labels from flipping: a retired label comes back only when its text fails at least
 `revive_defect_rate` of the time again (the band between the two rates keeps the state) and failed on
@@ -95,7 +97,10 @@ def advance(base: pd.DataFrame | None, labels: pd.DataFrame, text_days: pd.DataF
                 live = old
         if live is None:
             continue
-        if info["recent_events"] >= rules.min_recent_events and info["recent_rate"] <= rules.retire_defect_rate:
+        read_as = _read_as_since(info, live)
+        if rules.retire_on_read_as and len(read_as) >= rules.retire_on_read_as:
+            _set(live, "retired", f"the NLU reads it as {live['intent']} without friction ({len(read_as)} days)", as_of)
+        elif info["recent_events"] >= rules.min_recent_events and info["recent_rate"] <= rules.retire_defect_rate:
             _set(live, "retired", "the NLU now handles it", as_of)
         elif len(live["evidence_days"]) >= rules.confirm_days and live["state"] == "new":
             _set(live, "confirmed", f"failed on {len(live['evidence_days'])} days", as_of)
@@ -107,24 +112,58 @@ def advance(base: pd.DataFrame | None, labels: pd.DataFrame, text_days: pd.DataF
     return Lifecycle(state, _changes(base, state, as_of), emitted, withheld)
 
 
-_NO_DAYS = {"evidence_days": [], "first_seen": None, "recent_events": 0, "recent_rate": 0.0}
+_NO_DAYS = {"evidence_days": [], "first_seen": None, "recent_events": 0, "recent_rate": 0.0, "read_as": {}}
 
 
 def _daily(text_days: pd.DataFrame, rules: LifecycleConfig, as_of: str) -> dict:
-    """(locale, utt_norm) -> the days it failed, the first day it was said, and its recent friction."""
+    """(locale, utt_norm) -> the days it failed, the first day it was said, its recent friction, and per
+    interpretation the days the NLU read it so without friction (`text_days` per day, or per day and intent)."""
     if text_days.empty:
         return {}
     frame = text_days.assign(day=text_days["day"].astype(str))
+    per_day = frame.groupby([*KEY, "day"], as_index=False, sort=True)[["n_events", "n_defective"]].sum()
     recent_from = days_before(as_of, rules.recent_days - 1)
-    failed = frame["n_defective"] >= rules.revive_defect_rate * frame["n_events"]
+    failed = per_day["n_defective"] >= rules.revive_defect_rate * per_day["n_events"]
+    read_as = _read_as_days(frame, per_day, rules)
     out = {}
-    for key, group in frame.assign(failed=failed).groupby(KEY, sort=True):
+    for key, group in per_day.assign(failed=failed).groupby(KEY, sort=True):
         recent = group[group["day"] >= recent_from]
         events = int(recent["n_events"].sum())
         out[key] = {"evidence_days": sorted(group.loc[group["failed"], "day"].tolist()),
                     "first_seen": group["day"].min(), "recent_events": events,
-                    "recent_rate": float(recent["n_defective"].sum()) / events if events else 0.0}
+                    "recent_rate": float(recent["n_defective"].sum()) / events if events else 0.0,
+                    "read_as": read_as.get(key, {})}
     return out
+
+
+def _read_as_days(frame: pd.DataFrame, per_day: pd.DataFrame, rules: LifecycleConfig) -> dict:
+    """(locale, utt_norm) -> {intent: days}: the days the NLU read the text as `intent`, none of those turns
+    defective, on a day whose friction over all its turns was normal (at most `retire_defect_rate`): the NLU
+    handles it then; counted only for an intent under which fewer than half of the text's defective turns were
+    read. A text the NLU still gets wrong is never read as the labelled intent, however often its wrong reading
+    happens to pass without friction."""
+    if "intent" not in frame.columns:
+        return {}
+    normal = per_day[per_day["n_defective"] <= rules.retire_defect_rate * per_day["n_events"]][[*KEY, "day"]]
+    clean = frame[(frame["n_events"] > 0) & (frame["n_defective"] == 0) & (frame["intent"].fillna("") != "")]
+    clean = clean.merge(normal, on=[*KEY, "day"], how="inner")
+    # Only where the text failed mostly under another reading: when its failures were read as the labelled
+    # intent already (a slot or an ASR problem), a clean day read so shows no change in the NLU.
+    defective = frame.groupby([*KEY, "intent"], as_index=False)["n_defective"].sum()
+    defective["text_defective"] = defective.groupby(KEY)["n_defective"].transform("sum")
+    misread = defective[defective["n_defective"] * 2 < defective["text_defective"]][[*KEY, "intent"]]
+    clean = clean.merge(misread, on=[*KEY, "intent"], how="inner")
+    out: dict = {}
+    for (locale, utt_norm, intent), group in clean.groupby([*KEY, "intent"], sort=True):
+        out.setdefault((locale, utt_norm), {})[intent] = sorted(group["day"].tolist())
+    return out
+
+
+def _read_as_since(info: dict, label: dict) -> list[str]:
+    """Days after the text last failed on which the NLU read it as the label's intent without friction; a day
+    the text fails again starts the count anew (hysteresis: one good day amid failures retires nothing)."""
+    last_failed = max(info["evidence_days"], default=None)
+    return [d for d in info["read_as"].get(label["intent"], []) if last_failed is None or d > last_failed]
 
 
 def _of_texts(text_days: pd.DataFrame, keys: list[tuple]) -> pd.DataFrame:

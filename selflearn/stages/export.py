@@ -77,7 +77,7 @@ def make_funnel(locale_counts: pd.DataFrame, nodes: pd.DataFrame, is_failing: pd
     return funnel[FUNNEL_COLUMNS]
 
 
-def _export(ctx: Context, ingest_report, turns, turn_friction, scored_pairs, utterance_stats: pd.DataFrame,
+def _export(ctx: Context, ingest_report, day_plan, turn_friction, node_days, scored_pairs, utterance_stats: pd.DataFrame,
             rephrase_edges: pd.DataFrame, variant_edges: pd.DataFrame, is_failing: pd.Series, synonymy_graph,
             weak_labels: pd.DataFrame, abstained: dict, operating_point: dict, embed_stats: dict, knn_index: list,
             embedder) -> dict:
@@ -89,9 +89,11 @@ def _export(ctx: Context, ingest_report, turns, turn_friction, scored_pairs, utt
     # the previous run is the published one (this run's folder is new until the switch)
     previous_run = outdir.published_dir(layout.out)
     # each label's life across runs: retired and contested labels leave the training set (stages/history.py)
-    text_days = ctx.engine.to_arrow(ctx.engine.sql(
-        "text_days", {"turn_friction": turn_friction, "scored_pairs": scored_pairs})).to_pandas()
-    life, base, previous_history = history.advance_from(previous_run, released_labels, text_days, cfg.lifecycle)
+    text_intent_days = ctx.engine.to_arrow(ctx.engine.sql("text_days", {"node_days": node_days})).to_pandas()
+    text_days = text_intent_days.groupby(["locale", "utt_norm", "day"], as_index=False, sort=True)[
+        ["n_events", "n_defective"]].sum()
+    life, base, previous_history = history.advance_from(previous_run, released_labels, text_intent_days,
+                                                        cfg.lifecycle)
     released_labels = life.emitted
     lifecycle = history.write(layout.run, life, base, previous_history, previous_run, release)
     # phrasings whose traffic or failure rate burst in the last days, with their live label (history/)
@@ -104,7 +106,7 @@ def _export(ctx: Context, ingest_report, turns, turn_friction, scored_pairs, utt
                "embedder": embedder.name, "target_precision": cfg.labels.target_precision})
     released_nodes, released_edges = write_graph(synonymy_graph.nodes, synonymy_graph.edges, layout, release)
     n_rewrites = write_rewrite_pairs(rephrase_edges, nodes, layout, release)
-    counts = ctx.engine.to_arrow(ctx.engine.sql("locale_counts", {"turns": turns, "scored_pairs": scored_pairs}))
+    counts = ctx.engine.to_arrow(ctx.engine.sql("locale_counts", {"turns": turn_friction, "scored_pairs": scored_pairs}))
     funnel = make_funnel(counts.to_pandas(), nodes, is_failing, released_labels)
     # the manifest is written inside this stage: record the stage's time so far, or it would have none
     ctx.timings["export"] = round(time.perf_counter() - started, 3)
@@ -119,6 +121,7 @@ def _export(ctx: Context, ingest_report, turns, turn_friction, scored_pairs, utt
         "rows": ingest_report.totals(),
         "quarantine": quarantine_summary(layout.quarantine),  # kept across runs, not staged
         "embedding": embed_stats,
+        "days": day_plan.summary(),  # which days this run computed and which it reused (stages/daily.py)
         "knn_index": knn_index,
         "counts": {
             "turns_in_window": int(funnel["turns"].sum()), "pairs": int(funnel["pairs"].sum()),
@@ -149,7 +152,7 @@ def _export(ctx: Context, ingest_report, turns, turn_friction, scored_pairs, utt
     return {"released_labels": released_labels, "funnel": funnel, "manifest": manifest}
 
 
-EXPORT = Stage("export", inputs=("ingest_report", "turns", "turn_friction", "scored_pairs", "utterance_stats", "rephrase_edges",
+EXPORT = Stage("export", inputs=("ingest_report", "day_plan", "turn_friction", "node_days", "scored_pairs", "utterance_stats", "rephrase_edges",
                                  "variant_edges", "is_failing", "synonymy_graph", "weak_labels", "abstained",
                                  "operating_point", "embed_stats", "knn_index", "embedder"),
                outputs=("released_labels", "funnel", "manifest"), run=_export)

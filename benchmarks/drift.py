@@ -1,6 +1,7 @@
 """After launch: how fast a new failing phrasing gets a label, how fast a fixed one loses it, and whether labels flip.
 
     .venv/bin/python benchmarks/drift.py [--days 14] [--turns 60000] [--seed 11] [--embedder use-onnx]
+    .venv/bin/python benchmarks/drift.py --days 28 --turns 120000     # the same daily traffic over 28 days
 
 Simulates the drift world (selflearn/sim/worlds.py: new entities and wordings from day 3, an NLU retrained on
 day 6, hi-IN launching on day 4) and runs the pipeline once a day into one --out, as a daily deployment would:
@@ -16,7 +17,9 @@ training sets, their private lifecycle state (work/label_lifecycle.parquet) and 
   text still fails);
 - flips: labels whose state left and came back (live -> retired -> live), and labels that left the training
   set and came back;
-- per-stage timings of the runs on two days (--timing-days).
+- per-stage timings of every daily run, with the days each run computed and reused (stages/daily.py: a daily run
+  computes the new day and the day before it), and the two runs of --timing-days side by side (default: the 7th
+  and the last).
 Writes benchmarks/results/drift.json and prints a Markdown table.
 """
 from __future__ import annotations
@@ -65,11 +68,14 @@ def run_daily(world: Path, out: Path, cfg, say=print) -> list[dict]:
         runs.append({"day": day, "as_of": partition.name.removeprefix("day="),
                      "timings": result.manifest["timings_s"],
                      "turns_in_window": result.manifest["counts"]["turns_in_window"],
+                     "days_recomputed": len(result.manifest["days"]["recomputed"]),
+                     "days_reused": result.manifest["days"]["reused"],
                      "labels": pd.read_parquet(out / "training" / "parquet")[LABEL],
                      "state": pd.read_parquet(out / "work" / "label_lifecycle.parquet")[
                          [*LABEL, "state", "reason", "pending_intent"]]})
         say(f"  day {day:>2}: {runs[-1]['turns_in_window']} turns, {len(runs[-1]['labels'])} labels, "
-            f"{sum(result.manifest['timings_s'].values()):.1f}s")
+            f"{sum(result.manifest['timings_s'].values()):.1f}s, days computed {runs[-1]['days_recomputed']} "
+            f"reused {runs[-1]['days_reused']}")
     return runs
 
 
@@ -202,7 +208,15 @@ def _returns(sequences: pd.Series) -> int:
 def timings(runs: list[dict], days: list[int]) -> dict:
     by_day = {r["day"] + 1: r for r in runs}   # "day 7" is the seventh daily run
     return {str(d): {"turns_in_window": by_day[d]["turns_in_window"], "stages_s": by_day[d]["timings"],
+                     "days_recomputed": by_day[d]["days_recomputed"], "days_reused": by_day[d]["days_reused"],
                      "total_s": round(sum(by_day[d]["timings"].values()), 2)} for d in days if d in by_day}
+
+
+def timings_per_day(runs: list[dict]) -> dict:
+    """Every daily run: turns in the window, days computed and reused, seconds per stage and in all."""
+    return {str(r["day"] + 1): {"turns_in_window": r["turns_in_window"], "days_recomputed": r["days_recomputed"],
+                                "days_reused": r["days_reused"], "stages_s": r["timings"],
+                                "total_s": round(sum(r["timings"].values()), 2)} for r in runs}
 
 
 def markdown(result: dict) -> str:
@@ -221,7 +235,8 @@ def markdown(result: dict) -> str:
              f"| labels that left the training set and came back | - | {fl['training_set_flips']} |"]
     if len(tim) == 2:
         (a, ta), (b, tb) = tim.items()
-        lines += ["", f"| stage | day {a} ({ta['turns_in_window']} turns) s | day {b} ({tb['turns_in_window']} turns) s"
+        lines += ["", f"| stage | day {a} ({ta['turns_in_window']} turns, {ta['days_recomputed']} days computed) s"
+                      f" | day {b} ({tb['turns_in_window']} turns, {tb['days_recomputed']} days computed) s"
                       f" | ratio |", "|---|---:|---:|---:|"]
         for stage in ta["stages_s"]:
             x, y = ta["stages_s"][stage], tb["stages_s"].get(stage, 0.0)
@@ -240,7 +255,7 @@ def main() -> int:
     parser.add_argument("--window-days", type=int, default=28, help="28 (default): the window grows over the run")
     parser.add_argument("--min-daily-users", type=float, default=3.0)
     parser.add_argument("--retire-within", type=int, default=3)
-    parser.add_argument("--timing-days", default="7,14")
+    parser.add_argument("--timing-days", default=None, help="two daily runs to compare (default: 7 and the last)")
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "drift.json"))
     args = parser.parse_args()
     root = Path(args.root)
@@ -258,7 +273,8 @@ def main() -> int:
         "latency": label_latency(runs, texts, users, args.min_daily_users),
         "retirement": retirement(runs, texts, users, args.retire_within, cfg.lifecycle.min_recent_events),
         "flips": flips(runs),
-        "timings": timings(runs, [int(d) for d in args.timing_days.split(",")]),
+        "timings": timings(runs, [int(d) for d in (args.timing_days or f"7,{args.days}").split(",")]),
+        "timings_per_day": timings_per_day(runs),
         "labels_per_day": {str(r["day"]): int(len(r["labels"])) for r in runs},
         "machine": f"{os.cpu_count()} vCPU {platform.machine()}, Python {platform.python_version()}",
         "date": dt.date.today().isoformat(),

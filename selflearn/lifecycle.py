@@ -68,6 +68,9 @@ def advance(base: pd.DataFrame | None, labels: pd.DataFrame, text_days: pd.DataF
             r["evidence_days"] = _union(r["evidence_days"], info["evidence_days"])
             r["last_evidence"] = max(r["evidence_days"], default=r["last_evidence"])
             r["first_seen"] = min(filter(None, [r["first_seen"], info["first_seen"]]), default=None)
+        if live is not None and intent_now not in (None, live["intent"]) and _relabeled_away(rows.get((*key, intent_now))):
+            live["pending_intent"] = live["pending_since"] = None
+            continue          # the labeler went back to an interpretation it left: contested, emit neither
         if live is not None and intent_now not in (None, live["intent"]):
             if live["pending_intent"] != intent_now:
                 live["pending_intent"], live["pending_since"] = intent_now, as_of
@@ -89,7 +92,8 @@ def advance(base: pd.DataFrame | None, labels: pd.DataFrame, text_days: pd.DataF
                     "state_since": as_of, "pending_intent": None, "pending_since": None}
                 _set(old, "new", "labelled", as_of)
                 live = old
-            elif old["state"] == "retired" and info["recent_rate"] >= rules.revive_defect_rate \
+            elif old["state"] == "retired" and not _relabeled_away(old) \
+                    and info["recent_rate"] >= rules.revive_defect_rate \
                     and info["recent_events"] >= rules.min_recent_events and old["state_since"] != as_of \
                     and _failed_since(old) >= rules.confirm_days:
                 _set(old, "new", "fails again", as_of)
@@ -99,8 +103,10 @@ def advance(base: pd.DataFrame | None, labels: pd.DataFrame, text_days: pd.DataF
             continue
         read_as = _read_as_since(info, live)
         if rules.retire_on_read_as and len(read_as) >= rules.retire_on_read_as:
-            _set(live, "retired", f"the NLU reads it as {live['intent']} without friction ({len(read_as)} days)", as_of)
-        elif info["recent_events"] >= rules.min_recent_events and info["recent_rate"] <= rules.retire_defect_rate:
+            _set(live, "retired", f"the NLU now handles it: read as {live['intent']} without friction on {len(read_as)} day(s)", as_of)
+        elif live["intent"] not in info["misread_as_other"] \
+                and info["recent_events"] >= rules.min_recent_events and info["recent_rate"] <= rules.retire_defect_rate:
+            # a text whose failures were read as the labelled intent (slots, ASR): only its friction can tell
             _set(live, "retired", "the NLU now handles it", as_of)
         elif len(live["evidence_days"]) >= rules.confirm_days and live["state"] == "new":
             _set(live, "confirmed", f"failed on {len(live['evidence_days'])} days", as_of)
@@ -112,7 +118,8 @@ def advance(base: pd.DataFrame | None, labels: pd.DataFrame, text_days: pd.DataF
     return Lifecycle(state, _changes(base, state, as_of), emitted, withheld)
 
 
-_NO_DAYS = {"evidence_days": [], "first_seen": None, "recent_events": 0, "recent_rate": 0.0, "read_as": {}}
+_NO_DAYS = {"evidence_days": [], "first_seen": None, "recent_events": 0, "recent_rate": 0.0, "read_as": {},
+            "misread_as_other": set()}
 
 
 def _daily(text_days: pd.DataFrame, rules: LifecycleConfig, as_of: str) -> dict:
@@ -124,7 +131,7 @@ def _daily(text_days: pd.DataFrame, rules: LifecycleConfig, as_of: str) -> dict:
     per_day = frame.groupby([*KEY, "day"], as_index=False, sort=True)[["n_events", "n_defective"]].sum()
     recent_from = days_before(as_of, rules.recent_days - 1)
     failed = per_day["n_defective"] >= rules.revive_defect_rate * per_day["n_events"]
-    read_as = _read_as_days(frame, per_day, rules)
+    read_as, misread = _read_as_days(frame, per_day, rules)
     out = {}
     for key, group in per_day.assign(failed=failed).groupby(KEY, sort=True):
         recent = group[group["day"] >= recent_from]
@@ -132,31 +139,33 @@ def _daily(text_days: pd.DataFrame, rules: LifecycleConfig, as_of: str) -> dict:
         out[key] = {"evidence_days": sorted(group.loc[group["failed"], "day"].tolist()),
                     "first_seen": group["day"].min(), "recent_events": events,
                     "recent_rate": float(recent["n_defective"].sum()) / events if events else 0.0,
-                    "read_as": read_as.get(key, {})}
+                    "read_as": read_as.get(key, {}), "misread_as_other": misread.get(key, set())}
     return out
 
 
-def _read_as_days(frame: pd.DataFrame, per_day: pd.DataFrame, rules: LifecycleConfig) -> dict:
+def _read_as_days(frame: pd.DataFrame, per_day: pd.DataFrame, rules: LifecycleConfig) -> tuple[dict, dict]:
     """(locale, utt_norm) -> {intent: days}: the days the NLU read the text as `intent`, none of those turns
     defective, on a day whose friction over all its turns was normal (at most `retire_defect_rate`): the NLU
-    handles it then; counted only for an intent under which fewer than half of the text's defective turns were
-    read. A text the NLU still gets wrong is never read as the labelled intent, however often its wrong reading
-    happens to pass without friction."""
+    handles it then; and (locale, utt_norm) -> the intents under which fewer than half of the text's defective
+    turns were read (it failed mostly under another reading). Only those intents count read-as days: when a
+    text's failures were read as the labelled intent already (a slot or an ASR problem), a clean day read so
+    shows no change in the NLU. A text the NLU still gets wrong is never read as the labelled intent, however
+    often its wrong reading happens to pass without friction."""
     if "intent" not in frame.columns:
-        return {}
-    normal = per_day[per_day["n_defective"] <= rules.retire_defect_rate * per_day["n_events"]][[*KEY, "day"]]
-    clean = frame[(frame["n_events"] > 0) & (frame["n_defective"] == 0) & (frame["intent"].fillna("") != "")]
-    clean = clean.merge(normal, on=[*KEY, "day"], how="inner")
-    # Only where the text failed mostly under another reading: when its failures were read as the labelled
-    # intent already (a slot or an ASR problem), a clean day read so shows no change in the NLU.
+        return {}, {}
     defective = frame.groupby([*KEY, "intent"], as_index=False)["n_defective"].sum()
     defective["text_defective"] = defective.groupby(KEY)["n_defective"].transform("sum")
     misread = defective[defective["n_defective"] * 2 < defective["text_defective"]][[*KEY, "intent"]]
-    clean = clean.merge(misread, on=[*KEY, "intent"], how="inner")
+    misread_by_text: dict = {}
+    for locale, utt_norm, intent in misread.itertuples(index=False):
+        misread_by_text.setdefault((locale, utt_norm), set()).add(intent)
+    normal = per_day[per_day["n_defective"] <= rules.retire_defect_rate * per_day["n_events"]][[*KEY, "day"]]
+    clean = frame[(frame["n_events"] > 0) & (frame["n_defective"] == 0) & (frame["intent"].fillna("") != "")]
+    clean = clean.merge(normal, on=[*KEY, "day"], how="inner").merge(misread, on=[*KEY, "intent"], how="inner")
     out: dict = {}
     for (locale, utt_norm, intent), group in clean.groupby([*KEY, "intent"], sort=True):
         out.setdefault((locale, utt_norm), {})[intent] = sorted(group["day"].tolist())
-    return out
+    return out, misread_by_text
 
 
 def _read_as_since(info: dict, label: dict) -> list[str]:
@@ -176,6 +185,12 @@ def _of_texts(text_days: pd.DataFrame, keys: list[tuple]) -> pd.DataFrame:
 
 def _union(before, now: list[str]) -> list[str]:
     return sorted(set(list(before) if before is not None else []) | set(now))
+
+
+def _relabeled_away(row: dict | None) -> bool:
+    """A label retired because the labeler gave its text another interpretation: it never comes back, so that
+    two readings taking turns do not make labels flip (the text stays contested while they do)."""
+    return row is not None and row["state"] == "retired" and str(row["reason"] or "").startswith("relabeled")
 
 
 def _failed_since(row: dict) -> int:

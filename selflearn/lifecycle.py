@@ -68,12 +68,11 @@ def advance(base: pd.DataFrame | None, labels: pd.DataFrame, text_days: pd.DataF
             r["evidence_days"] = _union(r["evidence_days"], info["evidence_days"])
             r["last_evidence"] = max(r["evidence_days"], default=r["last_evidence"])
             r["first_seen"] = min(filter(None, [r["first_seen"], info["first_seen"]]), default=None)
-        if live is not None and intent_now not in (None, live["intent"]) and _relabeled_away(rows.get((*key, intent_now))):
-            live["pending_intent"] = live["pending_since"] = None
-            continue          # the labeler went back to an interpretation it left: contested, emit neither
         if live is not None and intent_now not in (None, live["intent"]):
             if live["pending_intent"] != intent_now:
                 live["pending_intent"], live["pending_since"] = intent_now, as_of
+            if _relabeled_away(rows.get((*key, intent_now))):
+                continue      # the labeler went back to an interpretation it left: contested, emit neither
             if _days_between(live["pending_since"], as_of) >= rules.relabel_after_days:
                 _set(live, "retired", f"relabeled to {intent_now}", as_of)
                 live["pending_intent"] = live["pending_since"] = None
@@ -103,7 +102,8 @@ def advance(base: pd.DataFrame | None, labels: pd.DataFrame, text_days: pd.DataF
             continue
         read_as = _read_as_since(info, live)
         if rules.retire_on_read_as and len(read_as) >= rules.retire_on_read_as:
-            _set(live, "retired", f"the NLU now handles it: read as {live['intent']} without friction on {len(read_as)} day(s)", as_of)
+            _set(live, "retired", f"the NLU now handles it: read as {live['intent']} without friction on "
+                                  f"{len(read_as)} day(s)", as_of)
         elif live["intent"] not in info["misread_as_other"] \
                 and info["recent_events"] >= rules.min_recent_events and info["recent_rate"] <= rules.retire_defect_rate:
             # a text whose failures were read as the labelled intent (slots, ASR): only its friction can tell

@@ -104,7 +104,7 @@ def advance(base: pd.DataFrame | None, labels: pd.DataFrame, text_days: pd.DataF
         if rules.retire_on_read_as and len(read_as) >= rules.retire_on_read_as:
             _set(live, "retired", f"the NLU now handles it: read as {live['intent']} without friction on "
                                   f"{len(read_as)} day(s)", as_of)
-        elif live["intent"] not in info["misread_as_other"] \
+        elif not _misread(info, live["intent"]) \
                 and info["recent_events"] >= rules.min_recent_events and info["recent_rate"] <= rules.retire_defect_rate:
             # a text whose failures were read as the labelled intent (slots, ASR): only its friction can tell
             _set(live, "retired", "the NLU now handles it", as_of)
@@ -119,7 +119,7 @@ def advance(base: pd.DataFrame | None, labels: pd.DataFrame, text_days: pd.DataF
 
 
 _NO_DAYS = {"evidence_days": [], "first_seen": None, "recent_events": 0, "recent_rate": 0.0, "read_as": {},
-            "misread_as_other": set()}
+            "defective_by_intent": {}}
 
 
 def _daily(text_days: pd.DataFrame, rules: LifecycleConfig, as_of: str) -> dict:
@@ -131,7 +131,7 @@ def _daily(text_days: pd.DataFrame, rules: LifecycleConfig, as_of: str) -> dict:
     per_day = frame.groupby([*KEY, "day"], as_index=False, sort=True)[["n_events", "n_defective"]].sum()
     recent_from = days_before(as_of, rules.recent_days - 1)
     failed = per_day["n_defective"] >= rules.revive_defect_rate * per_day["n_events"]
-    read_as, misread = _read_as_days(frame, per_day, rules)
+    read_as, defective = _read_as_days(frame, per_day, rules)
     out = {}
     for key, group in per_day.assign(failed=failed).groupby(KEY, sort=True):
         recent = group[group["day"] >= recent_from]
@@ -139,38 +139,45 @@ def _daily(text_days: pd.DataFrame, rules: LifecycleConfig, as_of: str) -> dict:
         out[key] = {"evidence_days": sorted(group.loc[group["failed"], "day"].tolist()),
                     "first_seen": group["day"].min(), "recent_events": events,
                     "recent_rate": float(recent["n_defective"].sum()) / events if events else 0.0,
-                    "read_as": read_as.get(key, {}), "misread_as_other": misread.get(key, set())}
+                    "read_as": read_as.get(key, {}), "defective_by_intent": defective.get(key, {})}
     return out
 
 
 def _read_as_days(frame: pd.DataFrame, per_day: pd.DataFrame, rules: LifecycleConfig) -> tuple[dict, dict]:
     """(locale, utt_norm) -> {intent: days}: the days the NLU read the text as `intent`, none of those turns
     defective, on a day whose friction over all its turns was normal (at most `retire_defect_rate`): the NLU
-    handles it then; and (locale, utt_norm) -> the intents under which fewer than half of the text's defective
-    turns were read (it failed mostly under another reading). Only those intents count read-as days: when a
-    text's failures were read as the labelled intent already (a slot or an ASR problem), a clean day read so
-    shows no change in the NLU. A text the NLU still gets wrong is never read as the labelled intent, however
-    often its wrong reading happens to pass without friction."""
+    handles it then; and (locale, utt_norm) -> {intent: defective turns read so}. A text the NLU still gets
+    wrong is never read as the labelled intent, however often its wrong reading passes without friction."""
     if "intent" not in frame.columns:
         return {}, {}
-    defective = frame.groupby([*KEY, "intent"], as_index=False)["n_defective"].sum()
-    defective["text_defective"] = defective.groupby(KEY)["n_defective"].transform("sum")
-    misread = defective[defective["n_defective"] * 2 < defective["text_defective"]][[*KEY, "intent"]]
-    misread_by_text: dict = {}
-    for locale, utt_norm, intent in misread.itertuples(index=False):
-        misread_by_text.setdefault((locale, utt_norm), set()).add(intent)
+    intents = frame.assign(intent=frame["intent"].fillna(""))
+    defective: dict = {}
+    for (locale, utt_norm, intent), n in intents.groupby([*KEY, "intent"], sort=True)["n_defective"].sum().items():
+        defective.setdefault((locale, utt_norm), {})[intent] = int(n)
     normal = per_day[per_day["n_defective"] <= rules.retire_defect_rate * per_day["n_events"]][[*KEY, "day"]]
-    clean = frame[(frame["n_events"] > 0) & (frame["n_defective"] == 0) & (frame["intent"].fillna("") != "")]
-    clean = clean.merge(normal, on=[*KEY, "day"], how="inner").merge(misread, on=[*KEY, "intent"], how="inner")
+    clean = intents[(intents["n_events"] > 0) & (intents["n_defective"] == 0) & (intents["intent"] != "")]
+    clean = clean.merge(normal, on=[*KEY, "day"], how="inner")
     out: dict = {}
     for (locale, utt_norm, intent), group in clean.groupby([*KEY, "intent"], sort=True):
         out.setdefault((locale, utt_norm), {})[intent] = sorted(group["day"].tolist())
-    return out, misread_by_text
+    return out, defective
+
+
+def _misread(info: dict, intent: str) -> bool:
+    """Whether the text failed mostly under another reading than `intent` (fewer than half of its defective
+    turns were read as `intent`). Read-as days count only then: when a text's failures were read as the
+    labelled intent already (a slot or an ASR problem), a clean day read so shows no change in the NLU, and
+    only its friction can tell."""
+    by_intent = info["defective_by_intent"]
+    total = sum(by_intent.values())
+    return total > 0 and 2 * by_intent.get(intent, 0) < total
 
 
 def _read_as_since(info: dict, label: dict) -> list[str]:
     """Days after the text last failed on which the NLU read it as the label's intent without friction; a day
     the text fails again starts the count anew (hysteresis: one good day amid failures retires nothing)."""
+    if not _misread(info, label["intent"]):
+        return []
     last_failed = max(info["evidence_days"], default=None)
     return [d for d in info["read_as"].get(label["intent"], []) if last_failed is None or d > last_failed]
 

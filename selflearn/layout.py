@@ -32,7 +32,7 @@ RUN_FILES = {
     "rewrite_pairs": f"{REPHRASES}/pairs.parquet",
     "graph_nodes": f"{GRAPH}/nodes.parquet",
     "graph_edges": f"{GRAPH}/edges.parquet",
-    "scored_pairs": f"{WORK}/scored_pairs.parquet",          # internal: per turn pair, user keys
+    "scored_pairs": f"{WORK}/daily/scored_pairs",            # internal: per turn pair, user keys; one file a day
     "label_candidates": f"{WORK}/label_candidates.parquet",  # internal: every utterance the labeler scored
     "label_history": f"{HISTORY}/labels.parquet",            # each label's life across runs (stages/history.py)
     "label_changes": f"{HISTORY}/changes.parquet",           # every change of state, run after run

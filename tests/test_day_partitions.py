@@ -17,7 +17,7 @@ from selflearn.config import load_config
 
 pytestmark = pytest.mark.slow
 TABLES = ("training/parquet/train.parquet", "rephrases/pairs.parquet", "graph/nodes.parquet", "graph/edges.parquet",
-          "work/scored_pairs.parquet", "history/labels.parquet")
+          "work/daily/scored_pairs", "history/labels.parquet")
 LATE_DAY = 3   # index of the day a late file lands on
 
 
@@ -81,19 +81,25 @@ def test_a_late_file_ends_where_a_run_from_scratch_ends(late_file):
 
 def test_a_rerun_over_the_same_days_reuses_every_day_and_writes_the_same_bytes(late_file):
     out = late_file["root"] / "out"
-    before = {rel: (out / rel).read_bytes() for rel in TABLES}
+    before = {rel: _bytes(out / rel) for rel in TABLES}
     manifest = _run(late_file["logs"], out)
     assert manifest["days"]["recomputed"] == [] and manifest["days"]["reused"] == len(late_file["days"])
-    assert {rel: (out / rel).read_bytes() for rel in TABLES} == before
+    assert {rel: _bytes(out / rel) for rel in TABLES} == before
     # reused partitions are links to the previous run's files, not copies
     part = next((out / "work" / "daily" / "node_days").glob("*.parquet"))
     assert part.stat().st_nlink >= 2
 
 
+def _bytes(path: Path) -> dict:
+    """A file's bytes, or each file's of a folder (work/daily/scored_pairs: one file a day)."""
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path]
+    return {f.name: f.read_bytes() for f in files}
+
+
 def _old_node_statistics(run: Path) -> pd.DataFrame:
     """Per text, as the window statements computed them before day partitions: plain counts over every turn."""
     friction = pd.concat(pd.read_parquet(p) for p in sorted((run / "work/daily/turn_friction").glob("*.parquet")))
-    pairs = pd.read_parquet(run / "work/scored_pairs.parquet")
+    pairs = pd.read_parquet(run / "work/daily/scored_pairs")
     rephrased = set(pairs.loc[pairs["is_rephrase"], "event_id_a"])
     friction["defective"] = (friction["friction"] >= 0.5) | friction["event_id"].isin(rephrased)
     friction["intent"] = friction["nlu_intent"].fillna("")

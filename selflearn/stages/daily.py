@@ -8,7 +8,8 @@
 Per-turn work (friction, turn pairs and their rephrase scores) and the per-day statistics the window's nodes and
 edges are aggregated from (sql/node_days.sql, sql/edge_days.sql) are kept per UTC day in the run folder:
 
-    <run>/work/daily/<dataset>/<day>.parquet   one day of turn_friction, scored_pairs, node_days, edge_days
+    <run>/work/daily/<dataset>/<day>.parquet   one day of turn_friction, scored_pairs, node_days, edge_days,
+                                                locale_days
     <run>/work/daily/_days.json                 per day: the fingerprint of its inputs; per curated file: its days
 
 A day's fingerprint covers the curated files holding it and its two neighbour days (sessions and turn pairs cross
@@ -45,6 +46,7 @@ DAY_DATASETS: dict[str, pa.Schema] = {
     "scored_pairs": contract.REPHRASE_PAIRS_SCHEMA,
     "node_days": contract.NODE_DAYS_SCHEMA,
     "edge_days": contract.EDGE_DAYS_SCHEMA,
+    "locale_days": contract.LOCALE_DAYS_SCHEMA,
 }
 
 

@@ -77,7 +77,7 @@ def make_funnel(locale_counts: pd.DataFrame, nodes: pd.DataFrame, is_failing: pd
     return funnel[FUNNEL_COLUMNS]
 
 
-def _export(ctx: Context, ingest_report, day_plan, turn_friction, node_days, scored_pairs, utterance_stats: pd.DataFrame,
+def _export(ctx: Context, ingest_report, day_plan, node_days, locale_days, utterance_stats: pd.DataFrame,
             rephrase_edges: pd.DataFrame, variant_edges: pd.DataFrame, is_failing: pd.Series, synonymy_graph,
             weak_labels: pd.DataFrame, abstained: dict, operating_point: dict, embed_stats: dict, knn_index: list,
             embedder) -> dict:
@@ -106,7 +106,7 @@ def _export(ctx: Context, ingest_report, day_plan, turn_friction, node_days, sco
                "embedder": embedder.name, "target_precision": cfg.labels.target_precision})
     released_nodes, released_edges = write_graph(synonymy_graph.nodes, synonymy_graph.edges, layout, release)
     n_rewrites = write_rewrite_pairs(rephrase_edges, nodes, layout, release)
-    counts = ctx.engine.to_arrow(ctx.engine.sql("locale_counts", {"turns": turn_friction, "scored_pairs": scored_pairs}))
+    counts = ctx.engine.to_arrow(ctx.engine.sql("locale_counts", {"locale_days": locale_days}))
     funnel = make_funnel(counts.to_pandas(), nodes, is_failing, released_labels)
     # the manifest is written inside this stage: record the stage's time so far, or it would have none
     ctx.timings["export"] = round(time.perf_counter() - started, 3)
@@ -152,7 +152,7 @@ def _export(ctx: Context, ingest_report, day_plan, turn_friction, node_days, sco
     return {"released_labels": released_labels, "funnel": funnel, "manifest": manifest}
 
 
-EXPORT = Stage("export", inputs=("ingest_report", "day_plan", "turn_friction", "node_days", "scored_pairs", "utterance_stats", "rephrase_edges",
+EXPORT = Stage("export", inputs=("ingest_report", "day_plan", "node_days", "locale_days", "utterance_stats", "rephrase_edges",
                                  "variant_edges", "is_failing", "synonymy_graph", "weak_labels", "abstained",
                                  "operating_point", "embed_stats", "knn_index", "embedder"),
                outputs=("released_labels", "funnel", "manifest"), run=_export)

@@ -150,14 +150,12 @@ def _rephrase(ctx: Context, turn_pairs, text_vectors: VectorLookup, embedder, da
     with progress_bar(ctx.engine.count(turn_pairs) if enabled else None, "rephrase scoring", "pair", enabled) as bar:
         fresh = ctx.engine.map_batches(turn_pairs, counted(scorer, bar) if enabled else scorer,
                                        contract.REPHRASE_PAIRS_SCHEMA)
+    # internal, not released: per-turn-pair scores, one file a day (layout.scored_pairs), for `selflearn eval`
     daily.store(ctx, day_plan, "scored_pairs", fresh)
-    scored = daily.load(ctx, day_plan, "scored_pairs")
-    # internal, not released: per-turn-pair scores of the window for evaluation and debugging
-    ctx.engine.write_parquet(scored, ctx.layout.scored_pairs)
-    return {"fresh_scored_pairs": fresh, "scored_pairs": scored}
+    return {"fresh_scored_pairs": fresh}
 
 
-# turn_pairs (the days this run computes) -> fresh_scored_pairs, stored per day; scored_pairs: the window's
-# (REPHRASE_PAIRS_SCHEMA), also written to work/ for `selflearn eval`
+# turn_pairs (the days this run computes) -> fresh_scored_pairs (REPHRASE_PAIRS_SCHEMA), stored per day:
+# work/daily/scored_pairs/ holds the window's, with the other days' files linked from the previous run
 REPHRASE = Stage("rephrase", inputs=("turn_pairs", "text_vectors", "embedder", "day_plan"),
-                 outputs=("fresh_scored_pairs", "scored_pairs"), run=_rephrase)
+                 outputs=("fresh_scored_pairs",), run=_rephrase)

@@ -36,7 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from selflearn import contract, outdir
-from selflearn.io import atomic_write_json, atomic_write_parquet
+from selflearn.io import atomic_write_json
 from selflearn.layout import RunLayout
 from selflearn.stages.base import Context
 
@@ -176,8 +176,11 @@ def store(ctx: Context, day_plan: DayPlan, dataset: str, rows: Any) -> None:
     partitions from the previous run (a hard link: no bytes copied, and the previous run stays intact)."""
     schema = DAY_DATASETS[dataset]
     for day in day_plan.fresh:
-        part = ctx.engine.to_arrow(ctx.engine.sql("rows_of_days", {"day_rows": rows, "days": days_table(ctx, [day])}))
-        atomic_write_parquet(contract.conform(part, schema, dataset), ctx.layout.daily_partition(dataset, day))
+        part = ctx.engine.sql("rows_of_days", {"day_rows": rows, "days": days_table(ctx, [day])})
+        if isinstance(part, pa.Table):   # Arrow in this process (DuckDB): the contract's types, as every file has
+            part = contract.conform(part, schema, dataset)
+        # written by the engine (Spark: by its executors, no collect to the driver), atomically
+        ctx.engine.write_parquet(part, ctx.layout.daily_partition(dataset, day))
     for day in day_plan.reused:
         _link(day_plan.previous.daily_partition(dataset, day), ctx.layout.daily_partition(dataset, day))
 

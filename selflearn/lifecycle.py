@@ -59,10 +59,13 @@ def advance(base: pd.DataFrame | None, labels: pd.DataFrame, text_days: pd.DataF
     rows = {tuple(r[c] for c in LABEL): dict(r) for r in base.to_dict(orient="records")}
     keys = sorted({k[:2] for k in rows} | set(given))
     days = _daily(_of_texts(text_days, keys), rules, as_of)
+    by_text: dict[tuple, list[dict]] = {}   # a text's labels, without a scan of every label per text
+    for k, r in rows.items():
+        by_text.setdefault(k[:2], []).append(r)
     for key in keys:
         info = days.get(key, _NO_DAYS)
         intent_now = given.get(key)
-        mine = [r for k, r in rows.items() if k[:2] == key]
+        mine = by_text.get(key, [])
         live = next((r for r in mine if r["state"] in ACTIVE), None)
         for r in mine:   # every label of the text sees the same days
             r["evidence_days"] = _union(r["evidence_days"], info["evidence_days"])

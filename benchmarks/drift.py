@@ -159,6 +159,12 @@ def retirement(runs: list[dict], texts: pd.DataFrame, users: pd.DataFrame, withi
         for name, group in (("fixed", fixed), ("fixed_and_said_enough", seen), ("still_failing", still_failing)):
             curves[name][str(day - WORLD.retrain_day)] = int(len(group.merge(retired, on=LABEL)))
 
+    # why labels whose text still fails were retired by the within-th day: relabeled (another interpretation
+    # won) or "the NLU now handles it" (a wrong retirement)
+    last = by_day.get(WORLD.retrain_day + within_days - 1, runs[-1])["state"]
+    gone = still_failing[LABEL].merge(last[last["state"] == "retired"][[*LABEL, "reason"]], on=LABEL)
+    why = gone["reason"].str.split(":").str[0].str.replace(r"relabeled to .*", "relabeled", regex=True)
+
     def share(name: str, group: pd.DataFrame):
         within = curves[name].get(str(within_days - 1))   # the run on the within_days-th day of the new NLU
         return None if within is None or not len(group) else round(within / len(group), 3)
@@ -168,7 +174,8 @@ def retirement(runs: list[dict], texts: pd.DataFrame, users: pd.DataFrame, withi
             "said_enough_retired_by_day": curves["fixed_and_said_enough"],
             "said_enough_share_retired_within": share("fixed_and_said_enough", seen),
             "labels_whose_text_still_fails": int(len(still_failing)),
-            "of_those_retired_by_day_after_retrain": curves["still_failing"]}
+            "of_those_retired_by_day_after_retrain": curves["still_failing"],
+            "of_those_retired_within_by_reason": {k: int(v) for k, v in why.value_counts().sort_index().items()}}
 
 
 def flips(runs: list[dict]) -> dict:
@@ -231,6 +238,9 @@ def markdown(result: dict) -> str:
              f" days ({ret['labels_whose_text_the_retrain_fixed']}) | >= 90 % | {pct(share)} |",
              f"| of those, texts said >= 3 times in those days ({ret['of_those_said_enough_after_retrain']}) | - | "
              f"{pct(ret['said_enough_share_retired_within'])} |",
+             f"| labels whose text the retrained NLU still gets wrong ({ret['labels_whose_text_still_fails']}), retired "
+             f"within those days by reason | 0 by 'the NLU now handles it' | "
+             f"{ret['of_those_retired_within_by_reason'] or 0} |",
              f"| labels whose state flipped back and forth | 0 | {fl['state_flips']} |",
              f"| labels that left the training set and came back | - | {fl['training_set_flips']} |"]
     if len(tim) == 2:

@@ -113,10 +113,12 @@ def day_weights(window: list[str], half_life_days: float | None) -> dict[str, fl
 
 
 def _shift(day: str, n: int) -> str:
+    """The ISO day `n` days from `day`, held at the first or last day there is (a valid log may hold any day of
+    years 1-9999)."""
     try:
         return (dt.date.fromisoformat(day) + dt.timedelta(days=n)).isoformat()
-    except OverflowError:   # the first or last day there is
-        return day
+    except OverflowError:
+        return (dt.date.min if n < 0 else dt.date.max).isoformat()
 
 
 # ------------------------------------------------------------------------------------------- edges: I/O

@@ -32,7 +32,7 @@ def sql_params(cfg: Config) -> dict[str, float]:
     }
 
 
-def day_turns(engine: Engine, curated_files: list, days: Any, cfg: Config) -> Any:
+def day_turns(engine: Engine, curated_files: list, days: Any) -> Any:
     """Curated turns files -> their turns on `days` (an engine relation of one column, day) (TURNS_SCHEMA)."""
     turns = engine.load_parquet(curated_files, contract.TURNS_SCHEMA)
     return engine.sql("turns_of_days", {"turns": turns, "days": days})
@@ -52,7 +52,7 @@ def _window(ctx: Context, ingest_report) -> dict:
     day_plan = daily.plan(ctx, ingest_report.curated_files)
     context = day_plan.context(day_plan.fresh)
     files = daily.files_for(day_plan, context, ctx.layout.curated_turns)
-    return {"day_plan": day_plan, "turns": day_turns(ctx.engine, files, daily.days_table(ctx, context), ctx.cfg)}
+    return {"day_plan": day_plan, "turns": day_turns(ctx.engine, files, daily.days_table(ctx, context))}
 
 
 def _friction(ctx: Context, turns, day_plan) -> dict:

@@ -14,7 +14,7 @@ edges are aggregated from (sql/node_days.sql, sql/edge_days.sql) are kept per UT
 
 A day's fingerprint covers the curated files holding it and its two neighbour days (sessions and turn pairs cross
 midnight: a turn's friction reads the next turn, a pair's second turn may fall on the next day), the settings
-that per-day rows depend on and the window's first day. A run recomputes the days whose fingerprint changed (the
+that per-day rows depend on (a neighbour outside the window is no context: a run from scratch would not see it). A run recomputes the days whose fingerprint changed (the
 new day, the day before it, a past day a late file landed on, and its neighbours) and hard-links the others from
 the previous published run, so it does work for one day, not for the window; the aggregation over the window
 reads the per-day rows (a scan, no sessions, no scoring). Recomputing a day gives the bytes a run from scratch

@@ -1,6 +1,7 @@
 """After launch: how fast a new failing phrasing gets a label, how fast a fixed one loses it, and whether labels flip.
 
     .venv/bin/python benchmarks/drift.py [--days 14] [--turns 60000] [--seed 11] [--embedder use-onnx]
+    .venv/bin/python benchmarks/drift.py --days 28 --turns 120000     # the same daily traffic over 28 days
 
 Simulates the drift world (selflearn/sim/worlds.py: new entities and wordings from day 3, an NLU retrained on
 day 6, hi-IN launching on day 4) and runs the pipeline once a day into one --out, as a daily deployment would:
@@ -16,7 +17,9 @@ training sets, their private lifecycle state (work/label_lifecycle.parquet) and 
   text still fails);
 - flips: labels whose state left and came back (live -> retired -> live), and labels that left the training
   set and came back;
-- per-stage timings of the runs on two days (--timing-days).
+- per-stage timings of every daily run, with the days each run computed and reused (stages/daily.py: a daily run
+  computes the new day and the day before it), and the two runs of --timing-days side by side (default: the 7th
+  and the last).
 Writes benchmarks/results/drift.json and prints a Markdown table.
 """
 from __future__ import annotations
@@ -65,11 +68,14 @@ def run_daily(world: Path, out: Path, cfg, say=print) -> list[dict]:
         runs.append({"day": day, "as_of": partition.name.removeprefix("day="),
                      "timings": result.manifest["timings_s"],
                      "turns_in_window": result.manifest["counts"]["turns_in_window"],
+                     "days_recomputed": len(result.manifest["days"]["recomputed"]),
+                     "days_reused": result.manifest["days"]["reused"],
                      "labels": pd.read_parquet(out / "training" / "parquet")[LABEL],
                      "state": pd.read_parquet(out / "work" / "label_lifecycle.parquet")[
                          [*LABEL, "state", "reason", "pending_intent"]]})
         say(f"  day {day:>2}: {runs[-1]['turns_in_window']} turns, {len(runs[-1]['labels'])} labels, "
-            f"{sum(result.manifest['timings_s'].values()):.1f}s")
+            f"{sum(result.manifest['timings_s'].values()):.1f}s, days computed {runs[-1]['days_recomputed']} "
+            f"reused {runs[-1]['days_reused']}")
     return runs
 
 
@@ -153,6 +159,12 @@ def retirement(runs: list[dict], texts: pd.DataFrame, users: pd.DataFrame, withi
         for name, group in (("fixed", fixed), ("fixed_and_said_enough", seen), ("still_failing", still_failing)):
             curves[name][str(day - WORLD.retrain_day)] = int(len(group.merge(retired, on=LABEL)))
 
+    # why labels whose text still fails were retired by the within-th day: relabeled (another interpretation
+    # won) or "the NLU now handles it" (a wrong retirement)
+    last = by_day.get(WORLD.retrain_day + within_days - 1, runs[-1])["state"]
+    gone = still_failing[LABEL].merge(last[last["state"] == "retired"][[*LABEL, "reason"]], on=LABEL)
+    why = gone["reason"].str.split(":").str[0].str.replace(r"relabeled to .*", "relabeled", regex=True)
+
     def share(name: str, group: pd.DataFrame):
         within = curves[name].get(str(within_days - 1))   # the run on the within_days-th day of the new NLU
         return None if within is None or not len(group) else round(within / len(group), 3)
@@ -162,7 +174,8 @@ def retirement(runs: list[dict], texts: pd.DataFrame, users: pd.DataFrame, withi
             "said_enough_retired_by_day": curves["fixed_and_said_enough"],
             "said_enough_share_retired_within": share("fixed_and_said_enough", seen),
             "labels_whose_text_still_fails": int(len(still_failing)),
-            "of_those_retired_by_day_after_retrain": curves["still_failing"]}
+            "of_those_retired_by_day_after_retrain": curves["still_failing"],
+            "of_those_retired_within_by_reason": {k: int(v) for k, v in why.value_counts().sort_index().items()}}
 
 
 def flips(runs: list[dict]) -> dict:
@@ -202,7 +215,15 @@ def _returns(sequences: pd.Series) -> int:
 def timings(runs: list[dict], days: list[int]) -> dict:
     by_day = {r["day"] + 1: r for r in runs}   # "day 7" is the seventh daily run
     return {str(d): {"turns_in_window": by_day[d]["turns_in_window"], "stages_s": by_day[d]["timings"],
+                     "days_recomputed": by_day[d]["days_recomputed"], "days_reused": by_day[d]["days_reused"],
                      "total_s": round(sum(by_day[d]["timings"].values()), 2)} for d in days if d in by_day}
+
+
+def timings_per_day(runs: list[dict]) -> dict:
+    """Every daily run: turns in the window, days computed and reused, seconds per stage and in all."""
+    return {str(r["day"] + 1): {"turns_in_window": r["turns_in_window"], "days_recomputed": r["days_recomputed"],
+                                "days_reused": r["days_reused"], "stages_s": r["timings"],
+                                "total_s": round(sum(r["timings"].values()), 2)} for r in runs}
 
 
 def markdown(result: dict) -> str:
@@ -217,11 +238,15 @@ def markdown(result: dict) -> str:
              f" days ({ret['labels_whose_text_the_retrain_fixed']}) | >= 90 % | {pct(share)} |",
              f"| of those, texts said >= 3 times in those days ({ret['of_those_said_enough_after_retrain']}) | - | "
              f"{pct(ret['said_enough_share_retired_within'])} |",
+             f"| labels whose text the retrained NLU still gets wrong ({ret['labels_whose_text_still_fails']}), retired "
+             f"within those days by reason | 0 by 'the NLU now handles it' | "
+             f"{ret['of_those_retired_within_by_reason'] or 0} |",
              f"| labels whose state flipped back and forth | 0 | {fl['state_flips']} |",
              f"| labels that left the training set and came back | - | {fl['training_set_flips']} |"]
     if len(tim) == 2:
         (a, ta), (b, tb) = tim.items()
-        lines += ["", f"| stage | day {a} ({ta['turns_in_window']} turns) s | day {b} ({tb['turns_in_window']} turns) s"
+        lines += ["", f"| stage | day {a} ({ta['turns_in_window']} turns, {ta['days_recomputed']} days computed) s"
+                      f" | day {b} ({tb['turns_in_window']} turns, {tb['days_recomputed']} days computed) s"
                       f" | ratio |", "|---|---:|---:|---:|"]
         for stage in ta["stages_s"]:
             x, y = ta["stages_s"][stage], tb["stages_s"].get(stage, 0.0)
@@ -240,7 +265,7 @@ def main() -> int:
     parser.add_argument("--window-days", type=int, default=28, help="28 (default): the window grows over the run")
     parser.add_argument("--min-daily-users", type=float, default=3.0)
     parser.add_argument("--retire-within", type=int, default=3)
-    parser.add_argument("--timing-days", default="7,14")
+    parser.add_argument("--timing-days", default=None, help="two daily runs to compare (default: 7 and the last)")
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "drift.json"))
     args = parser.parse_args()
     root = Path(args.root)
@@ -258,7 +283,8 @@ def main() -> int:
         "latency": label_latency(runs, texts, users, args.min_daily_users),
         "retirement": retirement(runs, texts, users, args.retire_within, cfg.lifecycle.min_recent_events),
         "flips": flips(runs),
-        "timings": timings(runs, [int(d) for d in args.timing_days.split(",")]),
+        "timings": timings(runs, [int(d) for d in (args.timing_days or f"7,{args.days}").split(",")]),
+        "timings_per_day": timings_per_day(runs),
         "labels_per_day": {str(r["day"]): int(len(r["labels"])) for r in runs},
         "machine": f"{os.cpu_count()} vCPU {platform.machine()}, Python {platform.python_version()}",
         "date": dt.date.today().isoformat(),

@@ -184,6 +184,7 @@ class LifecycleConfig(_Section):
     recent_days: int = Field(2, ge=1, description="days pooled to judge a text's current friction")
     min_recent_events: int = Field(3, ge=1, description="events needed in the recent days before a label is retired or revived")
     relabel_after_days: int = Field(1, ge=0, description="a new interpretation replaces a label only when the labeler still gives it this many days later")
+    retire_on_read_as: int = Field(1, ge=0, description="retire a label once, after its text last failed, the NLU read the text as the labelled intent without friction on this many days (0: off)")
 
 
 class EmergingConfig(_Section):
@@ -194,6 +195,12 @@ class EmergingConfig(_Section):
     min_recent_events: int = Field(3, ge=1, description="events a text needs in the recent days to be scored at all")
     prior_events: float = Field(0.5, gt=0, description="history a never-seen text is given, in events (and the weight of the locale's failure rate in a text's own)")
     top_per_locale: int = Field(25, ge=1, description="at most this many emerging phrasings per locale in history/emerging.parquet")
+
+
+class WindowConfig(_Section):
+    # Counts that privacy and the release rule read (distinct users, events) are never decayed: only the
+    # shares the label model weighs (defect rate, top-intent share, soft rephrase votes) lean to recent days.
+    half_life_days: float | None = Field(None, gt=0, description="weigh each day of the window by 0.5 ** (age in days / this) in defect rates, interpretation shares and rephrase votes; unset: every day weighs 1 (the window as one snapshot)")
 
 
 class RunConfig(_Section):
@@ -215,6 +222,7 @@ class Config(_Section):
     training: TrainingConfig = TrainingConfig()
     lifecycle: LifecycleConfig = LifecycleConfig()
     emerging: EmergingConfig = EmergingConfig()
+    window: WindowConfig = WindowConfig()
     run: RunConfig = RunConfig()
 
 

@@ -126,6 +126,23 @@ NODE_INTENTS_SCHEMA = pa.schema([
     ("n_success_users", pa.int64()),
 ])
 
+# Per-day statistics (stages/daily.py; private: user keys), aggregated over the window with decay weights.
+NODE_DAYS_SCHEMA = pa.schema([
+    ("day", pa.string()), ("locale", pa.string()), ("utt_norm", pa.string()), ("utt", pa.string()),
+    ("intent", pa.string()), ("user_key", pa.string()),
+    ("n_events", pa.int64()), ("n_defective", pa.int64()), ("n_logged_friction", pa.int64()),
+])
+LOCALE_DAYS_SCHEMA = pa.schema([
+    ("day", pa.string()), ("locale", pa.string()), ("turns", pa.int64()), ("pairs", pa.int64()),
+    ("rephrases", pa.int64()),
+])
+EDGE_DAYS_SCHEMA = pa.schema([
+    ("day", pa.string()), ("locale", pa.string()), ("utt_norm_a", pa.string()), ("utt_norm_b", pa.string()),
+    ("user_key", pa.string()), ("user_score", pa.float64()), ("user_rephrased", pa.int64()),
+    ("rephrase_events", pa.int64()), ("pair_events", pa.int64()), ("score_units", pa.int64()),
+    ("embed_sim", pa.float64()),
+])
+
 # Utterance statistics before the graph adds component and p_success (becomes NODES_SCHEMA).
 UTTERANCE_STATS_SCHEMA = pa.schema([
     ("node_id", pa.string()),
@@ -266,7 +283,10 @@ DATASET_SCHEMAS: dict[str, pa.Schema] = {
     "turns": TURNS_SCHEMA,
     "turn_friction": TURN_FRICTION_SCHEMA,
     "turn_pairs": PAIRS_SCHEMA,
-    "scored_pairs": REPHRASE_PAIRS_SCHEMA,
+    "fresh_friction": TURN_FRICTION_SCHEMA,
+    "fresh_scored_pairs": REPHRASE_PAIRS_SCHEMA,
+    "node_days": NODE_DAYS_SCHEMA,
+    "locale_days": LOCALE_DAYS_SCHEMA,
     "node_intents": NODE_INTENTS_SCHEMA,
     "utterance_stats": UTTERANCE_STATS_SCHEMA,
     "rephrase_edges": REPHRASE_EDGES_SCHEMA,

@@ -54,7 +54,9 @@ def burst_scores(text_days: pd.DataFrame, as_of: str, rules: EmergingConfig) -> 
     counts.columns = [f"{period}_{'events' if v == 'n_events' else 'defective'}" for v, period in counts.columns]
     counts = counts.reindex(columns=["recent_events", "recent_defective", "history_events", "history_defective"],
                             fill_value=0).reset_index()
-    counts["first_seen"] = days.groupby(KEY)["day"].min().to_numpy()
+    # the earliest day as the minimum of integer codes: a minimum over strings runs row by row in Python
+    day_names, day_codes = np.unique(days["day"].to_numpy(dtype=object), return_inverse=True)
+    counts["first_seen"] = day_names[days.assign(code=day_codes).groupby(KEY)["code"].min().to_numpy()]
     locale = counts.groupby("locale")[["recent_events", "history_events", "history_defective"]].sum()
     locale.columns = ["locale_recent", "locale_history", "locale_history_defective"]
     scored = counts.merge(locale, left_on="locale", right_index=True)

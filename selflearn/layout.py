@@ -32,13 +32,14 @@ RUN_FILES = {
     "rewrite_pairs": f"{REPHRASES}/pairs.parquet",
     "graph_nodes": f"{GRAPH}/nodes.parquet",
     "graph_edges": f"{GRAPH}/edges.parquet",
-    "scored_pairs": f"{WORK}/scored_pairs.parquet",          # internal: per turn pair, user keys
+    "scored_pairs": f"{WORK}/daily/scored_pairs",            # internal: per turn pair, user keys; one file a day
     "label_candidates": f"{WORK}/label_candidates.parquet",  # internal: every utterance the labeler scored
     "label_history": f"{HISTORY}/labels.parquet",            # each label's life across runs (stages/history.py)
     "label_changes": f"{HISTORY}/changes.parquet",           # every change of state, run after run
     "emerging_phrasings": f"{HISTORY}/emerging.parquet",     # phrasings bursting in the last days (stages/emerging.py)
     "label_lifecycle": f"{WORK}/label_lifecycle.parquet",    # internal: the lifecycle state the next run carries on
     "label_lifecycle_base": f"{WORK}/label_lifecycle_base.parquet",  # internal: the state this run started from
+    "daily": f"{WORK}/daily",                                # internal: per-day partitions (stages/daily.py)
     "manifest": MANIFEST_FILE,
     "report": REPORT_FILE,
     "catalog": CATALOG_FILE,
@@ -99,6 +100,15 @@ class RunLayout:
     @property
     def label_candidates(self) -> Path:
         return self.run / RUN_FILES["label_candidates"]
+
+    @property
+    def daily_ledger(self) -> Path:
+        """Which inputs each day's partitions were computed from (stages/daily.py)."""
+        return self.run / RUN_FILES["daily"] / "_days.json"
+
+    def daily_partition(self, dataset: str, day: str) -> Path:
+        """One day of a per-day dataset: <run>/work/daily/<dataset>/<day>.parquet."""
+        return self.run / RUN_FILES["daily"] / dataset / f"{day}.parquet"
 
     # -------------------------------------------------------------- state across runs
     @property

@@ -8,9 +8,11 @@ events of every text in the window (sql/text_days.sql); `as_of` the newest day i
 
     new        labelled, its text failed on fewer than `confirm_days` distinct days so far
     confirmed  labelled, its text failed on at least `confirm_days` distinct days
-    retired    the NLU now handles the text (its friction over the last `recent_days` fell to
-               `retire_defect_rate`), or the labeler gave the text another intent on two days `relabel_after_days`
-               apart (the evidence flipped)
+    retired    the NLU now handles the text: after the text last failed, the NLU read it as the labelled
+               intent without friction on `retire_on_read_as` days (per-text per-day statistics: `text_days` per
+               day and interpretation), or its friction over the last `recent_days` fell to `retire_defect_rate`;
+               or the labeler gave the text another intent on two days `relabel_after_days` apart (the evidence
+               flipped)
 
 Hysteresis keeps labels from flipping: a retired label comes back only when its text fails at least
 `revive_defect_rate` of the time again (the band between the two rates keeps the state) and failed on
@@ -57,13 +59,13 @@ def advance(base: pd.DataFrame | None, labels: pd.DataFrame, text_days: pd.DataF
     rows = {tuple(r[c] for c in LABEL): dict(r) for r in base.to_dict(orient="records")}
     keys = sorted({k[:2] for k in rows} | set(given))
     days = _daily(_of_texts(text_days, keys), rules, as_of)
-    labels_of_text: dict[tuple, list[dict]] = {}   # grouped once: a scan of all rows per text was quadratic
+    by_text: dict[tuple, list[dict]] = {}   # a text's labels, without a scan of every label per text
     for k, r in rows.items():
-        labels_of_text.setdefault(k[:2], []).append(r)
+        by_text.setdefault(k[:2], []).append(r)
     for key in keys:
         info = days.get(key, _NO_DAYS)
         intent_now = given.get(key)
-        mine = labels_of_text.get(key, [])
+        mine = by_text.get(key, [])
         live = next((r for r in mine if r["state"] in ACTIVE), None)
         for r in mine:   # every label of the text sees the same days
             r["evidence_days"] = _union(r["evidence_days"], info["evidence_days"])
@@ -72,6 +74,8 @@ def advance(base: pd.DataFrame | None, labels: pd.DataFrame, text_days: pd.DataF
         if live is not None and intent_now not in (None, live["intent"]):
             if live["pending_intent"] != intent_now:
                 live["pending_intent"], live["pending_since"] = intent_now, as_of
+            if _relabeled_away(rows.get((*key, intent_now))):
+                continue      # the labeler went back to an interpretation it left: contested, emit neither
             if _days_between(live["pending_since"], as_of) >= rules.relabel_after_days:
                 _set(live, "retired", f"relabeled to {intent_now}", as_of)
                 live["pending_intent"] = live["pending_since"] = None
@@ -90,7 +94,8 @@ def advance(base: pd.DataFrame | None, labels: pd.DataFrame, text_days: pd.DataF
                     "state_since": as_of, "pending_intent": None, "pending_since": None}
                 _set(old, "new", "labelled", as_of)
                 live = old
-            elif old["state"] == "retired" and info["recent_rate"] >= rules.revive_defect_rate \
+            elif old["state"] == "retired" and not _relabeled_away(old) \
+                    and info["recent_rate"] >= rules.revive_defect_rate \
                     and info["recent_events"] >= rules.min_recent_events and old["state_since"] != as_of \
                     and _failed_since(old) >= rules.confirm_days:
                 _set(old, "new", "fails again", as_of)
@@ -98,7 +103,13 @@ def advance(base: pd.DataFrame | None, labels: pd.DataFrame, text_days: pd.DataF
                 live = old
         if live is None:
             continue
-        if info["recent_events"] >= rules.min_recent_events and info["recent_rate"] <= rules.retire_defect_rate:
+        read_as = _read_as_since(info, live)
+        if rules.retire_on_read_as and len(read_as) >= rules.retire_on_read_as:
+            _set(live, "retired", f"the NLU now handles it: read as {live['intent']} without friction on "
+                                  f"{len(read_as)} day(s)", as_of)
+        elif not _misread(info, live["intent"]) \
+                and info["recent_events"] >= rules.min_recent_events and info["recent_rate"] <= rules.retire_defect_rate:
+            # a text whose failures were read as the labelled intent (slots, ASR): only its friction can tell
             _set(live, "retired", "the NLU now handles it", as_of)
         elif len(live["evidence_days"]) >= rules.confirm_days and live["state"] == "new":
             _set(live, "confirmed", f"failed on {len(live['evidence_days'])} days", as_of)
@@ -110,29 +121,68 @@ def advance(base: pd.DataFrame | None, labels: pd.DataFrame, text_days: pd.DataF
     return Lifecycle(state, _changes(base, state, as_of), emitted, withheld)
 
 
-_NO_DAYS = {"evidence_days": [], "first_seen": None, "recent_events": 0, "recent_rate": 0.0}
+_NO_DAYS = {"evidence_days": [], "first_seen": None, "recent_events": 0, "recent_rate": 0.0, "read_as": {},
+            "defective_by_intent": {}}
 
 
 def _daily(text_days: pd.DataFrame, rules: LifecycleConfig, as_of: str) -> dict:
-    """(locale, utt_norm) -> the days it failed, the first day it was said, and its recent friction."""
+    """(locale, utt_norm) -> the days it failed, the first day it was said, its recent friction, and per
+    interpretation the days the NLU read it so without friction (`text_days` per day, or per day and intent)."""
     if text_days.empty:
         return {}
     frame = text_days.assign(day=text_days["day"].astype(str))
+    per_day = frame.groupby([*KEY, "day"], as_index=False, sort=True)[["n_events", "n_defective"]].sum()
     recent_from = days_before(as_of, rules.recent_days - 1)
-    recent = frame["day"] >= recent_from
-    frame = frame.assign(failed=frame["n_defective"] >= rules.revive_defect_rate * frame["n_events"],
-                         recent_events=frame["n_events"].where(recent, 0),
-                         recent_defective=frame["n_defective"].where(recent, 0))
-    per_text = frame.groupby(KEY, sort=True).agg(first_seen=("day", "min"), recent_events=("recent_events", "sum"),
-                                                 recent_defective=("recent_defective", "sum"))
-    failed_days = frame[frame["failed"]].sort_values("day").groupby(KEY, sort=True)["day"].agg(list)
+    failed = per_day["n_defective"] >= rules.revive_defect_rate * per_day["n_events"]
+    read_as, defective = _read_as_days(frame, per_day, rules)
     out = {}
-    for key, first_seen, events, defective in zip(per_text.index, per_text["first_seen"],
-                                                  per_text["recent_events"], per_text["recent_defective"]):
-        events = int(events)
-        out[key] = {"evidence_days": list(failed_days.get(key, [])), "first_seen": first_seen,
-                    "recent_events": events, "recent_rate": float(defective) / events if events else 0.0}
+    for key, group in per_day.assign(failed=failed).groupby(KEY, sort=True):
+        recent = group[group["day"] >= recent_from]
+        events = int(recent["n_events"].sum())
+        out[key] = {"evidence_days": sorted(group.loc[group["failed"], "day"].tolist()),
+                    "first_seen": group["day"].min(), "recent_events": events,
+                    "recent_rate": float(recent["n_defective"].sum()) / events if events else 0.0,
+                    "read_as": read_as.get(key, {}), "defective_by_intent": defective.get(key, {})}
     return out
+
+
+def _read_as_days(frame: pd.DataFrame, per_day: pd.DataFrame, rules: LifecycleConfig) -> tuple[dict, dict]:
+    """(locale, utt_norm) -> {intent: days}: the days the NLU read the text as `intent`, none of those turns
+    defective, on a day whose friction over all its turns was normal (at most `retire_defect_rate`): the NLU
+    handles it then; and (locale, utt_norm) -> {intent: defective turns read so}. A text the NLU still gets
+    wrong is never read as the labelled intent, however often its wrong reading passes without friction."""
+    if "intent" not in frame.columns:
+        return {}, {}
+    intents = frame.assign(intent=frame["intent"].fillna(""))
+    defective: dict = {}
+    for (locale, utt_norm, intent), n in intents.groupby([*KEY, "intent"], sort=True)["n_defective"].sum().items():
+        defective.setdefault((locale, utt_norm), {})[intent] = int(n)
+    normal = per_day[per_day["n_defective"] <= rules.retire_defect_rate * per_day["n_events"]][[*KEY, "day"]]
+    clean = intents[(intents["n_events"] > 0) & (intents["n_defective"] == 0) & (intents["intent"] != "")]
+    clean = clean.merge(normal, on=[*KEY, "day"], how="inner")
+    out: dict = {}
+    for (locale, utt_norm, intent), group in clean.groupby([*KEY, "intent"], sort=True):
+        out.setdefault((locale, utt_norm), {})[intent] = sorted(group["day"].tolist())
+    return out, defective
+
+
+def _misread(info: dict, intent: str) -> bool:
+    """Whether the text failed mostly under another reading than `intent` (fewer than half of its defective
+    turns were read as `intent`). Read-as days count only then: when a text's failures were read as the
+    labelled intent already (a slot or an ASR problem), a clean day read so shows no change in the NLU, and
+    only its friction can tell."""
+    by_intent = info["defective_by_intent"]
+    total = sum(by_intent.values())
+    return total > 0 and 2 * by_intent.get(intent, 0) < total
+
+
+def _read_as_since(info: dict, label: dict) -> list[str]:
+    """Days after the text last failed on which the NLU read it as the label's intent without friction; a day
+    the text fails again starts the count anew (hysteresis: one good day amid failures retires nothing)."""
+    if not _misread(info, label["intent"]):
+        return []
+    last_failed = max(info["evidence_days"], default=None)
+    return [d for d in info["read_as"].get(label["intent"], []) if last_failed is None or d > last_failed]
 
 
 def _of_texts(text_days: pd.DataFrame, keys: list[tuple]) -> pd.DataFrame:
@@ -145,6 +195,12 @@ def _of_texts(text_days: pd.DataFrame, keys: list[tuple]) -> pd.DataFrame:
 
 def _union(before, now: list[str]) -> list[str]:
     return sorted(set(list(before) if before is not None else []) | set(now))
+
+
+def _relabeled_away(row: dict | None) -> bool:
+    """A label retired because the labeler gave its text another interpretation: it never comes back, so that
+    two readings taking turns do not make labels flip (the text stays contested while they do)."""
+    return row is not None and row["state"] == "retired" and str(row["reason"] or "").startswith("relabeled")
 
 
 def _failed_since(row: dict) -> int:

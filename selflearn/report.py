@@ -464,7 +464,9 @@ def _read_folder(folder: Path) -> pd.DataFrame:
 
 
 def _read(path: Path, columns: list[str] | None = None) -> pd.DataFrame:
-    return pq.read_table(path, columns=columns).to_pandas() if path.is_file() else pd.DataFrame(columns=columns or [])
+    # a file, or a folder of one file a day (work/daily/scored_pairs)
+    found = path.is_file() or (path.is_dir() and any(path.glob("*.parquet")))
+    return pq.read_table(path, columns=columns).to_pandas() if found else pd.DataFrame(columns=columns or [])
 
 
 def _cell(value) -> str:

@@ -5,21 +5,23 @@
 -- rephrase threshold, so the label model can weigh confident and doubtful users apart. An edge is kept when its strongest user reaches
 -- min_edge_score, so that several users' doubtful rephrases still reach the label model, which weighs them.
 -- Association over all candidate transitions in the locale: Dunning log-likelihood ratio and PMI.
--- input: scored_pairs
+-- inputs: edge_days (sql/edge_days.sql), day_weights (day, weight: 1 unless window.half_life_days is set)
 -- Integer sums are cast to bigint: DuckDB would give HUGEINT, Spark bigint; both must give int64.
 -- Scores are summed as integer nano-units: a sum of doubles depends on the order in which threads or
 -- partitions add them, and equal inputs must give equal bytes on every run and on both engines.
 with per_user as (
-  select locale, utt_norm_a, utt_norm_b, user_key,
-         max(rephrase_score) as user_score,
-         max(case when is_rephrase then 1 else 0 end) as user_rephrased,
-         cast(sum(case when is_rephrase then 1 else 0 end) as bigint) as rephrase_events,
-         count(*) as pair_events,
-         cast(sum(cast(round(rephrase_score * 1e9) as bigint)) as bigint) as score_units,
-         max(embed_sim) as embed_sim
-  from scored_pairs
-  where utt_norm_a <> utt_norm_b
-  group by locale, utt_norm_a, utt_norm_b, user_key
+  -- one row per user and edge over the window; a user's soft vote weighs as of their latest day with it
+  select e.locale, e.utt_norm_a, e.utt_norm_b, e.user_key,
+         max(e.user_score) as user_score,
+         max(e.user_rephrased) as user_rephrased,
+         cast(sum(e.rephrase_events) as bigint) as rephrase_events,
+         cast(sum(e.pair_events) as bigint) as pair_events,
+         cast(sum(e.score_units) as bigint) as score_units,
+         max(e.embed_sim) as embed_sim,
+         max(w.weight) as weight
+  from edge_days e
+  join day_weights w on w.day = e.day
+  group by e.locale, e.utt_norm_a, e.utt_norm_b, e.user_key
 ),
 transitions as (
   select locale, utt_norm_a, utt_norm_b,
@@ -27,8 +29,8 @@ transitions as (
          cast(sum(user_rephrased) as bigint) as n_users,
          cast(sum(rephrase_events) as bigint) as n_events,
          cast(sum(score_units) as bigint) / 1e9 / sum(pair_events) as mean_score,
-         cast(sum(cast(round(user_score * 1e9) as bigint)) as bigint) / 1e9 as soft_users,
-         cast(sum(case when user_rephrased = 1 then cast(round(user_score * 1e9) as bigint) else 0 end) as bigint)
+         cast(sum(cast(round(user_score * weight * 1e9) as bigint)) as bigint) / 1e9 as soft_users,
+         cast(sum(case when user_rephrased = 1 then cast(round(user_score * weight * 1e9) as bigint) else 0 end) as bigint)
            / 1e9 as strong_users,
          max(user_score) as max_score,
          max(embed_sim) as embed_sim

@@ -1,14 +1,11 @@
--- Per (locale, utterance, UTC day): events and defective events, the daily evidence a label's lifecycle reads
--- (selflearn/lifecycle.py). Defective as in node_intents.sql: friction the log shows, or the user rephrased it.
--- inputs: turn_friction, scored_pairs (pairs with is_rephrase)
+-- Per (locale, utterance, UTC day, interpretation): events and defective events, the daily evidence a label's
+-- lifecycle reads (selflearn/lifecycle.py: did the text fail that day; was it read as the labelled intent
+-- without friction) and the emerging phrasings' burst score (per day, interpretations summed).
+-- input: node_days (sql/node_days.sql)
 -- Integer sums are cast to bigint: DuckDB would give HUGEINT, Spark bigint; both must give int64.
-with rephrased as (
-  select distinct event_id_a as event_id from scored_pairs where is_rephrase
-)
-select f.locale, f.utt_norm, f.day,
-       count(*) as n_events,
-       cast(sum(case when f.friction >= 0.5 or r.event_id is not null then 1 else 0 end) as bigint) as n_defective
-from turn_friction f
-left join rephrased r on f.event_id = r.event_id
-group by f.locale, f.utt_norm, f.day
-order by f.locale, f.utt_norm, f.day
+select locale, utt_norm, day, intent,
+       cast(sum(n_events) as bigint) as n_events,
+       cast(sum(n_defective) as bigint) as n_defective
+from node_days
+group by locale, utt_norm, day, intent
+order by locale, utt_norm, day, intent

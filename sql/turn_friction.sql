@@ -1,5 +1,7 @@
 -- Per-turn friction evidence. input: turns (contract.TURNS_SCHEMA)
--- Sessions: the log's session_id when present, else a new session after an inactivity gap.
+-- Sessions: the log's session_id when present, else a new session after an inactivity gap, named by the time
+-- of its first turn (not by a count of the user's earlier sessions): a day computed with only its neighbour
+-- days as context names its sessions as a run over the whole window does (stages/daily.py).
 -- Arithmetic is kept in double on purpose: bare decimal literals would be DECIMAL in both engines.
 -- Friction is a noisy-OR of signals; a missing optional column contributes no evidence, never an error.
 with ordered as (
@@ -15,7 +17,7 @@ marked as (
 sessionized as (
   select m.*,
          case when session_id is not null then concat(user_key, ':s:', session_id)
-              else concat(user_key, ':g:', cast(sum(starts_gap_session) over (
+              else concat(user_key, ':g:', cast(max(case when starts_gap_session = 1 then ts_ms end) over (
                      partition by user_key order by ts_ms, event_id
                      rows between unbounded preceding and current row) as string))
          end as session_key

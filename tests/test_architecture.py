@@ -172,7 +172,8 @@ def test_stages_read_only_what_earlier_stages_wrote():
 
 def test_every_table_dataset_between_stages_has_a_schema():
     produced = {name for stage in pipeline.STAGE_LIST for name in stage.outputs}
-    tables = {"turns", "turn_friction", "turn_pairs", "scored_pairs", "utterance_stats", "node_intents",
+    tables = {"turns", "turn_friction", "turn_pairs", "fresh_scored_pairs", "node_days", "locale_days",
+              "utterance_stats", "node_intents",
               "rephrase_edges", "weak_labels", "released_labels"}
     assert tables <= produced and tables <= set(contract.DATASET_SCHEMAS)
 

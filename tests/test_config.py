@@ -73,6 +73,8 @@ BAD = [
     ("lifecycle.recent_days", 0, "greater than or equal to 1"),
     ("lifecycle.min_recent_events", 0, "greater than or equal to 1"),
     ("lifecycle.relabel_after_days", -1, "greater than or equal to 0"),
+    ("lifecycle.retire_on_read_as", -1, "greater than or equal to 0"),
+    ("window.half_life_days", 0, "greater than 0"),
     ("emerging.recent_days", 0, "greater than or equal to 1"),
     ("emerging.min_score", -1.0, "greater than or equal to 0"),
     ("emerging.min_recent_events", 0, "greater than or equal to 1"),

@@ -146,7 +146,7 @@ def test_a_session_that_switches_locale_pairs_no_turns_across_locales(tmp_path):
     for row in rows:
         row["session_id"] = "one-session"
     out, _ = run(rows, tmp_path)
-    pairs = pd.read_parquet(out / "work" / "scored_pairs.parquet")
+    pairs = pd.read_parquet(out / "work" / "daily" / "scored_pairs")
     assert len(pairs) == 6 and set(pairs["locale"]) == {"de-DE"}
     nodes = pd.read_parquet(out / "graph" / "nodes.parquet")
     edges = pd.read_parquet(out / "graph" / "edges.parquet")

@@ -126,11 +126,12 @@ def write_run(root: Path, weak=WEAK, run_pairs=RUN_PAIRS, name: str = "run") -> 
         "intent": [w[2] for w in weak], "annot_utt": [w[3] for w in weak],
         "confidence": [0.9] * len(weak), "source": ["multiturn"] * len(weak),
     }), run / "training" / "parquet" / "train.parquet")
+    (run / "work" / "daily" / "scored_pairs").mkdir(parents=True, exist_ok=True)   # one file a day
     pq.write_table(pa.table({
         "locale": [p[0] for p in run_pairs], "event_id_a": [p[1] for p in run_pairs],
         "event_id_b": [p[2] for p in run_pairs], "rephrase_score": [0.9 if p[3] else 0.1 for p in run_pairs],
         "is_rephrase": [p[3] for p in run_pairs],
-    }), run / "work" / "scored_pairs.parquet")
+    }), run / "work" / "daily" / "scored_pairs" / "2026-01-01.parquet")
     (run / "manifest.json").write_text("{}")
     return run
 

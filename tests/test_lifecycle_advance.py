@@ -39,3 +39,60 @@ def test_a_text_that_fails_again_on_two_days_revives_its_label():
     states = _states({1: failing, 2: failing, 3: fixed, 4: fixed, 5: failing, 6: failing, 7: failing})
     assert states[:5] == ["new", "confirmed", "confirmed", "retired", "retired"]
     assert states[5] == "new" and states[6] == "confirmed"
+
+
+# ------------------------------------------------- retirement when the NLU reads the text as the labelled intent
+MISREAD, RIGHT = "calendar_query", "recommendation_events"   # the first NLU's wrong reading, the label's intent
+
+
+def _intent_days(daily: dict[int, list[tuple[str, int, int]]]) -> pd.DataFrame:
+    """{day: [(intent the NLU read, events, defective)]} -> text_days per day and interpretation."""
+    return pd.DataFrame([{"locale": "ja-JP", "utt_norm": "東京のブックフェア", "day": f"2026-11-{d:02d}",
+                          "intent": intent, "n_events": n, "n_defective": bad}
+                         for d, reads in sorted(daily.items()) for intent, n, bad in reads])
+
+
+def _lives(daily: dict, labels_by_day: dict | None = None, rules: LifecycleConfig = RULES) -> list[tuple]:
+    """(state, reason) of every label after a run on each day; the labeler gives RIGHT unless told otherwise."""
+    base, out = None, []
+    for day in sorted(daily):
+        intent = (labels_by_day or {}).get(day, RIGHT)
+        labels = LABEL.assign(intent=intent)
+        life = lifecycle.advance(base, labels, _intent_days({d: v for d, v in daily.items() if d <= day}),
+                                 f"2026-11-{day:02d}", rules)
+        base = life.state
+        out.append(dict(zip(zip(life.state["intent"], life.state["state"]), life.state["reason"])))
+    return out
+
+
+def test_a_label_confirmed_then_retired_the_day_the_nlu_reads_its_text_right():
+    failing = [(MISREAD, 3, 3)]
+    fixed_one_user = [(RIGHT, 1, 0)]          # one event: too few for the friction-rate rule (min_recent_events)
+    lives = _lives({1: failing, 2: failing, 3: failing, 4: fixed_one_user})
+    assert list(lives[1]) == [(RIGHT, "confirmed")] and list(lives[2]) == [(RIGHT, "confirmed")]
+    assert list(lives[3]) == [(RIGHT, "retired")]
+    assert lives[3][(RIGHT, "retired")].startswith("the NLU now handles it: read as recommendation_events")
+
+
+def test_a_wrong_reading_without_friction_retires_nothing_and_a_failure_restarts_the_count():
+    failing, wrong_but_quiet = [(MISREAD, 3, 3)], [(MISREAD, 4, 0)]
+    two_days = RULES.model_copy(update={"retire_on_read_as": 2})
+    lives = _lives({1: failing, 2: failing, 3: wrong_but_quiet, 4: [(RIGHT, 1, 0)], 5: failing, 6: [(RIGHT, 1, 0)],
+                    7: [(RIGHT, 2, 0)]}, rules=two_days)
+    # day 3: the friction-rate rule would retire (4 quiet events) but the text failed under another reading
+    assert [next(iter(s))[1] for s in lives] == ["new", "confirmed", "confirmed", "confirmed", "confirmed",
+                                                 "confirmed", "retired"]
+
+
+def test_a_relabel_back_to_the_first_interpretation_leaves_the_text_contested_not_flipping():
+    failing = [(MISREAD, 3, 3)]
+    other = "recommendation_movies"
+    lives = _lives({d: failing for d in range(1, 9)},
+                   labels_by_day={1: RIGHT, 2: RIGHT, 3: other, 4: other, 5: RIGHT, 6: RIGHT, 7: RIGHT, 8: RIGHT})
+    last = lives[-1]
+    assert last[(RIGHT, "retired")].startswith("relabeled to") and (other, "confirmed") in last
+    live_runs = {intent: [any(i == intent and s in ("new", "confirmed") for i, s in run) for run in lives]
+                 for intent in (RIGHT, other)}
+    for seq in live_runs.values():   # live, then not live, never live again
+        text = "".join("1" if v else "0" for v in seq).lstrip("0")
+        assert "01" not in text, seq

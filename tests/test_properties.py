@@ -52,10 +52,10 @@ OUTPUT_SCHEMAS = {
     "rephrases/pairs.parquet": contract.REWRITE_PAIRS_SCHEMA,
     "quarantine/*.parquet": contract.QUARANTINE_SCHEMA,
     "curated/turns/*.parquet": contract.TURNS_SCHEMA,
-    "work/scored_pairs.parquet": contract.REPHRASE_PAIRS_SCHEMA,
+    "work/daily/scored_pairs/*.parquet": contract.REPHRASE_PAIRS_SCHEMA,
 }
 ALWAYS_WRITTEN = ("training/parquet/train.parquet", "training/README.md", "graph/nodes.parquet", "graph/edges.parquet",
-                  "rephrases/pairs.parquet", "work/scored_pairs.parquet", "manifest.json", "report.html",
+                  "rephrases/pairs.parquet", "work/daily/_days.json", "manifest.json", "report.html",
                   "catalog.duckdb")
 MASSIVE_KEYS = {"id", "locale", "partition", "scenario", "intent", "utt", "annot_utt", "weak_label"}
 

@@ -110,7 +110,15 @@ def stage_data(engines):
         d["turn_friction"] = friction.turn_friction(engine, d["turns"], cfg)
         d["pairs"] = friction.turn_pairs(engine, d["turn_friction"], cfg)
         d["scored_pairs"] = engine.map_batches(d["pairs"], scorer, contract.REPHRASE_PAIRS_SCHEMA)
-        d["node_intents"] = engine.sql("node_intents", {k: d[k] for k in ("turn_friction", "scored_pairs")})
+        days = sorted(set(turns.column("day").to_pylist()))
+        d["days"] = engine.from_arrow(pa.table({"day": days}))
+        d["day_rows"] = d["turn_friction"]
+        # decay weights that differ per day, so that the weighted shares are compared too
+        d["day_weights"] = engine.from_arrow(pa.table({"day": days, "weight": [0.5 ** i for i in range(len(days))]}))
+        d["node_days"] = engine.sql("node_days", {k: d[k] for k in ("turn_friction", "scored_pairs")})
+        d["edge_days"] = engine.sql("edge_days", {"scored_pairs": d["scored_pairs"]})
+        d["locale_days"] = engine.sql("locale_days", {k: d[k] for k in ("turn_friction", "scored_pairs")})
+        d["node_intents"] = engine.sql("node_intents", {k: d[k] for k in ("node_days", "day_weights")})
         d["targets"] = engine.from_arrow(pa.table({
             "locale": ["en-US", "de-DE", "ja-JP", "fr-FR"],
             "utt_norm": ["set an alarm for seven", "stell einen wecker für sieben uhr", "七時にアラームをセット",
@@ -160,21 +168,25 @@ def assert_same_table(expected: pa.Table, got: pa.Table, what: str, sort_by: lis
 # ---------------------------------------------------------------------- 1. statement parity
 STATEMENTS = {
     # statement: (inputs, keys to sort by when the statement has no ORDER BY)
-    "window_turns": (["turns"], ["event_id"]),
+    "turns_of_days": (["turns", "days"], ["event_id"]),
+    "rows_of_days": (["day_rows", "days"], ["event_id"]),
     "turn_friction": (["turns"], None),
     "turn_pairs": (["turn_friction"], None),
     "unique_texts": (["turn_friction"], None),
-    "node_intents": (["turn_friction", "scored_pairs"], None),
-    "graph_nodes": (["turn_friction", "node_intents"], None),
-    "rephrase_edges": (["scored_pairs"], None),
+    "node_days": (["turn_friction", "scored_pairs"], None),
+    "node_intents": (["node_days", "day_weights"], None),
+    "graph_nodes": (["node_days", "node_intents"], None),
+    "edge_days": (["scored_pairs"], None),
+    "rephrase_edges": (["edge_days", "day_weights"], None),
     "target_slots": (["turn_friction", "targets"], None),
-    "locale_counts": (["turns", "scored_pairs"], None),
-    "text_days": (["turn_friction", "scored_pairs"], None),
+    "locale_days": (["turn_friction", "scored_pairs"], None),
+    "locale_counts": (["locale_days"], None),
+    "text_days": (["node_days"], None),
 }
 
 
 def params_for(statement: str) -> dict[str, float]:
-    params = {**friction.sql_params(Config()), "window_days": Config().run.window_days}
+    params = friction.sql_params(Config())
     return {k: v for k, v in params.items() if "{{" + k in (ROOT / "sql" / f"{statement}.sql").read_text()
             .replace("{{ ", "{{")}
 
@@ -250,7 +262,7 @@ def test_close_frees_its_data_and_keeps_a_session_it_did_not_create(spark):
 
     before = persisted()
     engine = get_engine("spark", spark=spark)
-    engine.sql("window_turns", {"turns": engine.from_arrow(make_turns(TURNS))}, {"window_days": 28})
+    engine.sql("turn_friction", {"turns": engine.from_arrow(make_turns(TURNS))}, friction.sql_params(Config()))
     assert persisted() == before + 1
     engine.close()
     assert persisted() == before
@@ -315,7 +327,7 @@ def test_pipeline_outputs_equal_between_engines(both_runs):
 def test_scored_pairs_written_by_spark_match(both_runs):
     duck, spk = both_runs
     keys = ["event_id_a", "event_id_b"]
-    rel = "work/scored_pairs.parquet"
+    rel = "work/daily/scored_pairs"   # one file a day
     assert_same_rows(_frame_rows(duck.out_dir / rel, keys), _frame_rows(spk.out_dir / rel, keys), rel)
 
 

@@ -1,7 +1,7 @@
 """Engines that run the sql/ statements and map Arrow batches: DuckDB (embedded, the default) and Spark.
 
     engine = get_engine("duckdb")                 # or get_engine("spark", master="local[2]")
-    turns = engine.sql("window_turns", {"turns": all_turns}, {"window_days": 28})
+    turns = engine.sql("turns_of_days", {"turns": all_turns, "days": engine.from_arrow(days)})
 
 The protocol is in `base.py`; each backend is one module that imports its engine inside, so importing
 selflearn never loads Spark (the `embedders/` pattern).

@@ -58,10 +58,12 @@ def read_logs(logs: str | Path) -> pd.DataFrame:
 
 
 def read_table(path: Path, required: list[str], optional: list[str], advice: str) -> pd.DataFrame:
-    """One Parquet file with its required columns; optional columns come back as None when absent."""
-    if not path.is_file():
+    """One Parquet file (or a folder of them, one a day) with its required columns; optional columns come back
+    as None when absent."""
+    files = sorted(path.glob("*.parquet")) if path.is_dir() else [path] if path.is_file() else []
+    if not files:
         raise EvalInputError(f"{path} not found: {advice}")
-    names = pq.read_schema(path).names
+    names = pq.read_schema(files[0]).names
     missing = [c for c in required if c not in names]
     if missing:
         raise EvalInputError(f"{path} lacks column(s) {missing}: {advice}")

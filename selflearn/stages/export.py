@@ -92,7 +92,7 @@ def transfer_counts(report: dict, released_labels: pd.DataFrame) -> dict:
     return out
 
 
-def _export(ctx: Context, ingest_report, turns, turn_friction, scored_pairs, utterance_stats: pd.DataFrame,
+def _export(ctx: Context, ingest_report, day_plan, node_days, locale_days, utterance_stats: pd.DataFrame,
             rephrase_edges: pd.DataFrame, variant_edges: pd.DataFrame, is_failing: pd.Series, synonymy_graph,
             weak_labels: pd.DataFrame, abstained: dict, operating_point: dict, transfer_report: dict,
             embed_stats: dict, knn_index: list, embedder) -> dict:
@@ -104,9 +104,11 @@ def _export(ctx: Context, ingest_report, turns, turn_friction, scored_pairs, utt
     # the previous run is the published one (this run's folder is new until the switch)
     previous_run = outdir.published_dir(layout.out)
     # each label's life across runs: retired and contested labels leave the training set (stages/history.py)
-    text_days = ctx.engine.to_arrow(ctx.engine.sql(
-        "text_days", {"turn_friction": turn_friction, "scored_pairs": scored_pairs})).to_pandas()
-    life, base, previous_history = history.advance_from(previous_run, released_labels, text_days, cfg.lifecycle)
+    text_intent_days = ctx.engine.to_arrow(ctx.engine.sql("text_days", {"node_days": node_days})).to_pandas()
+    text_days = text_intent_days.groupby(["locale", "utt_norm", "day"], as_index=False, sort=True)[
+        ["n_events", "n_defective"]].sum()
+    life, base, previous_history = history.advance_from(previous_run, released_labels, text_intent_days,
+                                                        cfg.lifecycle)
     released_labels = life.emitted
     lifecycle = history.write(layout.run, life, base, previous_history, previous_run, release)
     # phrasings whose traffic or failure rate burst in the last days, with their live label (history/)
@@ -119,7 +121,7 @@ def _export(ctx: Context, ingest_report, turns, turn_friction, scored_pairs, utt
                "embedder": embedder.name, "target_precision": cfg.labels.target_precision})
     released_nodes, released_edges = write_graph(synonymy_graph.nodes, synonymy_graph.edges, layout, release)
     n_rewrites = write_rewrite_pairs(rephrase_edges, nodes, layout, release)
-    counts = ctx.engine.to_arrow(ctx.engine.sql("locale_counts", {"turns": turns, "scored_pairs": scored_pairs}))
+    counts = ctx.engine.to_arrow(ctx.engine.sql("locale_counts", {"locale_days": locale_days}))
     funnel = make_funnel(counts.to_pandas(), nodes, is_failing, released_labels)
     # the manifest is written inside this stage: record the stage's time so far, or it would have none
     ctx.timings["export"] = round(time.perf_counter() - started, 3)
@@ -134,6 +136,7 @@ def _export(ctx: Context, ingest_report, turns, turn_friction, scored_pairs, utt
         "rows": ingest_report.totals(),
         "quarantine": quarantine_summary(layout.quarantine),  # kept across runs, not staged
         "embedding": embed_stats,
+        "days": day_plan.summary(),  # which days this run computed and which it reused (stages/daily.py)
         "knn_index": knn_index,
         "counts": {
             "turns_in_window": int(funnel["turns"].sum()), "pairs": int(funnel["pairs"].sum()),
@@ -165,7 +168,7 @@ def _export(ctx: Context, ingest_report, turns, turn_friction, scored_pairs, utt
     return {"released_labels": released_labels, "funnel": funnel, "manifest": manifest}
 
 
-EXPORT = Stage("export", inputs=("ingest_report", "turns", "turn_friction", "scored_pairs", "utterance_stats", "rephrase_edges",
+EXPORT = Stage("export", inputs=("ingest_report", "day_plan", "node_days", "locale_days", "utterance_stats", "rephrase_edges",
                                  "variant_edges", "is_failing", "synonymy_graph", "weak_labels", "abstained",
                                  "operating_point", "transfer_report", "embed_stats", "knn_index", "embedder"),
                outputs=("released_labels", "funnel", "manifest"), run=_export)

@@ -1,8 +1,13 @@
-"""Sessions, per-turn friction and consecutive turn pairs (sql/window_turns, turn_friction, turn_pairs).
+"""Sessions, per-turn friction and consecutive turn pairs, per day (sql/turns_of_days, turn_friction, turn_pairs).
 
-    window:   curated turns (ingest_report)  -> turns          the last `run.window_days` days
-    friction: turns                          -> turn_friction  sessions, friction in [0, 1] per turn
-    pairs:    turn_friction                  -> turn_pairs     consecutive same-session pairs
+    window:   curated turns (ingest_report) -> day_plan, turns   the days of the last `run.window_days` days this
+                                                                 run computes (stages/daily.py) and their turns,
+                                                                 with the neighbour days' turns as context
+    friction: turns, day_plan               -> fresh_friction    sessions, friction in [0, 1] per turn (those days
+                                                                 and their neighbours), stored per day
+                                               turn_friction     the window's turns with friction (every day)
+    pairs:    fresh_friction, day_plan      -> turn_pairs        consecutive same-session pairs whose first turn
+                                                                 falls on a day this run computes
 """
 from __future__ import annotations
 
@@ -11,6 +16,7 @@ from typing import Any
 from selflearn import contract
 from selflearn.config import Config
 from selflearn.engines.base import Engine
+from selflearn.stages import daily
 from selflearn.stages.base import Context, Stage
 
 
@@ -26,10 +32,10 @@ def sql_params(cfg: Config) -> dict[str, float]:
     }
 
 
-def window_turns(engine: Engine, curated_files: list, cfg: Config) -> Any:
-    """Curated turns files -> the turns of the statistics window (TURNS_SCHEMA)."""
-    all_turns = engine.load_parquet(curated_files, contract.TURNS_SCHEMA)
-    return engine.sql("window_turns", {"turns": all_turns}, {"window_days": cfg.run.window_days})
+def day_turns(engine: Engine, curated_files: list, days: Any) -> Any:
+    """Curated turns files -> their turns on `days` (an engine relation of one column, day) (TURNS_SCHEMA)."""
+    turns = engine.load_parquet(curated_files, contract.TURNS_SCHEMA)
+    return engine.sql("turns_of_days", {"turns": turns, "days": days})
 
 
 def turn_friction(engine: Engine, turns: Any, cfg: Config) -> Any:
@@ -43,17 +49,25 @@ def turn_pairs(engine: Engine, friction: Any, cfg: Config) -> Any:
 
 
 def _window(ctx: Context, ingest_report) -> dict:
-    return {"turns": window_turns(ctx.engine, ingest_report.curated_files, ctx.cfg)}
+    day_plan = daily.plan(ctx, ingest_report.curated_files)
+    context = day_plan.context(day_plan.fresh)
+    files = daily.files_for(day_plan, context, ctx.layout.curated_turns)
+    return {"day_plan": day_plan, "turns": day_turns(ctx.engine, files, daily.days_table(ctx, context))}
 
 
-def _friction(ctx: Context, turns) -> dict:
-    return {"turn_friction": turn_friction(ctx.engine, turns, ctx.cfg)}
+def _friction(ctx: Context, turns, day_plan) -> dict:
+    fresh = turn_friction(ctx.engine, turns, ctx.cfg)
+    daily.store(ctx, day_plan, "turn_friction", fresh)
+    return {"fresh_friction": fresh, "turn_friction": daily.load(ctx, day_plan, "turn_friction")}
 
 
-def _pairs(ctx: Context, turn_friction) -> dict:
-    return {"turn_pairs": turn_pairs(ctx.engine, turn_friction, ctx.cfg)}
+def _pairs(ctx: Context, fresh_friction, day_plan) -> dict:
+    pairs = turn_pairs(ctx.engine, fresh_friction, ctx.cfg)
+    # a pair belongs to its first turn's day; pairs of the context days are another day's to store
+    return {"turn_pairs": ctx.engine.sql("rows_of_days", {"day_rows": pairs,
+                                                          "days": daily.days_table(ctx, day_plan.fresh)})}
 
 
-WINDOW = Stage("window", inputs=("ingest_report",), outputs=("turns",), run=_window)
-FRICTION = Stage("friction", inputs=("turns",), outputs=("turn_friction",), run=_friction)
-PAIRS = Stage("pairs", inputs=("turn_friction",), outputs=("turn_pairs",), run=_pairs)
+WINDOW = Stage("window", inputs=("ingest_report",), outputs=("day_plan", "turns"), run=_window)
+FRICTION = Stage("friction", inputs=("turns", "day_plan"), outputs=("fresh_friction", "turn_friction"), run=_friction)
+PAIRS = Stage("pairs", inputs=("fresh_friction", "day_plan"), outputs=("turn_pairs",), run=_pairs)

@@ -20,6 +20,7 @@ from scipy import sparse
 from selflearn import contract, text
 from selflearn.fitted import fitted_weights
 from selflearn.progress import counted, progress_bar
+from selflearn.stages import daily
 from selflearn.stages.base import Context, Stage
 
 FEATURES = ("friction_a", "success_b", "quick", "char_sim", "token_sim", "embed_sim", "intent_changed", "same_text",
@@ -141,19 +142,20 @@ def score_pairs(pairs: pa.RecordBatch, vectors: VectorLookup, embedder_name: str
 
 
 
-def _rephrase(ctx: Context, turn_pairs, text_vectors: VectorLookup, embedder) -> dict:
+def _rephrase(ctx: Context, turn_pairs, text_vectors: VectorLookup, embedder, day_plan) -> dict:
     scorer = partial(score_pairs, vectors=text_vectors, embedder_name=embedder.name,
                      threshold=ctx.cfg.rephrase.threshold)
     # a bar only where batches run in this process (DuckDB); Spark scores in its executors (see its UI)
     enabled = ctx.cfg.run.progress and getattr(ctx.engine, "batches_in_process", False)
     with progress_bar(ctx.engine.count(turn_pairs) if enabled else None, "rephrase scoring", "pair", enabled) as bar:
-        scored = ctx.engine.map_batches(turn_pairs, counted(scorer, bar) if enabled else scorer,
-                                        contract.REPHRASE_PAIRS_SCHEMA)
-    # internal, not released: per-turn-pair scores for evaluation and debugging
-    ctx.engine.write_parquet(scored, ctx.layout.scored_pairs)
-    return {"scored_pairs": scored}
+        fresh = ctx.engine.map_batches(turn_pairs, counted(scorer, bar) if enabled else scorer,
+                                       contract.REPHRASE_PAIRS_SCHEMA)
+    # internal, not released: per-turn-pair scores, one file a day (layout.scored_pairs), for `selflearn eval`
+    daily.store(ctx, day_plan, "scored_pairs", fresh)
+    return {"fresh_scored_pairs": fresh}
 
 
-# turn_pairs -> scored_pairs (REPHRASE_PAIRS_SCHEMA), also written to work/ for `selflearn eval`
-REPHRASE = Stage("rephrase", inputs=("turn_pairs", "text_vectors", "embedder"), outputs=("scored_pairs",),
-                 run=_rephrase)
+# turn_pairs (the days this run computes) -> fresh_scored_pairs (REPHRASE_PAIRS_SCHEMA), stored per day:
+# work/daily/scored_pairs/ holds the window's, with the other days' files linked from the previous run
+REPHRASE = Stage("rephrase", inputs=("turn_pairs", "text_vectors", "embedder", "day_plan"),
+                 outputs=("fresh_scored_pairs",), run=_rephrase)

@@ -25,6 +25,9 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 RESULTS = REPO / "benchmarks" / "results"
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from engine_compare import simulate  # noqa: E402  (a sibling script: the same simulated logs, simulated once)
+
 
 def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
@@ -74,15 +77,6 @@ def run_worker(logs: Path, out: Path, master: str, driver_memory: str) -> dict:
 
 
 # -- parent ------------------------------------------------------------------------------------------
-def simulate(turns: int, seed: int, work: Path) -> Path:
-    sim = work / f"sim-{turns}-seed{seed}"
-    if not (sim / "logs").is_dir():
-        print(f"simulating {turns} turns into {sim} ...", flush=True)
-        subprocess.run([str(Path(sys.executable).parent / "selflearn"), "simulate", "--out", str(sim),
-                        "--turns", str(turns), "--seed", str(seed)], check=True)
-    return sim / "logs"
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--turns", type=int, default=100_000, help="the 1x size (default 100000)")

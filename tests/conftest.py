@@ -15,6 +15,21 @@ ROOT = Path(__file__).resolve().parent.parent
 SAMPLE_LOGS = ROOT / "sample_logs"
 
 
+def local_spark_session(app_name: str, log_level: str = "WARN"):
+    """A Spark local[2] session with the engine's local settings, for a module's tests to share (one JVM)."""
+    from pyspark.sql import SparkSession
+
+    from selflearn.engines.spark_engine import LOCAL_CONF
+
+    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)   # workers run this interpreter
+    builder = SparkSession.builder.master("local[2]").appName(app_name)
+    for key, value in LOCAL_CONF.items():
+        builder = builder.config(key, value)
+    session = builder.getOrCreate()
+    session.sparkContext.setLogLevel(log_level)
+    return session
+
+
 def make_turns(rows: list[dict]) -> pa.Table:
     """Curated turns (TURNS_SCHEMA) from short dicts: user, t (seconds), utt, and optional fields."""
     from selflearn import contract, text

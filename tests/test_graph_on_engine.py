@@ -6,9 +6,7 @@ DuckDB runs here by default; the same checks on Spark local[2] are marked `spark
 """
 from __future__ import annotations
 
-import os
 import random
-import sys
 from functools import partial
 
 import networkx as nx
@@ -208,16 +206,11 @@ def test_grouped_graph_and_labels_equal_whole_graph_path_on_duckdb(duck, graph_i
 @pytest.fixture(scope="module")
 def spark_engine():
     pytest.importorskip("pyspark")
-    from pyspark.sql import SparkSession
+    # imported here: Spark's Python workers import this module (for sum_group) and have no conftest
+    from conftest import local_spark_session
+    from selflearn.engines.spark_engine import SparkEngine
 
-    from selflearn.engines.spark_engine import LOCAL_CONF, SparkEngine
-
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = SparkSession.builder.master("local[2]").appName("selflearn-graph-tests")
-    for key, value in LOCAL_CONF.items():
-        builder = builder.config(key, value)
-    session = builder.getOrCreate()
-    session.sparkContext.setLogLevel("WARN")
+    session = local_spark_session("selflearn-graph-tests")
     session.sparkContext.addPyFile(__file__)  # the Python workers unpickle sum_group from this module
     engine = SparkEngine(spark=session)
     yield engine

@@ -21,7 +21,6 @@ import io
 import json
 import os
 import re
-import sys
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -33,6 +32,8 @@ import pyarrow.parquet as pq
 import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
+
+from conftest import local_spark_session
 
 from selflearn import catalog, contract
 from selflearn.cli import main
@@ -471,16 +472,7 @@ def test_any_valid_log_runs_accounts_for_every_row_and_repeats_exactly(log, knob
 def spark_session():
     """One local Spark session for the module: the engine borrows it instead of starting a JVM per run."""
     pytest.importorskip("pyspark")
-    from pyspark.sql import SparkSession
-
-    from selflearn.engines.spark_engine import LOCAL_CONF
-
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    builder = SparkSession.builder.master("local[2]").appName("selflearn-properties")
-    for key, value in LOCAL_CONF.items():
-        builder = builder.config(key, value)
-    session = builder.getOrCreate()
-    session.sparkContext.setLogLevel("ERROR")
+    session = local_spark_session("selflearn-properties", log_level="ERROR")
     yield session
     session.stop()
 

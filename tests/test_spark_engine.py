@@ -19,7 +19,7 @@ from selflearn import contract
 from selflearn.config import Config
 from selflearn.engines.duckdb_engine import DuckDBEngine
 from selflearn.stages import friction, rephrase
-from conftest import ROOT, make_turns
+from conftest import ROOT, local_spark_session, make_turns
 
 pytestmark = [pytest.mark.spark, pytest.mark.slow, pytest.mark.extended]
 pyspark = pytest.importorskip("pyspark")
@@ -68,16 +68,7 @@ TURNS = [
 # ---------------------------------------------------------------------- fixtures
 @pytest.fixture(scope="module")
 def spark():
-    from pyspark.sql import SparkSession
-
-    os.environ.setdefault("PYSPARK_PYTHON", sys.executable)
-    from selflearn.engines.spark_engine import LOCAL_CONF
-
-    builder = SparkSession.builder.master("local[2]").appName("selflearn-tests")
-    for key, value in LOCAL_CONF.items():
-        builder = builder.config(key, value)
-    session = builder.getOrCreate()
-    session.sparkContext.setLogLevel("WARN")
+    session = local_spark_session("selflearn-tests")
     yield session
     session.stop()
 

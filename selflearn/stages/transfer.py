@@ -63,24 +63,50 @@ def abroad_evidence(neighbours: pd.DataFrame, nodes: pd.DataFrame) -> pd.DataFra
     chance = frame["chance"].to_numpy(dtype=np.float64)
     frame = frame.assign(weight=np.clip((frame["similarity"].to_numpy(dtype=np.float64) - chance)
                                         / np.maximum(1.0 - chance, 1e-9), 0.0, None))
-    rows = []
-    for src, group in frame.groupby("src", sort=True):
-        by_intent = group.groupby("top_intent")["weight"].sum()
-        total = float(by_intent.sum())
-        if total <= 0:
-            continue
-        # winner: most weight; ties go to the alphabetically first intent (deterministic re-runs)
-        ranked = sorted(by_intent.items(), key=lambda kv: (-kv[1], kv[0]))
-        intent, weight = ranked[0]
-        voters = group[group["top_intent"] == intent].sort_values(["similarity", "dst"], ascending=[False, True])
-        best = voters.iloc[0]
-        # cosines and locales only: the one text quoted from abroad is target_utt, which the release filter checks
-        notes = ", ".join(f"{r.locale} {r.similarity:.3f}" for r in voters.head(3).itertuples())
-        rows.append({"node_id": src, "intent": intent, "best_similarity": float(best["weight"]),
-                     "agreement": float(weight / total), "checks": int(voters["locale"].nunique()),
-                     "target": best["dst"],
-                     "evidence": f"nearest reliable texts abroad read it {intent} (cosine: {notes})"})
-    return pd.DataFrame(rows, columns=EVIDENCE_COLUMNS)
+    by_intent = frame.groupby(["src", "top_intent"], sort=True)["weight"].sum().rename("votes").reset_index()
+    by_intent["total"] = _sums_per_run(by_intent["src"].to_numpy(), by_intent["votes"].to_numpy(dtype=np.float64))
+    by_intent = by_intent[by_intent["total"] > 0]
+    # winner: most weight; ties go to the alphabetically first intent (deterministic re-runs)
+    winners = (by_intent.sort_values(["src", "votes", "top_intent"], ascending=[True, False, True], kind="stable")
+               .drop_duplicates("src"))
+    voters = frame.merge(winners[["src", "top_intent", "votes", "total"]], on=["src", "top_intent"])
+    voters = voters.sort_values(["src", "similarity", "dst"], ascending=[True, False, True], kind="stable")
+    per_src = voters.groupby("src", sort=True)
+    best = per_src.head(1).set_index("src")
+    # cosines and locales only: the one text quoted from abroad is target_utt, which the release filter checks
+    closest = per_src.head(3)
+    quoted = (closest["locale"].astype(str) + " " + closest["similarity"].map("{:.3f}".format))
+    notes = quoted.groupby(closest["src"], sort=True).agg(", ".join)
+    out = pd.DataFrame({
+        "node_id": best.index.to_numpy(),
+        "intent": best["top_intent"].to_numpy(),
+        "best_similarity": best["weight"].to_numpy(dtype=np.float64),
+        "agreement": (best["votes"] / best["total"]).to_numpy(dtype=np.float64),
+        "checks": per_src["locale"].nunique().reindex(best.index).to_numpy(dtype=np.int64),
+        "target": best["dst"].to_numpy(),
+    })
+    out["evidence"] = ("nearest reliable texts abroad read it " + out["intent"].astype(str) + " (cosine: "
+                       + notes.reindex(best.index).to_numpy() + ")")
+    return out[EVIDENCE_COLUMNS].reset_index(drop=True)
+
+
+def _sums_per_run(keys: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """Each row gets the sum of `values` over its run of equal `keys` (keys sorted), added as numpy adds one
+    short array, so the floats equal a per-group `.sum()` bit for bit (re-runs and batches agree exactly).
+
+    Runs shorter than 8 values are added left to right, column by column across all runs at once; numpy adds
+    longer arrays pairwise, so those (a text whose neighbours abroad name 8+ intents: rare) are summed singly."""
+    if not len(keys):
+        return np.zeros(0)
+    starts = np.flatnonzero(np.r_[True, keys[1:] != keys[:-1]])
+    lengths = np.diff(np.r_[starts, len(keys)])
+    totals = np.zeros(len(starts))
+    for offset in range(min(int(lengths.max()), 7)):
+        live = lengths > offset
+        totals[live] += values[starts[live] + offset]
+    for run in np.flatnonzero(lengths >= 8):
+        totals[run] = np.add.reduce(values[starts[run]:starts[run] + lengths[run]])
+    return np.repeat(totals, lengths)
 
 
 @dataclass

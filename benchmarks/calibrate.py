@@ -85,7 +85,7 @@ def world_dir(root: Path, world: str, seed: int, turns: int) -> Path:
 def open_run(path: Path, embedder: str, cache: Path) -> PipelineRun:
     cfg = load_config(overrides={"embedding.backend": embedder, "embedding.cache_dir": str(cache),
                                  "run.progress": False})
-    return PipelineRun(str(path / "logs"), path / "calibration-run", cfg, say=lambda m: None)
+    return PipelineRun(str(path / "logs"), path / "calibration-run", cfg, say=lambda m: None, keep_datasets=True)
 
 
 def pair_rows(run: PipelineRun, truth_dir: Path) -> pd.DataFrame:

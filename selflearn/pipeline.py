@@ -37,6 +37,13 @@ from selflearn.stages.variants import VARIANTS
 STAGE_LIST: tuple[Stage, ...] = (INGEST, WINDOW, FRICTION, PAIRS, EMBED, REPHRASE, NODES, EDGES, VARIANTS, GRAPH,
                                  LABELS, EXPORT)
 STAGES = tuple(stage.name for stage in STAGE_LIST)  # names in run order (progress lines, flow tasks, report)
+# What a finished run hands back (result(), report), kept however late a stage made it
+RESULT_DATASETS = frozenset({"ingest_report", *STAGE_LIST[-1].outputs})
+
+
+def last_readers() -> dict[str, int]:
+    """Dataset name -> index in STAGE_LIST of the last stage that reads it."""
+    return {name: index for index, stage in enumerate(STAGE_LIST) for name in stage.inputs}
 
 
 @dataclass
@@ -57,8 +64,12 @@ class PipelineRun:
     (`layout.out`: curated turns, quarantine, the embedding cache)."""
 
     def __init__(self, logs: str, out_dir: str | Path, cfg: Config, say: Callable[[str], None] = print,
-                 engine_options: dict | None = None):
+                 engine_options: dict | None = None, keep_datasets: bool = False):
         self.logs, self.out, self.say = logs, Path(out_dir), say
+        # A dataset no later stage reads is dropped after the stage that read it last: at 1 M turns the turn
+        # tables (~2.5 GB) and the vectors (~0.5 GB) would otherwise live until the end of the run.
+        # keep_datasets=True keeps all of them, for callers that inspect a stage's inputs afterwards.
+        self.keep_datasets = keep_datasets
         if self.out.exists() and not self.out.is_dir():
             raise FileNotFoundError(f"--out {self.out} is a file; give a folder (it is created if missing)")
         self.out.mkdir(parents=True, exist_ok=True)
@@ -105,8 +116,16 @@ class PipelineRun:
         for dataset, data in produced.items():
             contract.check_dataset(dataset, data, name)
         self.datasets.update(produced)
+        if not self.keep_datasets:
+            self._drop_read_for_the_last_time(index)
         self.timings[name] = round(time.perf_counter() - start, 3)
         return produced
+
+    def _drop_read_for_the_last_time(self, index: int) -> None:
+        readers = last_readers()
+        for dataset in list(self.datasets):
+            if dataset not in RESULT_DATASETS and readers.get(dataset, -1) <= index:
+                del self.datasets[dataset]
 
     def run_all(self) -> RunResult:
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 from selflearn import contract, layout, pipeline
@@ -194,7 +195,7 @@ def test_the_manifest_lists_every_released_output_and_each_stage_runs_alone(thre
     from selflearn.config import load_config
 
     cfg = load_config(None, {"embedding.backend": "hashing", "run.progress": False})
-    run = pipeline.PipelineRun(str(three_days), tmp_path / "out", cfg, say=lambda m: None)
+    run = pipeline.PipelineRun(str(three_days), tmp_path / "out", cfg, say=lambda m: None, keep_datasets=True)
     try:
         for name in pipeline.STAGES[:-1]:
             run.stage(name)
@@ -211,3 +212,30 @@ def test_the_manifest_lists_every_released_output_and_each_stage_runs_alone(thre
     top_level = {rel.split("/")[0] for rel in outputs.values()}
     assert top_level == set(layout.PUBLISHED) - {layout.WORK}
     assert (out / outputs["training_parquet"] / "train.parquet").is_file()
+
+
+@pytest.mark.slow
+def test_a_run_lets_go_of_each_dataset_after_the_last_stage_that_reads_it(three_days, tmp_path):
+    """Memory: the turn tables and the vectors must not outlive their readers (at 1 M turns they are ~3 GB);
+    what the run hands back (labels, funnel, manifest, ingest report) stays. Same labels as a run that keeps all."""
+    from selflearn.config import load_config
+
+    cfg = load_config(None, {"embedding.backend": "hashing", "run.progress": False})
+    readers = pipeline.last_readers()
+    run = pipeline.PipelineRun(str(three_days), tmp_path / "lean", cfg, say=lambda m: None)
+    try:
+        for index, name in enumerate(pipeline.STAGES):
+            run.stage(name)
+            held = set(run.datasets)
+            stale = {d for d in held if d not in pipeline.RESULT_DATASETS and readers.get(d, -1) <= index}
+            assert not stale, f"after {name}: {sorted(stale)} are read by no later stage but still held"
+            if name == "variants":
+                assert "text_vectors" not in held and "turn_pairs" not in held and "turn_friction" not in held
+        lean = run.result()
+    finally:
+        run.close()
+    full = pipeline.PipelineRun(str(three_days), tmp_path / "full", cfg, say=lambda m: None, keep_datasets=True)
+    kept = full.run_all()
+    assert "turn_friction" in full.datasets and "text_vectors" in full.datasets
+    assert len(lean.labels) > 0
+    pd.testing.assert_frame_equal(lean.labels.reset_index(drop=True), kept.labels.reset_index(drop=True))

@@ -167,7 +167,8 @@ def graph_inputs(sample_logs, tmp_path_factory):
         "run": cfg.run.model_copy(update={"progress": False}),
         "embedding": cfg.embedding.model_copy(update={"backend": "hashing",
                                                       "cache_dir": str(tmp_path_factory.mktemp("cache"))})})
-    run = pipeline.PipelineRun(str(sample_logs), tmp_path_factory.mktemp("graph-inputs"), cfg, say=lambda _: None)
+    run = pipeline.PipelineRun(str(sample_logs), tmp_path_factory.mktemp("graph-inputs"), cfg, say=lambda _: None,
+                               keep_datasets=True)
     try:
         for name in pipeline.STAGES[:pipeline.STAGES.index("graph")]:
             run.stage(name)

@@ -35,7 +35,7 @@ import scipy.sparse as sp
 from selflearn.fitted import fitted_weights
 from selflearn.io import atomic_write_parquet
 from selflearn.progress import progress_iter
-from selflearn.stages import transfer
+from selflearn.stages import daily, transfer
 from selflearn.stages.base import Context, Stage
 from selflearn.stages.graph import Absorption, SynonymyGraph
 from selflearn.stages.grouped import stack_parts, unstack_parts
@@ -600,7 +600,7 @@ def failing_below_k(nodes: pd.DataFrame, is_failing: pd.Series, abroad: pd.DataF
 
 def _labels(ctx: Context, synonymy_graph, is_failing: pd.Series, chance_similarity: dict,
             reliable_neighbours: pd.DataFrame, reliable_neighbours_abroad: pd.DataFrame, embedder,
-            turn_friction) -> dict:
+            day_plan) -> dict:
     lc = ctx.cfg.labels
     rule = dict(weights=label_weights_for(embedder.name), target_precision=lc.target_precision,
                 min_confidence=lc.min_confidence, min_users=ctx.cfg.privacy.min_users,
@@ -622,6 +622,9 @@ def _labels(ctx: Context, synonymy_graph, is_failing: pd.Series, chance_similari
             synonymy_graph.nodes, decisions, scored, is_failing=is_failing, abroad=reliable_neighbours_abroad,
             lc=lc, min_users=ctx.cfg.privacy.min_users)
         transfer_report = {"enabled": True, **transfer_report}
+    # the window's turns are read back from their day partitions, not held since the friction stage: they are
+    # the run's largest table (~1 GB at 1 M turns) and only this lookup needs them after embedding
+    turn_friction = daily.load(ctx, day_plan, "turn_friction")
     slots = fetch_target_slots(ctx.engine, turn_friction, decisions, synonymy_graph.nodes)
     return {"weak_labels": finalize(decisions, synonymy_graph.nodes, slots), "abstained": abstained,
             "operating_point": operating_point, "transfer_report": transfer_report}
@@ -631,5 +634,5 @@ def _labels(ctx: Context, synonymy_graph, is_failing: pd.Series, chance_similari
 # operating_point (the confidence cut), transfer_report (what the small locales borrowed from abroad, what
 # was withheld and why, the calibration); also work/label_candidates.parquet for `selflearn eval`
 LABELS = Stage("labels", inputs=("synonymy_graph", "is_failing", "chance_similarity", "reliable_neighbours",
-                                 "reliable_neighbours_abroad", "embedder", "turn_friction"),
+                                 "reliable_neighbours_abroad", "embedder", "day_plan"),
                outputs=("weak_labels", "abstained", "operating_point", "transfer_report"), run=_labels)

@@ -135,13 +135,18 @@ def _daily(text_days: pd.DataFrame, rules: LifecycleConfig, as_of: str) -> dict:
     recent_from = days_before(as_of, rules.recent_days - 1)
     failed = per_day["n_defective"] >= rules.revive_defect_rate * per_day["n_events"]
     read_as, defective = _read_as_days(frame, per_day, rules)
+    # whole-table groupbys, then one pass over the texts (a per-text groupby loop took ~40 s at 18 k labels)
+    failed_days = per_day.loc[failed].groupby(KEY, sort=True)["day"].agg(list)   # ascending: per_day is sorted
+    evidence = dict(zip(failed_days.index, failed_days))
+    first_seen = per_day.groupby(KEY, sort=True)["day"].min()
+    recent = per_day[per_day["day"] >= recent_from].groupby(KEY, sort=True)[["n_events", "n_defective"]].sum()
+    recent = recent.reindex(first_seen.index, fill_value=0)
     out = {}
-    for key, group in per_day.assign(failed=failed).groupby(KEY, sort=True):
-        recent = group[group["day"] >= recent_from]
-        events = int(recent["n_events"].sum())
-        out[key] = {"evidence_days": sorted(group.loc[group["failed"], "day"].tolist()),
-                    "first_seen": group["day"].min(), "recent_events": events,
-                    "recent_rate": float(recent["n_defective"].sum()) / events if events else 0.0,
+    for key, first, events, defective_events in zip(first_seen.index, first_seen.to_numpy(),
+                                                    recent["n_events"].to_numpy(), recent["n_defective"].to_numpy()):
+        events = int(events)
+        out[key] = {"evidence_days": list(evidence.get(key, [])), "first_seen": first, "recent_events": events,
+                    "recent_rate": float(defective_events) / events if events else 0.0,
                     "read_as": read_as.get(key, {}), "defective_by_intent": defective.get(key, {})}
     return out
 
@@ -161,8 +166,8 @@ def _read_as_days(frame: pd.DataFrame, per_day: pd.DataFrame, rules: LifecycleCo
     clean = intents[(intents["n_events"] > 0) & (intents["n_defective"] == 0) & (intents["intent"] != "")]
     clean = clean.merge(normal, on=[*KEY, "day"], how="inner")
     out: dict = {}
-    for (locale, utt_norm, intent), group in clean.groupby([*KEY, "intent"], sort=True):
-        out.setdefault((locale, utt_norm), {})[intent] = sorted(group["day"].tolist())
+    for (locale, utt_norm, intent), days in clean.groupby([*KEY, "intent"], sort=True)["day"].agg(sorted).items():
+        out.setdefault((locale, utt_norm), {})[intent] = days
     return out, defective
 
 

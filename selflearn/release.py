@@ -19,7 +19,9 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import cached_property
 
+import numpy as np
 import pandas as pd
 
 from selflearn.text import match_key
@@ -64,10 +66,37 @@ class ReleaseFilter:
             raise KeyError(f"{output!r} is not a released output; name its text columns in RELEASED_TEXTS")
         if frame.empty:
             return frame, 0
-        ok = [all(self._row_ok(row, column, kind, locale) for column, kind, locale in RELEASED_TEXTS[output])
-              for row in frame.to_dict(orient="records")]
+        ok = np.ones(len(frame), dtype=bool)
+        for column, kind, locale in RELEASED_TEXTS[output]:
+            if kind in ("display", "norm"):   # one lookup for the whole column (graph nodes: every text)
+                ok &= self._allowed_column(frame[locale], frame[column], kind)
+        rowwise = [spec for spec in RELEASED_TEXTS[output] if spec[1] not in ("display", "norm")]
+        if rowwise:   # evidence notes, slots, annotations: labels only, a few per text
+            rows = frame.loc[ok].to_dict(orient="records")
+            ok[ok] = [all(self._row_ok(row, column, kind, locale) for column, kind, locale in rowwise)
+                      for row in rows]
         kept = frame[ok]
         return kept, len(frame) - len(kept)
+
+    def _allowed_column(self, locales: pd.Series, texts: pd.Series, kind: str) -> np.ndarray:
+        """`allows` over a column: each distinct text's matching key computed once, then one join on the users."""
+        locales, texts = locales.to_numpy(dtype=object), texts.to_numpy(dtype=object)
+        is_text = np.fromiter((isinstance(t, str) for t in texts), dtype=bool, count=len(texts))
+        has_locale = np.fromiter((isinstance(loc, str) for loc in locales), dtype=bool, count=len(locales))
+        keys = texts[is_text & has_locale]
+        if kind != "norm":
+            distinct = pd.unique(keys)
+            keys = pd.Series(keys).map(dict(zip(distinct, map(match_key, distinct)))).to_numpy(dtype=object)
+        wanted = pd.DataFrame({"locale": locales[is_text & has_locale], "key": keys})
+        found = wanted.merge(self._user_counts, on=["locale", "key"], how="left")["n_users"]
+        allowed = np.array([t is None for t in texts], dtype=bool)  # a missing text releases nothing, NaN fails
+        allowed[is_text & has_locale] = (found.fillna(0).to_numpy() >= self.min_users)
+        return allowed
+
+    @cached_property
+    def _user_counts(self) -> pd.DataFrame:
+        return pd.DataFrame([(locale, key, n) for (locale, key), n in self.users.items()],
+                            columns=["locale", "key", "n_users"])
 
     def _row_ok(self, row: dict, column: str, kind: str, locale_column: str) -> bool:
         value, locale = row[column], row[locale_column]

@@ -253,7 +253,8 @@ def neighbourhood_intents(neighbours: pd.DataFrame | None, nodes: pd.DataFrame,
 def score_candidates(graph, candidates: pd.Series, *, allow_variant_only: bool = False, min_users: int = 1,
                      chance_similarity: dict[str, float] | None = None,
                      neighbours: pd.DataFrame | None = None, progress: bool = False,
-                     typical: dict[str, float] | None = None) -> tuple[pd.DataFrame, dict]:
+                     typical: dict[str, float] | None = None,
+                     evidence: dict[str, tuple[list, list]] | None = None) -> tuple[pd.DataFrame, dict]:
     """One row per candidate utterance with evidence: its winning intent, label-model features, best target.
 
     Returns (scored, abstained) where abstained counts candidates with no usable evidence or a tie.
@@ -262,13 +263,14 @@ def score_candidates(graph, candidates: pd.Series, *, allow_variant_only: bool =
     them `neighbour_support` is 0.
     typical: per locale, the median cosine of confident rephrases (default: from `graph.edges`; a grouped
     run passes the whole graph's, since one group's edges are not the locale's).
+    evidence: `_evidence_by_source(graph.edges)` when the caller has it already.
     Unless `allow_variant_only`, the winning intent comes from users' rephrases: similarity alone cannot
     tell "i like this song" from "i don't like this song", a user's own rephrase after a failure can.
     """
     nodes = graph.nodes
     names = dict(zip(nodes["node_id"], nodes["utt"]))
     n_users = dict(zip(nodes["node_id"], nodes["n_users"]))
-    evidence = _evidence_by_source(graph.edges)
+    evidence = _evidence_by_source(graph.edges) if evidence is None else evidence
     memo: dict[str, dict[str, float]] = {}
 
     def distribution(node: str) -> dict[str, float]:
@@ -344,31 +346,39 @@ def decide(graph, candidates: pd.Series, *, weights: dict[str, float], target_pr
     every scored candidate with its confidence and whether it was emitted: CANDIDATE_COLUMNS, internal —
     `eval` draws the precision-yield curve from it).
     """
+    evidence = _evidence_by_source(graph.edges)
     scored, abstained = score_candidates(graph, candidates, allow_variant_only=allow_variant_only,
                                          min_users=min_users, chance_similarity=chance_similarity,
-                                         neighbours=neighbours, progress=progress)
+                                         neighbours=neighbours, progress=progress, evidence=evidence)
     confidence = label_probability(scored, weights) if len(scored) else np.zeros(0)
-    choose_target = target_chooser(graph, min_users)
+    choose_target = target_chooser(graph, min_users, evidence=evidence)
     return emit(graph.nodes, scored, confidence, abstained, target_of=lambda row: choose_target(row.intent, row.votes),
                 evidence_of=lambda row: evidence_text(row.votes), target_precision=target_precision,
                 min_confidence=min_confidence, allow_variant_only=allow_variant_only)
 
 
-def target_chooser(graph, min_users: int):
+def target_chooser(graph, min_users: int, evidence: dict[str, tuple[list, list]] | None = None):
     """(intent, votes) -> the releasable utterance a label points to, or None: the target that carried the
     most weight, followed through double failures to the utterance that itself succeeds with the intent."""
     nodes = graph.nodes
     users = dict(zip(nodes["node_id"], nodes["n_users"]))
     succeeds_as = {node: intent for node, intent, ok in zip(nodes["node_id"], nodes["top_intent"], nodes["n_success"])
                    if ok > 0 and intent is not None}
-    next_hops = {src: rephrases for src, (rephrases, _) in _evidence_by_source(graph.edges).items()}
+    evidence = _evidence_by_source(graph.edges) if evidence is None else evidence
+    next_hops = {src: rephrases for src, (rephrases, _) in evidence.items()}
+    memo: dict[str, dict[str, float]] = {}   # each node's absorption row, read once however many hops cross it
+
+    def distribution(node: str) -> dict[str, float]:
+        if node not in memo:
+            memo[node] = graph.absorption.distribution(graph.row_of[node])
+        return memo[node]
 
     def final_target(node: str, intent: str) -> str:
         """Follow a double failure A -> B -> C to the utterance that itself succeeds with `intent`."""
         seen = {node}
         while succeeds_as.get(node) != intent:
             hops = [(dst, soft) for dst, _, soft, *_ in next_hops.get(node, []) if dst not in seen]
-            scored = [(soft * graph.absorption.distribution(graph.row_of[dst]).get(intent, 0.0), dst)
+            scored = [(soft * distribution(dst).get(intent, 0.0), dst)
                       for dst, soft in hops]
             scored = [(w, dst) for w, dst in scored if w > 0]
             if not scored:

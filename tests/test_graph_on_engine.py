@@ -69,10 +69,12 @@ def random_graphs() -> list[tuple[str, list[str], list[tuple[str, str]]]]:
 
 
 def networkx_numbers(nodes: list[str], edges: list[tuple[str, str]]) -> dict[str, int]:
+    """The reference: networkx's weak components, numbered by size (largest first), ties by smallest id."""
     graph = nx.DiGraph()
     graph.add_nodes_from(nodes)
     graph.add_edges_from(edges)
-    return graph_stage.components(graph)
+    comps = sorted((sorted(c) for c in nx.weakly_connected_components(graph)), key=lambda c: (-len(c), c[0]))
+    return {node: number for number, comp in enumerate(comps) for node in comp}
 
 
 def engine_numbers(engine, nodes: list[str], edges: list[tuple[str, str]]) -> dict[str, int]:
@@ -153,6 +155,12 @@ def test_map_groups_on_duckdb_applies_the_function_per_group_in_key_order(duck):
 @pytest.mark.parametrize("name,nodes,edges", random_graphs(), ids=[g[0] for g in random_graphs()])
 def test_components_in_sql_equal_networkx_on_duckdb(duck, name, nodes, edges):
     assert engine_numbers(duck, nodes, edges) == networkx_numbers(nodes, edges)
+
+
+@pytest.mark.parametrize("name,nodes,edges", random_graphs(), ids=[g[0] for g in random_graphs()])
+def test_components_in_process_equal_networkx(name, nodes, edges):
+    found = graph_stage.components(nodes, [a for a, _ in edges], [b for _, b in edges])
+    assert found == networkx_numbers(nodes, edges)
 
 
 def test_grouped_absorbing_chain_equals_whole_graph_solve_on_duckdb(duck):

@@ -16,6 +16,7 @@ import pandas as pd
 import pyarrow as pa
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
+from scipy.sparse import csgraph
 
 from selflearn.stages.base import Context, Stage
 from selflearn.stages.components import component_labels, component_numbers
@@ -48,10 +49,20 @@ def build_graph(nodes: pd.DataFrame, edges: pd.DataFrame) -> nx.DiGraph:
     return graph
 
 
-def components(graph: nx.DiGraph) -> dict[str, int]:
-    """Weakly connected components numbered by size (largest first), ties by smallest node id: deterministic."""
-    comps = sorted((sorted(c) for c in nx.weakly_connected_components(graph)), key=lambda c: (-len(c), c[0]))
-    return {node: number for number, comp in enumerate(comps) for node in comp}
+def components(node_ids: list[str], src, dst) -> dict[str, int]:
+    """Weakly connected components of the nodes and edges src[i] -> dst[i], numbered by size (largest first),
+    ties by smallest node id: deterministic. scipy's union-find in C (networkx took ~5 s at 300 k nodes)."""
+    if not len(node_ids):
+        return {}
+    row_of = pd.Series(np.arange(len(node_ids)), index=pd.Index(node_ids))
+    rows_src, rows_dst = row_of.loc[list(src)].to_numpy(), row_of.loc[list(dst)].to_numpy()
+    adjacency = sp.coo_matrix((np.ones(len(rows_src)), (rows_src, rows_dst)), shape=(len(node_ids),) * 2)
+    _, found = csgraph.connected_components(adjacency, directed=True, connection="weak")
+    members = pd.DataFrame({"node_id": node_ids, "found": found})
+    order = members.groupby("found").agg(size=("node_id", "size"), first=("node_id", "min"))
+    order = order.sort_values(["size", "first"], ascending=[False, True])
+    number = pd.Series(np.arange(len(order)), index=order.index)
+    return dict(zip(members["node_id"], number.loc[members["found"]].to_numpy().tolist()))
 
 
 def longest_chains(graph: nx.DiGraph, limit: int = 20) -> list[list[str]]:
@@ -174,11 +185,12 @@ def assemble(nodes: pd.DataFrame, node_intents: pd.DataFrame, rephrase_edges: pd
 
     # weak multiturn edges (no user's pair above the rephrase threshold) are label evidence only: they
     # neither join components nor form chains, and are not released
-    graph = build_graph(nodes, edges[(edges["kind"] != "multiturn") | (edges["n_users"] > 0)])
-    comp = components(graph)
+    joining = edges[(edges["kind"] != "multiturn") | (edges["n_users"] > 0)]
+    comp = components(node_ids, joining["src"], joining["dst"])
     nodes["component"] = nodes["node_id"].map(comp).astype("int64")
     nodes["p_success"] = absorption.p_success
-    return SynonymyGraph(nodes, edges, absorption, {n: i for i, n in enumerate(node_ids)}, longest_chains(graph))
+    chains = longest_chains(build_graph(nodes.iloc[:0], joining[joining["kind"] == "multiturn"]))
+    return SynonymyGraph(nodes, edges, absorption, {n: i for i, n in enumerate(node_ids)}, chains)
 
 
 # ---------------------------------------------------------------------- the same graph, solved per group

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 
 import numpy as np
@@ -47,11 +47,17 @@ class ReleaseFilter:
     """users: (locale, utt_norm) -> distinct users who said it in the window; a text not in it is never released."""
     users: Mapping[tuple[str, str], int]
     min_users: int
+    # the releasable (locale, key) pairs as a frame, for whole-column lookups (built from `users` if not given)
+    releasable_keys: pd.DataFrame | None = field(default=None, compare=False, repr=False)
 
     @classmethod
     def from_nodes(cls, nodes: pd.DataFrame, min_users: int) -> ReleaseFilter:
         """From graph nodes (every (locale, utt_norm) in the window, with n_users)."""
-        return cls(dict(zip(zip(nodes["locale"], nodes["utt_norm"]), nodes["n_users"].astype(int))), min_users)
+        enough = nodes[nodes["n_users"] >= min_users]
+        keys = pd.DataFrame({"locale": enough["locale"].to_numpy(dtype=object),
+                             "key": enough["utt_norm"].to_numpy(dtype=object)})
+        return cls(dict(zip(zip(nodes["locale"], nodes["utt_norm"]), nodes["n_users"].astype(int))), min_users,
+                   keys.drop_duplicates(ignore_index=True))
 
     def allows(self, locale: str | None, text: str | None, kind: str = "display") -> bool:
         """Whether `text` (a display text, or a matching key when kind="norm") may appear in a released file."""
@@ -67,9 +73,11 @@ class ReleaseFilter:
         if frame.empty:
             return frame, 0
         ok = np.ones(len(frame), dtype=bool)
-        for column, kind, locale in RELEASED_TEXTS[output]:
-            if kind in ("display", "norm"):   # one lookup for the whole column (graph nodes: every text)
-                ok &= self._allowed_column(frame[locale], frame[column], kind)
+        # one lookup per column; matching keys first (no normalising), so that display texts are normalised
+        # only on rows still in (most graph nodes fall at the first check: too few users)
+        for column, kind, locale in sorted(RELEASED_TEXTS[output], key=lambda spec: spec[1] != "norm"):
+            if kind in ("display", "norm") and ok.any():
+                ok[ok] = self._allowed_column(frame[locale][ok], frame[column][ok], kind)
         rowwise = [spec for spec in RELEASED_TEXTS[output] if spec[1] not in ("display", "norm")]
         if rowwise:   # evidence notes, slots, annotations: labels only, a few per text
             rows = frame.loc[ok].to_dict(orient="records")
@@ -88,15 +96,17 @@ class ReleaseFilter:
             distinct = pd.unique(keys)
             keys = pd.Series(keys).map(dict(zip(distinct, map(match_key, distinct)))).to_numpy(dtype=object)
         wanted = pd.DataFrame({"locale": locales[is_text & has_locale], "key": keys})
-        found = wanted.merge(self._user_counts, on=["locale", "key"], how="left")["n_users"]
+        found = wanted.merge(self._releasable, on=["locale", "key"], how="left", indicator=True)["_merge"]
         allowed = np.array([t is None for t in texts], dtype=bool)  # a missing text releases nothing, NaN fails
-        allowed[is_text & has_locale] = (found.fillna(0).to_numpy() >= self.min_users)
+        allowed[is_text & has_locale] = (found == "both").to_numpy()
         return allowed
 
     @cached_property
-    def _user_counts(self) -> pd.DataFrame:
-        return pd.DataFrame([(locale, key, n) for (locale, key), n in self.users.items()],
-                            columns=["locale", "key", "n_users"])
+    def _releasable(self) -> pd.DataFrame:
+        if self.releasable_keys is not None:
+            return self.releasable_keys
+        return pd.DataFrame([key for key, n in self.users.items() if n >= self.min_users],
+                            columns=["locale", "key"], dtype=object)
 
     def _row_ok(self, row: dict, column: str, kind: str, locale_column: str) -> bool:
         value, locale = row[column], row[locale_column]

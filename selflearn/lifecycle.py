@@ -138,7 +138,7 @@ def _daily(text_days: pd.DataFrame, rules: LifecycleConfig, as_of: str) -> dict:
     # whole-table groupbys, then one pass over the texts (a per-text groupby loop took ~40 s at 18 k labels)
     failed_days = per_day.loc[failed].groupby(KEY, sort=True)["day"].agg(list)   # ascending: per_day is sorted
     evidence = dict(zip(failed_days.index, failed_days))
-    first_seen = per_day.groupby(KEY, sort=True)["day"].min()
+    first_seen = per_day.groupby(KEY, sort=True)["day"].first()   # the earliest: per_day is sorted by day
     recent = per_day[per_day["day"] >= recent_from].groupby(KEY, sort=True)[["n_events", "n_defective"]].sum()
     recent = recent.reindex(first_seen.index, fill_value=0)
     out = {}

@@ -179,16 +179,15 @@ def match_key(display: str) -> str:
     return _WS.sub(" ", _ORPHAN_JOINERS.sub("", text)).strip()
 
 
-def _is_no_space(ch: str) -> bool:
-    o = ord(ch)
-    return any(lo <= o <= hi for lo, hi in _NO_SPACE_RANGES)
+# one character class instead of a Python test per character (tokens() ran ~10 us per text in rephrase scoring)
+_NO_SPACE_CHAR = re.compile("[" + "".join(f"{chr(lo)}-{chr(hi)}" for lo, hi in _NO_SPACE_RANGES) + "]")
 
 
 def tokens(norm: str) -> list[str]:
     """Words for spaced scripts, single characters for CJK/Thai runs."""
     out: list[str] = []
     for word in norm.split():
-        if any(_is_no_space(c) for c in word):
+        if _NO_SPACE_CHAR.search(word):
             out.extend(c for c in word)
         else:
             out.append(word)

@@ -54,6 +54,7 @@ def curate_on_engine(engine: Engine, todo: list[tuple[Path, str]], layout: RunLa
     staging = RunLayout(layout.ingest_staging)
     shutil.rmtree(staging.out, ignore_errors=True)  # a killed run's leftovers: this run stages every file again
     try:
+        # Spark spreads this small frame's rows over defaultParallelism partitions: files go to every core
         files = pa.table({"path": [str(p) for p, _ in todo], "source_file": [n for _, n in todo],
                           "source_rank": list(range(len(todo)))}, schema=FILES_SCHEMA)
         stage = partial(_stage_files, staging_out=str(staging.out), config=config)

@@ -48,6 +48,7 @@ RUN_FILES = {
 STATE_FILES = {
     "curated_turns": "curated/turns",
     "ingest_state": "curated/_ingested.json",
+    "ingest_staging": "curated/_staging",  # the engine path's per-file outputs before dedup across files
     "quarantine": "quarantine",
     "embedding_cache": "cache/embeddings",
     "eval_result": "eval.json",
@@ -118,6 +119,15 @@ class RunLayout:
     @property
     def ingest_state(self) -> Path:
         return self.out / STATE_FILES["ingest_state"]
+
+    @property
+    def ingest_staging(self) -> Path:
+        return self.out / STATE_FILES["ingest_staging"]
+
+    @property
+    def ingest_duplicates(self) -> Path:
+        """The engine path's (source_file, event_id) rows that an earlier file or run already kept."""
+        return self.ingest_staging / "_duplicates.parquet"
 
     @property
     def quarantine(self) -> Path:

@@ -5,7 +5,7 @@
         --logs /shared/logs --out /shared/selflearn/run-2026-11-25 --config run.toml
 
 --logs and --out are POSIX paths on a file system the driver and every executor mount at the same place
-(ingest reads the logs in the driver; executors read the curated turns it writes under --out).
+(executors read the logs and write the curated turns and quarantine under --out; later stages read them there).
 
 Master, memory, executors and every spark.* setting come from spark-submit (--master, --conf, spark-defaults);
 this script only adds the defaults the pipeline relies on (UTC session time zone, Arrow transfer) where they

@@ -115,6 +115,11 @@ def stage_data(engines):
             "utt_norm": ["set an alarm for seven", "stell einen wecker für sieben uhr", "七時にアラームをセット",
                          "mets un réveil à sept heures"],
             "intent": ["alarm_set"] * 4}))
+        # ingest's dedup across files: ranks that differ from the names' order, ids kept by an earlier run
+        d["staged_turns"] = engine.from_arrow(pa.table({"source_file": ["b", "b", "a", "a", "c", "c"],
+                                                        "event_id": ["e1", "e2", "e2", "e3", "e1", "e4"]}))
+        d["file_order"] = engine.from_arrow(pa.table({"source_file": ["b", "a", "c"], "source_rank": [0, 1, 2]}))
+        d["curated_ids"] = engine.from_arrow(pa.table({"event_id": ["e3", "e3", "e9"]}))
         data[engine.name] = d
     return data
 
@@ -173,6 +178,7 @@ STATEMENTS = {
     "locale_days": (["turn_friction", "scored_pairs"], None),
     "locale_counts": (["locale_days"], None),
     "text_days": (["node_days"], None),
+    "ingest_duplicates": (["staged_turns", "file_order", "curated_ids"], None),
 }
 
 

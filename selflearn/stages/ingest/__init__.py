@@ -16,7 +16,8 @@ Raw user ids are never written: user_key is a salted hash (selflearn.privacy).
 
 One module per concern: discovery (which files), ledger (what each file gave; incremental skips), casting
 (batches cast to the contract), utf8 (repair of invalid strings), rules and checks (reason codes, row checks,
-dedup), quarantine (the private rejected rows and their summary). This module runs them per file.
+dedup), quarantine (the private rejected rows and their summary), files (one file through them). This module
+runs them file after file; on_engine runs them in an engine's workers (Spark) and dedups across files in SQL.
 """
 from __future__ import annotations
 
@@ -24,17 +25,16 @@ import logging
 from dataclasses import asdict
 from pathlib import Path
 
-import pyarrow as pa
 from tqdm import tqdm
 
 from selflearn import io, privacy
 from selflearn.config import Config
-from selflearn.contract import QUARANTINE_SCHEMA, TURNS_SCHEMA
+from selflearn.engines.base import Engine
 from selflearn.layout import RunLayout
 from selflearn.stages.base import Context, Stage
-from selflearn.stages.ingest.casting import contract_batches
-from selflearn.stages.ingest.checks import TextCache, curate
+from selflearn.stages.ingest.checks import TextCache
 from selflearn.stages.ingest.discovery import discover_inputs, file_key, find_log_files
+from selflearn.stages.ingest.files import ingest_file
 from selflearn.stages.ingest.ledger import (
     COUNTS,
     INGEST_VERSION,
@@ -45,8 +45,9 @@ from selflearn.stages.ingest.ledger import (
     load_state,
     settings_fingerprint,
 )
+from selflearn.stages.ingest.on_engine import curate_on_engine
 from selflearn.stages.ingest.quarantine import quarantine_summary
-from selflearn.stages.ingest.rules import REASONS, ROW_REASONS, BadFile, IngestError, normalize_locale
+from selflearn.stages.ingest.rules import REASONS, ROW_REASONS, IngestError, normalize_locale
 
 __all__ = ["COUNTS", "INGEST", "INGEST_VERSION", "REASONS", "ROW_REASONS", "FileAccount", "IngestError",
            "IngestReport", "discover_inputs", "file_key", "ingest", "normalize_locale", "quarantine_summary",
@@ -58,8 +59,11 @@ log = logging.getLogger(__name__)
 STATE_EVERY_FILES = 256  # the state file is rewritten after this many files (and at the end), not after each
 
 
-def ingest(logs: str, out_dir: Path, config: Config, progress: bool = False) -> IngestReport:
-    """Validate and curate every input file of `logs` into out_dir; see the module docstring for the layout."""
+def ingest(logs: str, out_dir: Path, config: Config, progress: bool = False,
+           engine: Engine | None = None) -> IngestReport:
+    """Validate and curate every input file of `logs` into out_dir; see the module docstring for the layout.
+    With an engine the files are read and curated by its workers (on_engine); without one, here, one file after
+    the other. Both give the same curated rows, quarantine and accounts."""
     root, files = find_log_files(logs)
     out_dir = Path(out_dir)
     config = privacy.with_salt(config, out_dir, say=log.warning)  # a no-op when PipelineRun resolved it
@@ -91,13 +95,22 @@ def ingest(logs: str, out_dir: Path, config: Config, progress: bool = False) -> 
                 continue
         todo.append((path, name))
 
-    if todo:
+    if todo and engine is not None:
+        done, error = curate_on_engine(engine, todo, layout, config)
+        for account in done:
+            account.check_balanced()
+            accounts[account.source_file] = account
+            state["files"][account.source_file] = {**asdict(account), "file_key": file_key(account.source_file)}
+        io.atomic_write_json(state, state_path)
+        if error is not None:
+            raise error
+    elif todo:
         replaced = {layout.curated_turns_file(file_key(name)).name for _, name in todo}
         seen = event_ids(p for p in sorted(turns_dir.glob("*.parquet")) if p.name not in replaced)
         texts = TextCache(config.ingest.max_utterance_chars, config.privacy.pii_patterns)
         try:
             for done, (path, name) in enumerate(tqdm(todo, desc="ingest", unit="file", disable=not progress), 1):
-                account = _ingest_file(path, name, layout, config, seen, texts)
+                account = ingest_file(path, name, layout, config, seen, texts)
                 account.check_balanced()
                 accounts[name] = account
                 state["files"][name] = {**asdict(account), "file_key": file_key(name)}
@@ -117,56 +130,10 @@ def ingest(logs: str, out_dir: Path, config: Config, progress: bool = False) -> 
 
 
 def _ingest_stage(ctx: Context, logs: str) -> dict:
-    return {"ingest_report": ingest(logs, ctx.layout.out, ctx.cfg, progress=ctx.cfg.run.progress)}
+    # An engine whose batches run in this process (DuckDB) would only stage every file twice: stream them here.
+    engine = None if ctx.engine.batches_in_process else ctx.engine
+    return {"ingest_report": ingest(logs, ctx.layout.out, ctx.cfg, progress=ctx.cfg.run.progress, engine=engine)}
 
 
 # logs (a path, folder or glob) -> ingest_report; curated turns, quarantine and the ledger under out/
 INGEST = Stage("ingest", inputs=("logs",), outputs=("ingest_report",), run=_ingest_stage)
-
-
-def _ingest_file(path: Path, name: str, layout: RunLayout, config: Config, seen: set[str],
-                 texts: TextCache) -> FileAccount:
-    """Curate one file a batch of rows at a time (memory follows BATCH_ROWS, not the file), streaming both
-    outputs into place atomically."""
-    key = file_key(name)
-    turns_path, quarantine_path = layout.curated_turns_file(key), layout.quarantine_file(key)
-    fp = "unreadable"
-    kept_ids: list[pa.Array] = []  # to forget again if the file turns out bad halfway
-    counts = {"kept": 0, "quarantined": 0, "duplicates": 0}
-    turns_out = io.AtomicParquetWriter(turns_path, TURNS_SCHEMA)
-    quarantine_out = io.AtomicParquetWriter(quarantine_path, QUARANTINE_SCHEMA)
-    try:
-        try:
-            fp = io.fingerprint_file(path)
-        except OSError as exc:
-            raise BadFile("bad_file", f"cannot be read ({exc.strerror or exc})") from None
-        rows_in = 0
-        for offset, columns, rows_in in contract_batches(path):
-            turns, quarantine, duplicates = curate(columns, name, config, seen, texts, offset)
-            kept_ids.append(turns["event_id"].combine_chunks())
-            counts["kept"] += turns.num_rows
-            counts["quarantined"] += quarantine.num_rows
-            counts["duplicates"] += duplicates
-            turns_out.write(turns)
-            if quarantine.num_rows:
-                quarantine_out.write(quarantine)
-    except BadFile as bad:
-        turns_out.abort(), quarantine_out.abort()
-        for ids in kept_ids:
-            seen.difference_update(ids.to_pylist())
-        if not config.ingest.quarantine_bad_files:
-            raise IngestError(f"file {path}: {bad}") from None
-        row = {"source_file": name, "row_number": -1, "reason": bad.reason, "detail": str(bad)}
-        io.atomic_write_parquet(TURNS_SCHEMA.empty_table(), turns_path)
-        io.atomic_write_parquet(pa.Table.from_pylist([row], schema=QUARANTINE_SCHEMA), quarantine_path)
-        return FileAccount(name, "quarantined_file", bad.rows, 0, bad.rows, 0, fp)
-    except BaseException:
-        turns_out.abort(), quarantine_out.abort()
-        raise
-    if not counts["kept"]:
-        turns_out.write(TURNS_SCHEMA.empty_table())  # every accounted file has its (possibly empty) turns file
-    turns_out.close()
-    if not quarantine_out.close():
-        quarantine_path.unlink(missing_ok=True)
-    status = "empty" if rows_in == 0 else "ingested"
-    return FileAccount(name, status, rows_in, counts["kept"], counts["quarantined"], counts["duplicates"], fp)

@@ -21,13 +21,14 @@ day, e.g. quick follow-ups read as friction, does not revive it; benchmarks/drif
 interpretation replaces a label only when it holds on a later day. While it waits, neither intent is emitted.
 Everything is a function of (base, window, as_of): a re-run over the same days gives the same state, and the
 caller re-advances from the same base when the previous run had the same `as_of` (pipeline, export stage).
-Pure: pandas only.
+Pure: pandas and numpy only.
 """
 from __future__ import annotations
 
 import datetime as dt
 from dataclasses import dataclass
 
+import numpy as np
 import pandas as pd
 
 from selflearn.config import LifecycleConfig
@@ -135,13 +136,21 @@ def _daily(text_days: pd.DataFrame, rules: LifecycleConfig, as_of: str) -> dict:
     recent_from = days_before(as_of, rules.recent_days - 1)
     failed = per_day["n_defective"] >= rules.revive_defect_rate * per_day["n_events"]
     read_as, defective = _read_as_days(frame, per_day, rules)
+    # arrays sliced per text, not a pandas group per text: every label ever given is read each run
+    locales, utts = per_day["locale"].tolist(), per_day["utt_norm"].tolist()
+    day = per_day["day"].tolist()
+    events, bad = per_day["n_events"].to_numpy(), per_day["n_defective"].to_numpy()
+    recent = (per_day["day"] >= recent_from).to_numpy()
+    starts = [i for i in range(len(day)) if i == 0 or (locales[i], utts[i]) != (locales[i - 1], utts[i - 1])]
+    recent_events = np.add.reduceat(np.where(recent, events, 0), starts) if starts else []
+    recent_bad = np.add.reduceat(np.where(recent, bad, 0), starts) if starts else []
+    failed = failed.to_numpy()
     out = {}
-    for key, group in per_day.assign(failed=failed).groupby(KEY, sort=True):
-        recent = group[group["day"] >= recent_from]
-        events = int(recent["n_events"].sum())
-        out[key] = {"evidence_days": sorted(group.loc[group["failed"], "day"].tolist()),
-                    "first_seen": group["day"].min(), "recent_events": events,
-                    "recent_rate": float(recent["n_defective"].sum()) / events if events else 0.0,
+    for n, (a, b) in enumerate(zip(starts, [*starts[1:], len(day)])):
+        key, n_events = (locales[a], utts[a]), int(recent_events[n])
+        out[key] = {"evidence_days": [day[i] for i in range(a, b) if failed[i]], "first_seen": day[a],
+                    "recent_events": n_events,
+                    "recent_rate": float(recent_bad[n]) / n_events if n_events else 0.0,
                     "read_as": read_as.get(key, {}), "defective_by_intent": defective.get(key, {})}
     return out
 
@@ -164,8 +173,9 @@ def _read_as_days(frame: pd.DataFrame, per_day: pd.DataFrame, rules: LifecycleCo
                     & (intents["n_defective"] <= rules.retire_defect_rate * intents["n_events"])]
     clean = clean.merge(normal, on=[*KEY, "day"], how="inner")
     out: dict = {}
-    for (locale, utt_norm, intent), group in clean.groupby([*KEY, "intent"], sort=True):
-        out.setdefault((locale, utt_norm), {})[intent] = sorted(group["day"].tolist())
+    clean = clean.sort_values([*KEY, "intent", "day"], kind="stable")
+    for locale, utt_norm, intent, day in zip(clean["locale"], clean["utt_norm"], clean["intent"], clean["day"]):
+        out.setdefault((locale, utt_norm), {}).setdefault(intent, []).append(day)
     return out, defective
 
 

@@ -38,10 +38,10 @@ from selflearn.stages.ingest.discovery import discover_inputs, file_key, find_lo
 from selflearn.stages.ingest.ledger import (
     COUNTS,
     INGEST_VERSION,
+    EventIds,
     FileAccount,
     IngestReport,
     account_fields,
-    event_ids,
     load_state,
     settings_fingerprint,
 )
@@ -93,7 +93,7 @@ def ingest(logs: str, out_dir: Path, config: Config, progress: bool = False) -> 
 
     if todo:
         replaced = {layout.curated_turns_file(file_key(name)).name for _, name in todo}
-        seen = event_ids(p for p in sorted(turns_dir.glob("*.parquet")) if p.name not in replaced)
+        seen = EventIds(p for p in sorted(turns_dir.glob("*.parquet")) if p.name not in replaced)
         texts = TextCache(config.ingest.max_utterance_chars, config.privacy.pii_patterns)
         try:
             for done, (path, name) in enumerate(tqdm(todo, desc="ingest", unit="file", disable=not progress), 1):
@@ -124,7 +124,7 @@ def _ingest_stage(ctx: Context, logs: str) -> dict:
 INGEST = Stage("ingest", inputs=("logs",), outputs=("ingest_report",), run=_ingest_stage)
 
 
-def _ingest_file(path: Path, name: str, layout: RunLayout, config: Config, seen: set[str],
+def _ingest_file(path: Path, name: str, layout: RunLayout, config: Config, seen: EventIds,
                  texts: TextCache) -> FileAccount:
     """Curate one file a batch of rows at a time (memory follows BATCH_ROWS, not the file), streaming both
     outputs into place atomically."""
@@ -153,7 +153,7 @@ def _ingest_file(path: Path, name: str, layout: RunLayout, config: Config, seen:
     except BadFile as bad:
         turns_out.abort(), quarantine_out.abort()
         for ids in kept_ids:
-            seen.difference_update(ids.to_pylist())
+            seen.forget(ids.to_pylist())
         if not config.ingest.quarantine_bad_files:
             raise IngestError(f"file {path}: {bad}") from None
         row = {"source_file": name, "row_number": -1, "reason": bad.reason, "detail": str(bad)}

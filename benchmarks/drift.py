@@ -179,7 +179,16 @@ def retirement(runs: list[dict], texts: pd.DataFrame, users: pd.DataFrame, withi
             "labels_whose_text_still_fails": int(len(still_failing)),
             "of_those_retired_by_day_after_retrain": curves["still_failing"],
             "of_those_retired_within_by_reason": {k: int(v) for k, v in why.value_counts().sort_index().items()},
+            "precision_within": precision(curves, within_days),
             "not_said_after_retrain": borrowed}
+
+
+def precision(curves: dict, within_days: int):
+    """Of the labels retired by the within_days-th day of the new NLU whose text the retraining either fixed or
+    left failing: the share fixed (relabels of still-failing texts count against it)."""
+    day = str(within_days - 1)
+    fixed, failing = curves["fixed"].get(day), curves["still_failing"].get(day)
+    return None if fixed is None or not (fixed + failing) else round(fixed / (fixed + failing), 3)
 
 
 def neighbour_evidence(live: pd.DataFrame, last: pd.DataFrame) -> dict:
@@ -266,6 +275,8 @@ def markdown(result: dict) -> str:
              f" days ({ret['labels_whose_text_the_retrain_fixed']}) | >= 90 % | {pct(share)} |",
              f"| of those, texts said >= 3 times in those days ({ret['of_those_said_enough_after_retrain']}) | - | "
              f"{pct(ret['said_enough_share_retired_within'])} |",
+             f"| precision: of the labels retired in those days, whose text was fixed (vs still failing) | - | "
+             f"{pct(ret['precision_within'])} |",
              f"| labels whose text the retrained NLU still gets wrong ({ret['labels_whose_text_still_fails']}), retired "
              f"within those days by reason | 0 by 'the NLU now handles it' | "
              f"{ret['of_those_retired_within_by_reason'] or 0} |",

@@ -33,8 +33,11 @@ class Absorption:
     p_success: np.ndarray             # row sums
 
     def distribution(self, node_row: int) -> dict[str, float]:
-        row = self.success_by_intent.getrow(node_row)
-        return {self.intents[j]: float(v) for j, v in zip(row.indices, row.data) if v > 0}
+        # the row's slice of the CSR arrays: getrow built a 1-row matrix per call, and labels ask once per
+        # failing text and rephrase target (thousands a run)
+        m = self.success_by_intent
+        lo, hi = m.indptr[node_row], m.indptr[node_row + 1]
+        return {self.intents[j]: float(v) for j, v in zip(m.indices[lo:hi].tolist(), m.data[lo:hi].tolist()) if v > 0}
 
 
 def build_graph(nodes: pd.DataFrame, edges: pd.DataFrame) -> nx.DiGraph:

@@ -14,7 +14,8 @@ training sets, their private lifecycle state (work/label_lifecycle.parquet) and 
 - retirement: of the labels live before the retrain whose text the retraining fixed, the share retired by the
   run on the --retire-within-th day the retrained NLU serves (day 6 counts as the first), overall and among
   texts said often enough in those days for the lifecycle to see the fix (and, apart, labels retired whose
-  text still fails);
+  text still fails); and, for the labels whose text was not said at all in those days, how many were fixed and
+  how many still fail, overall and where neighbours (same locale and intent) lend evidence;
 - flips: labels whose state left and came back (live -> retired -> live), and labels that left the training
   set and came back;
 - per-stage timings of every daily run, with the days each run computed and reused (stages/daily.py: a daily run
@@ -165,6 +166,8 @@ def retirement(runs: list[dict], texts: pd.DataFrame, users: pd.DataFrame, withi
     gone = still_failing[LABEL].merge(last[last["state"] == "retired"][[*LABEL, "reason"]], on=LABEL)
     why = gone["reason"].str.split(":").str[0].str.replace(r"relabeled to .*", "relabeled", regex=True)
 
+    borrowed = neighbour_evidence(live, last)
+
     def share(name: str, group: pd.DataFrame):
         within = curves[name].get(str(within_days - 1))   # the run on the within_days-th day of the new NLU
         return None if within is None or not len(group) else round(within / len(group), 3)
@@ -175,7 +178,39 @@ def retirement(runs: list[dict], texts: pd.DataFrame, users: pd.DataFrame, withi
             "said_enough_share_retired_within": share("fixed_and_said_enough", seen),
             "labels_whose_text_still_fails": int(len(still_failing)),
             "of_those_retired_by_day_after_retrain": curves["still_failing"],
-            "of_those_retired_within_by_reason": {k: int(v) for k, v in why.value_counts().sort_index().items()}}
+            "of_those_retired_within_by_reason": {k: int(v) for k, v in why.value_counts().sort_index().items()},
+            "precision_within": precision(curves, within_days),
+            "not_said_after_retrain": borrowed}
+
+
+def precision(curves: dict, within_days: int):
+    """Of the labels retired by the within_days-th day of the new NLU whose text the retraining either fixed or
+    left failing: the share fixed (relabels of still-failing texts count against it)."""
+    day = str(within_days - 1)
+    fixed, failing = curves["fixed"].get(day), curves["still_failing"].get(day)
+    return None if fixed is None or not (fixed + failing) else round(fixed / (fixed + failing), 3)
+
+
+def neighbour_evidence(live: pd.DataFrame, last: pd.DataFrame) -> dict:
+    """Could neighbours lend evidence to the labels whose text was not said at all in the days after the retrain?
+    Of those labels, how many the retraining fixed and how many still fail: overall, and among those whose
+    neighbours (the other labels of the same locale and intent live before the retrain) were all said and read
+    right, i.e. retired by reading, with at least one such neighbour and none said and still live. A rule that
+    borrows is only as precise as the second split: the guard (no label retired whose text still fails) needs it
+    near 100 % fixed."""
+    by_reading = last[(last["state"] == "retired") & last["reason"].str.startswith("the NLU now handles it")][LABEL]
+    said = live[live["events_after_retrain"] > 0].merge(by_reading.assign(read_right=True), on=LABEL, how="left")
+    said["read_right"] = said["read_right"].eq(True)
+    group = said.groupby(["locale", "intent"]).agg(read_right=("read_right", "sum"),
+                                                   not_yet=("read_right", lambda s: int((~s).sum())))
+    unsaid = live[live["events_after_retrain"] == 0].merge(group.reset_index(), on=["locale", "intent"], how="left")
+    unsaid = unsaid.fillna({"read_right": 0, "not_yet": 0})
+    lent = unsaid[(unsaid["read_right"] >= 1) & (unsaid["not_yet"] == 0)]
+
+    def split(frame: pd.DataFrame) -> dict:
+        return {"labels": int(len(frame)), "fixed": int(frame["fixed_by_retrain"].eq(True).sum()),
+                "still_failing": int(frame["retrained_nlu_correct"].eq(False).sum())}
+    return {"all": split(unsaid), "every_said_neighbour_read_right": split(lent)}
 
 
 def flips(runs: list[dict]) -> dict:
@@ -229,6 +264,8 @@ def timings_per_day(runs: list[dict]) -> dict:
 def markdown(result: dict) -> str:
     lat, ret, fl, tim = result["latency"], result["retirement"], result["flips"], result["timings"]
     share = ret["share_retired_within"]
+    na = ret["not_said_after_retrain"]
+    nl = na["every_said_neighbour_read_right"]
     pct = lambda v: "n/a" if v is None else f"{100 * v:.0f} %"  # noqa: E731
     fmt = lambda v: "never (median)" if v is None else f"{v:g}"  # noqa: E731
     lines = ["| measure | target | measured |", "|---|---|---:|",
@@ -238,9 +275,15 @@ def markdown(result: dict) -> str:
              f" days ({ret['labels_whose_text_the_retrain_fixed']}) | >= 90 % | {pct(share)} |",
              f"| of those, texts said >= 3 times in those days ({ret['of_those_said_enough_after_retrain']}) | - | "
              f"{pct(ret['said_enough_share_retired_within'])} |",
+             f"| precision: of the labels retired in those days, whose text was fixed (vs still failing) | - | "
+             f"{pct(ret['precision_within'])} |",
              f"| labels whose text the retrained NLU still gets wrong ({ret['labels_whose_text_still_fails']}), retired "
              f"within those days by reason | 0 by 'the NLU now handles it' | "
              f"{ret['of_those_retired_within_by_reason'] or 0} |",
+             "| labels not said in those days, fixed / still failing: all; where every said neighbour of the "
+             "same locale and intent was read right | - | "
+             f"{na['all']['fixed']} / {na['all']['still_failing']}; "
+             f"{nl['fixed']} / {nl['still_failing']} |",
              f"| labels whose state flipped back and forth | 0 | {fl['state_flips']} |",
              f"| labels that left the training set and came back | - | {fl['training_set_flips']} |"]
     if len(tim) == 2:

@@ -184,7 +184,7 @@ class LifecycleConfig(_Section):
     recent_days: int = Field(2, ge=1, description="days pooled to judge a text's current friction")
     min_recent_events: int = Field(3, ge=1, description="events needed in the recent days before a label is retired or revived")
     relabel_after_days: int = Field(1, ge=0, description="a new interpretation replaces a label only when the labeler still gives it this many days later")
-    retire_on_read_as: int = Field(1, ge=0, description="retire a label once, after its text last failed, the NLU read the text as the labelled intent without friction on this many days (0: off)")
+    retire_on_read_as: int = Field(1, ge=0, description="retire a label once, after its text last failed, the NLU read the text as the labelled intent with normal friction (at most retire_defect_rate, on those turns and on the day's) on this many days (0: off)")
 
 
 class EmergingConfig(_Section):

@@ -96,3 +96,18 @@ def test_a_relabel_back_to_the_first_interpretation_leaves_the_text_contested_no
     for seq in live_runs.values():   # live, then not live, never live again
         text = "".join("1" if v else "0" for v in seq).lstrip("0")
         assert "01" not in text, seq
+
+
+def test_a_busy_text_read_right_retires_despite_a_few_defective_follow_ups():
+    failing = [(MISREAD, 30, 20)]
+    read_right_busy = [(RIGHT, 60, 5)]      # 8 % friction: quick follow-ups read as friction, not a failure
+    lives = _lives({1: failing, 2: failing, 3: read_right_busy})
+    assert list(lives[2]) == [(RIGHT, "retired")]
+
+
+def test_a_text_read_right_with_high_friction_or_said_once_with_friction_is_not_retired():
+    failing = [(MISREAD, 3, 3)]
+    read_right_but_failing = [(RIGHT, 20, 8)]   # 40 %: read as the label's intent yet still failing (slots, ASR)
+    once_with_friction = [(RIGHT, 1, 1)]        # one turn: friction on it is all the day says
+    lives = _lives({1: failing, 2: failing, 3: read_right_but_failing, 4: once_with_friction})
+    assert [next(iter(s))[1] for s in lives] == ["new", "confirmed", "confirmed", "confirmed"]

@@ -61,6 +61,18 @@ def test_abroad_evidence_names_the_agreed_intent_and_how_many_locales_read_it():
     assert ev.loc["h1", "best_similarity"] == pytest.approx((0.95 - 0.8) / 0.2)
 
 
+def test_abroad_evidence_weighs_a_split_vote_and_breaks_a_tie_by_the_first_intent():
+    split = pd.DataFrame({"src": ["h1", "h1", "h1", "h3", "h3"], "dst": ["e1", "d1", "f1", "f1", "d1"],
+                          "similarity": [0.95, 0.94, 0.96, 0.9, 0.9], "chance": 0.8})
+    ev = transfer.abroad_evidence(split, NODES).set_index("node_id")
+    # h1: alarm_remove 0.75 + 0.70 above chance outweighs weather_query 0.80; its closest voter first
+    assert ev.loc["h1", "intent"] == "alarm_remove" and ev.loc["h1", "target"] == "e1"
+    assert ev.loc["h1", "agreement"] == pytest.approx(1.45 / 2.25) and ev.loc["h1", "checks"] == 2
+    assert "(cosine: en-US 0.950, de-DE 0.940)" in ev.loc["h1", "evidence"]
+    # h3: equal weight for weather_query (f1) and alarm_remove (d1): the alphabetically first intent wins
+    assert ev.loc["h3", "intent"] == "alarm_remove" and ev.loc["h3", "agreement"] == pytest.approx(0.5)
+
+
 def test_pair_chance_is_the_smoothed_precision_of_examples_at_least_as_strong():
     chance = transfer.PairChance(np.array([0.9] * 30 + [0.3] * 30), np.ones(60), np.r_[np.ones(30), np.zeros(30)].astype(bool))
     strong, weak = chance(np.array([0.8, 0.2]), np.array([1.0, 1.0]))

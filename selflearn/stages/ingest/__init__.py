@@ -38,10 +38,10 @@ from selflearn.stages.ingest.files import ingest_file
 from selflearn.stages.ingest.ledger import (
     COUNTS,
     INGEST_VERSION,
+    EventIds,
     FileAccount,
     IngestReport,
     account_fields,
-    event_ids,
     load_state,
     settings_fingerprint,
 )
@@ -106,7 +106,7 @@ def ingest(logs: str, out_dir: Path, config: Config, progress: bool = False,
             raise error
     elif todo:
         replaced = {layout.curated_turns_file(file_key(name)).name for _, name in todo}
-        seen = event_ids(p for p in sorted(turns_dir.glob("*.parquet")) if p.name not in replaced)
+        seen = EventIds(p for p in sorted(turns_dir.glob("*.parquet")) if p.name not in replaced)
         texts = TextCache(config.ingest.max_utterance_chars, config.privacy.pii_patterns)
         try:
             for done, (path, name) in enumerate(tqdm(todo, desc="ingest", unit="file", disable=not progress), 1):

@@ -11,6 +11,7 @@ import pyarrow.compute as pc
 from selflearn import privacy, text
 from selflearn.config import Config
 from selflearn.contract import RESPONSE_STATUSES, TURNS_SCHEMA
+from selflearn.stages.ingest.ledger import EventIds
 from selflearn.stages.ingest.quarantine import quarantine_rows
 from selflearn.stages.ingest.rules import ROW_REASONS, SAFE_NAME, normalize_locale
 
@@ -95,7 +96,7 @@ def _distinct_texts(utterance: pa.Array, locale: pa.Array, texts: TextCache) -> 
     return distinct, pa.array(inverse, pa.int64(), mask=keys[inverse] < 0)
 
 
-def curate(col: dict[str, pa.Array], name: str, config: Config, seen: set[str],
+def curate(col: dict[str, pa.Array], name: str, config: Config, seen: EventIds,
             texts: TextCache, offset: int = 0) -> tuple[pa.Table, pa.Table, int]:
     """(curated turns, quarantine rows, duplicates) of one batch of a file's contract columns, whose first row is
     row `offset` of the file; adds kept ids to seen."""
@@ -132,10 +133,7 @@ def curate(col: dict[str, pa.Array], name: str, config: Config, seen: set[str],
 
     # dedup after the checks, so an invalid first copy of an event does not hide a valid second one
     valid = np.flatnonzero(reason < 0)
-    duplicate = np.zeros(len(valid), bool)
-    for j, event_id in enumerate(col["event_id"].take(pa.array(valid, pa.int64())).to_pylist()):
-        duplicate[j] = event_id in seen
-        seen.add(event_id)
+    duplicate = seen.mark(col["event_id"].take(pa.array(valid, pa.int64())))
     keep = pa.array(valid[~duplicate], pa.int64())
 
     ts_us = _np(col["ts"].take(keep).cast(pa.int64())).astype(np.int64)

@@ -1,6 +1,6 @@
 """One input file curated into its turns file and quarantine file (both written atomically) and its account.
-The streaming path (ingest) runs it file after file in this process with one set of seen event ids; the engine
-path (on_engine) runs it in the engine's workers, each file with its own set, and dedups across files in SQL."""
+The streaming path (ingest) runs it file after file in this process with one record of seen event ids
+(ledger.EventIds); the engine path (on_engine) runs it in the engine's workers, each file with its own set, and dedups across files in SQL."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -14,11 +14,11 @@ from selflearn.layout import RunLayout
 from selflearn.stages.ingest.casting import contract_batches
 from selflearn.stages.ingest.checks import TextCache, curate
 from selflearn.stages.ingest.discovery import file_key
-from selflearn.stages.ingest.ledger import FileAccount
+from selflearn.stages.ingest.ledger import EventIds, FileAccount
 from selflearn.stages.ingest.rules import BadFile, IngestError
 
 
-def ingest_file(path: Path, name: str, layout: RunLayout, config: Config, seen: set[str],
+def ingest_file(path: Path, name: str, layout: RunLayout, config: Config, seen: EventIds,
                 texts: TextCache) -> FileAccount:
     """Curate one file a batch of rows at a time (memory follows BATCH_ROWS, not the file), streaming both
     outputs into place atomically."""
@@ -47,7 +47,7 @@ def ingest_file(path: Path, name: str, layout: RunLayout, config: Config, seen: 
     except BadFile as bad:
         turns_out.abort(), quarantine_out.abort()
         for ids in kept_ids:
-            seen.difference_update(ids.to_pylist())
+            seen.forget(ids.to_pylist())
         if not config.ingest.quarantine_bad_files:
             raise IngestError(f"file {path}: {bad}") from None
         row = {"source_file": name, "row_number": -1, "reason": bad.reason, "detail": str(bad)}

@@ -9,6 +9,9 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from selflearn.config import Config
@@ -83,8 +86,30 @@ def load_state(path: Path) -> dict:
         return {"settings": None, "files": {}}
 
 
-def event_ids(curated: Iterable[Path]) -> set[str]:
-    seen: set[str] = set()
-    for path in curated:
-        seen.update(pq.read_table(path, columns=["event_id"])["event_id"].to_pylist())
-    return seen
+class EventIds:
+    """The event ids ingested so far, for dropping duplicates: the curated files' ids as one Arrow array, tested
+    a batch at a time in Arrow (pc.is_in), and the ids this run added as a set. A daily run used to turn every
+    curated file's ids into Python strings and a set (all of history, every run); now only the new files' ids
+    become Python objects."""
+
+    def __init__(self, curated: Iterable[Path]):
+        chunks = [c for path in curated for c in pq.read_table(path, columns=["event_id"])["event_id"].chunks]
+        self._before = pa.chunked_array(chunks, pa.string()).combine_chunks() if chunks else pa.array([], pa.string())
+        self._added: set[str] = set()
+
+    def mark(self, ids: pa.Array) -> np.ndarray:
+        """Per id: whether it was seen before (in a curated file, earlier in this run, or earlier in `ids`);
+        every id is seen from now on."""
+        if len(self._before):
+            before = pc.is_in(ids.cast(pa.string()), value_set=self._before).to_numpy(zero_copy_only=False)
+        else:
+            before = np.zeros(len(ids), bool)
+        duplicate = np.zeros(len(ids), bool)
+        for j, event_id in enumerate(ids.to_pylist()):
+            duplicate[j] = bool(before[j]) or event_id in self._added
+            self._added.add(event_id)
+        return duplicate
+
+    def forget(self, ids: list[str]) -> None:
+        """Unsee ids this run added (a file that turned out bad halfway)."""
+        self._added.difference_update(ids)

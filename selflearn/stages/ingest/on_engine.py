@@ -33,7 +33,7 @@ from selflearn.layout import RunLayout
 from selflearn.stages.ingest.checks import TextCache
 from selflearn.stages.ingest.discovery import file_key
 from selflearn.stages.ingest.files import ingest_file
-from selflearn.stages.ingest.ledger import COUNTS, FileAccount
+from selflearn.stages.ingest.ledger import COUNTS, EventIds, FileAccount
 from selflearn.stages.ingest.rules import IngestError
 
 FILES_SCHEMA = pa.schema([("path", pa.string()), ("source_file", pa.string()), ("source_rank", pa.int64())])
@@ -98,7 +98,7 @@ def _stage_files(batch: pa.RecordBatch, staging_out: str, config: Config) -> pa.
     for path, name in zip(batch.column("path").to_pylist(), batch.column("source_file").to_pylist(), strict=True):
         try:
             # a fresh set per file: repeats within the file are counted here, across files in SQL
-            account = ingest_file(Path(path), name, staging, config, set(), texts)
+            account = ingest_file(Path(path), name, staging, config, EventIds([]), texts)
             out.append({**account.__dict__, "error": None})
         except IngestError as exc:
             out.append({"source_file": name, "status": "error", **dict.fromkeys(COUNTS, 0),

@@ -57,12 +57,16 @@ def components(node_ids: list[str], src, dst) -> dict[str, int]:
     row_of = pd.Series(np.arange(len(node_ids)), index=pd.Index(node_ids))
     rows_src, rows_dst = row_of.loc[list(src)].to_numpy(), row_of.loc[list(dst)].to_numpy()
     adjacency = sp.coo_matrix((np.ones(len(rows_src)), (rows_src, rows_dst)), shape=(len(node_ids),) * 2)
-    _, found = csgraph.connected_components(adjacency, directed=True, connection="weak")
-    members = pd.DataFrame({"node_id": node_ids, "found": found})
-    order = members.groupby("found").agg(size=("node_id", "size"), first=("node_id", "min"))
-    order = order.sort_values(["size", "first"], ascending=[False, True])
-    number = pd.Series(np.arange(len(order)), index=order.index)
-    return dict(zip(members["node_id"], number.loc[members["found"]].to_numpy().tolist()))
+    count, found = csgraph.connected_components(adjacency, directed=True, connection="weak")
+    # each id's rank among the sorted ids stands in for the id: the smallest rank is the smallest id
+    # (a groupby min over the strings themselves runs in Python: 12 s at 300 k nodes)
+    rank, _ = pd.factorize(np.asarray(node_ids, dtype=object), sort=True)
+    smallest = np.full(count, len(node_ids), dtype=np.int64)
+    np.minimum.at(smallest, found, rank)
+    size = np.bincount(found, minlength=count)
+    number = np.empty(count, dtype=np.int64)
+    number[np.lexsort((smallest, -size))] = np.arange(count)
+    return dict(zip(node_ids, number[found].tolist()))
 
 
 def longest_chains(graph: nx.DiGraph, limit: int = 20) -> list[list[str]]:

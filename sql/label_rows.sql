@@ -19,38 +19,38 @@ grouped as (
 select g.solve_group, 'node' as part,
        n.node_row, n.node_id, n.locale, n.utt, n.utt_norm, n.n_users, n.n_events, n.n_success, n.top_intent,
        n.top_intent_share, n.n_logged_friction, n.is_candidate,
-       cast(null as varchar) as src, cast(null as varchar) as dst, cast(null as varchar) as kind,
+       cast(null as string) as src, cast(null as string) as dst, cast(null as string) as kind,
        cast(null as double) as soft_users, cast(null as double) as strong_users, cast(null as double) as max_score,
        cast(null as double) as llr, cast(null as double) as similarity,
-       cast(null as varchar) as intent, cast(null as double) as probability
+       cast(null as string) as intent, cast(null as double) as probability
 from label_nodes n
 join grouped g on g.node_id = n.node_id
 union all
 select g.solve_group, 'edge' as part,
-       cast(null as bigint), cast(null as varchar), cast(null as varchar), cast(null as varchar),
-       cast(null as varchar), e.n_users, cast(null as bigint), cast(null as bigint), cast(null as varchar),
+       cast(null as bigint), cast(null as string), cast(null as string), cast(null as string),
+       cast(null as string), e.n_users, cast(null as bigint), cast(null as bigint), cast(null as string),
        cast(null as double), cast(null as bigint), cast(null as boolean),
        e.src, e.dst, e.kind, e.soft_users, e.strong_users, e.max_score, e.llr, e.similarity,
-       cast(null as varchar), cast(null as double)
+       cast(null as string), cast(null as double)
 from label_edges e
 join grouped g on g.node_id = e.src
 union all
 select g.solve_group, 'dist' as part,
-       cast(null as bigint), a.node_id, cast(null as varchar), cast(null as varchar),
-       cast(null as varchar), cast(null as bigint), cast(null as bigint), cast(null as bigint), cast(null as varchar),
+       cast(null as bigint), a.node_id, cast(null as string), cast(null as string),
+       cast(null as string), cast(null as bigint), cast(null as bigint), cast(null as bigint), cast(null as string),
        cast(null as double), cast(null as bigint), cast(null as boolean),
-       cast(null as varchar), cast(null as varchar), cast(null as varchar), cast(null as double),
+       cast(null as string), cast(null as string), cast(null as string), cast(null as double),
        cast(null as double), cast(null as double), cast(null as double), cast(null as double),
        a.intent, a.probability
 from label_dist a
 join grouped g on g.node_id = a.node_id
 union all
 select g.solve_group, 'neighbour' as part,
-       cast(null as bigint), cast(null as varchar), cast(null as varchar), cast(null as varchar),
-       cast(null as varchar), cast(null as bigint), cast(null as bigint), cast(null as bigint), cast(null as varchar),
+       cast(null as bigint), cast(null as string), cast(null as string), cast(null as string),
+       cast(null as string), cast(null as bigint), cast(null as bigint), cast(null as bigint), cast(null as string),
        cast(null as double), cast(null as bigint), cast(null as boolean),
-       r.src, r.dst, cast(null as varchar), cast(null as double),
+       r.src, r.dst, cast(null as string), cast(null as double),
        cast(null as double), cast(null as double), cast(null as double), r.similarity,
-       cast(null as varchar), cast(null as double)
+       cast(null as string), cast(null as double)
 from label_neighbours r
 join grouped g on g.node_id = r.src

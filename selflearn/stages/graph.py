@@ -15,7 +15,6 @@ import networkx as nx
 import numpy as np
 import pandas as pd
 import pyarrow as pa
-import pyarrow.compute as pc
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 from scipy.sparse import csgraph
@@ -273,12 +272,6 @@ def absorption_of(solved: pa.Table, node_ids: list[str], node_intents: pd.DataFr
     return Absorption(node_ids, intents, matrix, np.asarray(matrix.sum(axis=1)).ravel())
 
 
-def tagged_ids(tag: str, ids) -> pa.Array:
-    """`tag` + each id, as an Arrow string array."""
-    ids = pa.array(ids, pa.string()) if not isinstance(ids, pa.Array) else ids
-    return pc.binary_join_element_wise(pa.scalar(tag), ids, "")
-
-
 def assemble_on_engine(engine, nodes: pd.DataFrame, node_intents: pd.DataFrame, rephrase_edges: pd.DataFrame,
                        variant_edges: pd.DataFrame, reliable_neighbours: pd.DataFrame | None = None,
                        say=None) -> SynonymyGraph:
@@ -294,20 +287,19 @@ def assemble_on_engine(engine, nodes: pd.DataFrame, node_intents: pd.DataFrame, 
     # within one graph, the smallest prefixed id is the smallest id.
     joining = edges[(edges["kind"] != "multiturn") | (edges["n_users"] > 0)]
     neighbours = reliable_neighbours if reliable_neighbours is not None else pd.DataFrame(columns=["src", "dst"])
-    # the prefixed ids as Arrow strings, not Python ones: 2 x (nodes + edges) short-lived objects otherwise
-    src = pa.concat_arrays([tagged_ids("r", joining["src"]), tagged_ids("s", edges["src"]),
-                            tagged_ids("s", neighbours["src"])])
-    dst = pa.concat_arrays([tagged_ids("r", joining["dst"]), tagged_ids("s", edges["dst"]),
-                            tagged_ids("s", neighbours["dst"])])
-    ids = pa.concat_arrays([tagged_ids("r", nodes["node_id"]), tagged_ids("s", nodes["node_id"])])
-    tagged = engine.to_arrow(component_labels(engine, engine.from_arrow(pa.table({"node_id": ids})),
-                                              engine.from_arrow(pa.table({"src": src, "dst": dst})), say))
-    graph_tag = pc.utf8_slice_codeunits(tagged.column("node_id"), 0, 1)
-    untagged = pa.table({"node_id": pc.utf8_slice_codeunits(tagged.column("node_id"), 1),
-                         "component": pc.utf8_slice_codeunits(tagged.column("component"), 1)})
-    released = untagged.filter(pc.equal(graph_tag, "r"))
-    numbers = engine.to_arrow(component_numbers(engine, engine.from_arrow(released)))
-    solve = untagged.filter(pc.equal(graph_tag, "s")).to_pydict()
+    src = [*("r" + joining["src"]), *("s" + edges["src"]), *("s" + neighbours["src"].astype(str))]
+    dst = [*("r" + joining["dst"]), *("s" + edges["dst"]), *("s" + neighbours["dst"].astype(str))]
+    tagged = engine.to_arrow(component_labels(
+        engine, engine.from_arrow(pa.table({"node_id": pa.array([f"{tag}{n}" for tag in "rs" for n in node_ids],
+                                                                 pa.string())})),
+        engine.from_arrow(pa.table({"src": pa.array(src, pa.string()), "dst": pa.array(dst, pa.string())})), say))
+    labelled = pd.DataFrame({"graph": [n[0] for n in tagged.column("node_id").to_pylist()],
+                             "node_id": [n[1:] for n in tagged.column("node_id").to_pylist()],
+                             "component": [c[1:] for c in tagged.column("component").to_pylist()]})
+    released = labelled[labelled["graph"] == "r"][["node_id", "component"]]
+    numbers = engine.to_arrow(component_numbers(engine, engine.from_arrow(
+        pa.Table.from_pandas(released, preserve_index=False))))
+    solve = labelled[labelled["graph"] == "s"]
     solve_group = dict(zip(solve["node_id"], solve["component"]))
 
     solved = solve_on_engine(engine, node_intents, rephrase_edges, nodes, solve_group)

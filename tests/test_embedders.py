@@ -190,7 +190,12 @@ def test_cache_second_call_encodes_nothing_and_returns_identical_vectors(tmp_pat
 
 def test_cache_maps_stored_vectors_instead_of_loading_them(tmp_path):
     hashing = get_embedder(EmbeddingConfig(backend="hashing"))
-    first = EmbeddingCache(tmp_path, hashing).embed(TEXTS)
+    writer = EmbeddingCache(tmp_path, hashing, shard_size=2)
+    first = writer.embed(TEXTS)
+    np.testing.assert_array_equal(first, hashing.encode(TEXTS))
+    # the shards it just wrote are mapped back too: new vectors are held once (the result), not also in the cache
+    assert writer._blocks and all(isinstance(block, np.memmap) for block in writer._blocks)
+    np.testing.assert_array_equal(writer.embed(TEXTS[::-1])[::-1], first)
     reopened = EmbeddingCache(tmp_path, hashing)
     assert reopened._blocks and all(isinstance(block, np.memmap) for block in reopened._blocks)
     np.testing.assert_array_equal(reopened.embed(TEXTS), first)

@@ -35,6 +35,7 @@ KEY_BYTES = 20
 SHARD_GLOB = "shard-*.npz"
 MAX_SHARDS = 32  # compact() beyond this many shard files
 ENCODE_CHUNK = 2048  # texts per encode() call: progress granularity; backends batch further inside
+FILL_CHUNK = 8192    # cached rows copied into a result at a time
 
 
 def text_key(text: str) -> bytes:
@@ -79,6 +80,13 @@ class EmbeddingCache:
         rows = np.fromiter((self._index.get(k, -1) for k in keys), dtype=np.int64, count=len(keys))
         missing = np.flatnonzero(rows < 0)
 
+        # The result is filled in place: cached rows straight from their (memory-mapped) shards, new texts as
+        # they are encoded. Each new shard is mapped back from disk once written, so the process holds the
+        # vectors once (the result), not twice (result and cache) as when new vectors stayed in memory.
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        cached = np.flatnonzero(rows >= 0)
+        self._fill(out, cached, rows[cached])
+
         # encode each distinct missing text once, in chunks, persisting every `shard_size` vectors
         todo: dict[bytes, int] = {}
         for pos in missing:
@@ -86,28 +94,28 @@ class EmbeddingCache:
         todo_keys = list(todo)
         bar = _progress_bar(len(todo_keys), self.embedder.name, progress)
         pending_keys: list[bytes] = []
-        pending_vectors: list[np.ndarray] = []
         for start in range(0, len(todo_keys), ENCODE_CHUNK):
             chunk = todo_keys[start:start + ENCODE_CHUNK]
-            vectors = self._encode([texts[todo[k]] for k in chunk])
+            at = [todo[k] for k in chunk]
+            out[at] = self._encode([texts[pos] for pos in at])
             pending_keys += chunk
-            pending_vectors.append(vectors)
             if bar is not None:
                 bar.update(len(chunk))
             if len(pending_keys) >= self.shard_size:
-                self._add_shard(pending_keys, np.concatenate(pending_vectors))
-                pending_keys, pending_vectors = [], []
+                self._add_shard(pending_keys, out[[todo[k] for k in pending_keys]])
+                pending_keys = []
         if pending_keys:
-            self._add_shard(pending_keys, np.concatenate(pending_vectors))
+            self._add_shard(pending_keys, out[[todo[k] for k in pending_keys]])
         if bar is not None:
             bar.close()
 
-        if len(missing):
-            rows[missing] = [self._index[keys[pos]] for pos in missing]
+        if len(missing):  # a new text given more than once: every position gets the vector encoded for it
+            first = np.fromiter((todo[keys[pos]] for pos in missing), dtype=np.int64, count=len(missing))
+            out[missing] = out[first]
         self.stats = {"hits": int(len(texts) - len(missing)), "misses": len(todo_keys)}
         if len(self._seen_shards) > MAX_SHARDS:
             self.compact()
-        return self._gather(rows)
+        return out
 
     def compact(self) -> None:
         """Merge every shard this process knows into one (written first, then the old ones removed)."""
@@ -136,6 +144,10 @@ class EmbeddingCache:
     def _add_shard(self, keys: list[bytes], vectors: np.ndarray) -> None:
         name = self._write_shard(keys, vectors)
         self._seen_shards.add(name)
+        try:  # mapped from disk like every shard read back: on disk and in page cache, not in this process
+            vectors = _mapped_member(self.folder / name, "vectors.npy")
+        except FileNotFoundError:  # compacted away by another process already: keep the rows we have
+            pass
         self._append(keys, vectors)
 
     def _write_shard(self, keys: list[bytes], vectors: np.ndarray) -> str:
@@ -194,15 +206,20 @@ class EmbeddingCache:
 
     def _gather(self, rows: np.ndarray) -> np.ndarray:
         out = np.empty((len(rows), self.dim), dtype=np.float32)
+        self._fill(out, np.arange(len(rows)), rows)
+        return out
+
+    def _fill(self, out: np.ndarray, positions: np.ndarray, rows: np.ndarray) -> None:
+        """out[positions[i]] = the vector of cache row rows[i], block by block and a slice of rows at a time
+        (reading a block's rows copies them once on their way into `out`: FILL_CHUNK rows, not all of them)."""
         if len(rows) == 0:
-            return out
-        if len(self._blocks) == 1:
-            return np.asarray(self._blocks[0][rows], dtype=np.float32)
+            return
         block_of = np.searchsorted(np.asarray(self._block_starts), rows, side="right") - 1
         for b in np.unique(block_of):
             sel = np.flatnonzero(block_of == b)
-            out[sel] = self._blocks[b][rows[sel] - self._block_starts[b]]
-        return out
+            for start in range(0, len(sel), FILL_CHUNK):
+                part = sel[start:start + FILL_CHUNK]
+                out[positions[part]] = self._blocks[b][rows[part] - self._block_starts[b]]
 
 
 def _mapped_member(path: Path, member: str) -> np.ndarray:

@@ -9,6 +9,7 @@ ends in success and through which interpretation, so chains A -> B -> C credit C
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import networkx as nx
 import numpy as np
@@ -175,6 +176,9 @@ class SynonymyGraph:
     # engine path only: node_id -> the component of every edge its evidence crosses (rephrase, variant and
     # reliable-neighbour edges), the unit of work of the grouped absorbing-chain solve and label decisions
     solve_group: dict[str, str] | None = None
+    # engine path only: the nonzero absorption probabilities (ABSORPTION_ROWS_SCHEMA) as the engine dataset the
+    # solve produced, so the label payload joins them there instead of shipping the matrix back out
+    absorption_rows: Any = None
 
 
 def assemble(nodes: pd.DataFrame, node_intents: pd.DataFrame, rephrase_edges: pd.DataFrame,
@@ -234,6 +238,14 @@ def absorb_group(rows: pa.Table) -> pa.Table:
 def absorb_on_engine(engine, nodes: pd.DataFrame, node_intents: pd.DataFrame, rephrase_edges: pd.DataFrame,
                      solve_group: dict[str, str]) -> Absorption:
     """`absorb` as one solve per group through `engine.map_groups`; the probabilities come back per node."""
+    solved = solve_on_engine(engine, node_intents, rephrase_edges, nodes, solve_group)
+    return absorption_of(engine.to_arrow(solved), nodes["node_id"].tolist(), node_intents)
+
+
+def solve_on_engine(engine, node_intents: pd.DataFrame, rephrase_edges: pd.DataFrame, nodes: pd.DataFrame,
+                    solve_group: dict[str, str]):
+    """Each solve group's absorbing chain in `engine.map_groups` -> an engine dataset of the nonzero
+    absorption probabilities (ABSORPTION_ROWS_SCHEMA), left on the engine for the label payload's joins."""
     node_ids = nodes["node_id"].tolist()
     id_of = dict(zip(zip(nodes["locale"], nodes["utt_norm"]), node_ids))
     intent_ids = [id_of[k] for k in zip(node_intents["locale"], node_intents["utt_norm"])]
@@ -248,8 +260,11 @@ def absorb_on_engine(engine, nodes: pd.DataFrame, node_intents: pd.DataFrame, re
                               "n_events": rephrase_edges["n_events"].to_numpy(),
                               "solve_group": [solve_group[n] for n in src_ids]}),
     }, CHAIN_ROWS_SCHEMA)
-    solved = engine.to_arrow(engine.map_groups(engine.from_arrow(chain_rows), ["solve_group"], absorb_group,
-                                               ABSORPTION_ROWS_SCHEMA))
+    return engine.map_groups(engine.from_arrow(chain_rows), ["solve_group"], absorb_group, ABSORPTION_ROWS_SCHEMA)
+
+
+def absorption_of(solved: pa.Table, node_ids: list[str], node_intents: pd.DataFrame) -> Absorption:
+    """The solved rows (ABSORPTION_ROWS_SCHEMA) as the whole graph's Absorption, rows in `node_ids` order."""
     intents = sorted(node_intents.loc[node_intents["intent"] != "", "intent"].unique().tolist())
     row_of = {node: row for row, node in enumerate(node_ids)}
     col_of = {intent: col for col, intent in enumerate(intents)}
@@ -291,13 +306,15 @@ def assemble_on_engine(engine, nodes: pd.DataFrame, node_intents: pd.DataFrame, 
     solve = labelled[labelled["graph"] == "s"]
     solve_group = dict(zip(solve["node_id"], solve["component"]))
 
-    absorption = absorb_on_engine(engine, nodes, node_intents, rephrase_edges, solve_group)
+    solved = solve_on_engine(engine, node_intents, rephrase_edges, nodes, solve_group)
+    absorption = absorption_of(engine.to_arrow(solved), node_ids, node_intents)
     component = dict(zip(numbers.column("node_id").to_pylist(), numbers.column("component").to_pylist()))
     nodes["component"] = nodes["node_id"].map(component).astype("int64")
     nodes["p_success"] = absorption.p_success
     # the report's longest chains (top 20) still walk the strong multiturn edges here, on the driver
     chains = longest_chains(build_graph(nodes, joining))
-    return SynonymyGraph(nodes, edges, absorption, {n: i for i, n in enumerate(node_ids)}, chains, solve_group)
+    return SynonymyGraph(nodes, edges, absorption, {n: i for i, n in enumerate(node_ids)}, chains, solve_group,
+                         absorption_rows=solved)
 
 
 def _graph(ctx: Context, utterance_stats: pd.DataFrame, node_intents: pd.DataFrame, rephrase_edges: pd.DataFrame,

@@ -38,7 +38,7 @@ from selflearn.progress import progress_iter
 from selflearn.stages import daily, transfer
 from selflearn.stages.base import Context, Stage
 from selflearn.stages.graph import Absorption, SynonymyGraph
-from selflearn.stages.grouped import stack_parts, unstack_parts
+from selflearn.stages.grouped import unstack_parts
 
 MAX_VARIANT_VOTERS = 3  # per kind (cross_user, cross_lingual)
 
@@ -467,7 +467,12 @@ def decide_group(rows: pa.Table, *, weights: dict[str, float], min_users: int, a
     """Score one solve group's candidates and choose each eligible one's target (LABEL_ROWS_SCHEMA in,
     DECIDED_SCHEMA out). The operating cut needs every group's confidences, so it is not made here."""
     parts = unstack_parts(rows, LABEL_PARTS)
+    # the engine's joins and shuffle hand rows over in any order: sort each part by its key (edges as
+    # graph.edges are), so float sums over them add in one order on every run
     nodes = parts["node"].sort_values("node_row").reset_index(drop=True)
+    parts["edge"] = parts["edge"].sort_values(["src", "kind", "dst"]).reset_index(drop=True)
+    parts["neighbour"] = parts["neighbour"].sort_values(["src", "dst"]).reset_index(drop=True)
+    parts["dist"] = parts["dist"].sort_values(["node_id", "intent"]).reset_index(drop=True)
     node_ids = nodes["node_id"].tolist()
     row_of = {node: row for row, node in enumerate(node_ids)}
     dist = parts["dist"]
@@ -500,33 +505,16 @@ def decide_on_engine(engine, graph, candidates: pd.Series, *, weights: dict[str,
                      chance_similarity: dict[str, float] | None = None,
                      neighbours: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict[str, int], dict, pd.DataFrame]:
     """`decide` with each solve group's scoring and targets in `engine.map_groups` (only groups that hold a
-    candidate travel); the operating cut and the decisions are made here over the scored candidates."""
+    candidate travel); the operating cut and the decisions are made here over the scored candidates.
+
+    The per-group payload is joined on the engine (sql/label_rows.sql) from column tables of the nodes, edges and
+    neighbours and the solve's absorption rows (already there on the engine path), not stacked here."""
     nodes = graph.nodes
-    group_of = graph.solve_group
-    is_candidate = candidates.to_numpy(dtype=bool)
-    deciding = set(nodes["node_id"].to_numpy()[is_candidate].tolist())
-    deciding = {group_of[node] for node in deciding}
-
-    def of_deciding(frame: pd.DataFrame, key: str) -> pd.DataFrame:
-        frame = frame.assign(solve_group=frame[key].map(group_of).to_numpy())
-        return frame[frame["solve_group"].isin(deciding)]
-
-    coo = graph.absorption.success_by_intent.tocoo()
-    neighbours = neighbours if neighbours is not None else pd.DataFrame(columns=["src", "dst", "similarity"])
-    rows = stack_parts({
-        "node": of_deciding(nodes[LABEL_PARTS["node"][1:-1]].assign(node_row=np.arange(len(nodes)),
-                                                                   is_candidate=is_candidate), "node_id"),
-        "edge": of_deciding(graph.edges[LABEL_PARTS["edge"]], "src"),
-        "dist": of_deciding(pd.DataFrame({"node_id": np.asarray(graph.absorption.node_ids, dtype=object)[coo.row],
-                                          "intent": np.asarray(graph.absorption.intents, dtype=object)[coo.col],
-                                          "probability": coo.data}), "node_id"),
-        "neighbour": of_deciding(neighbours[LABEL_PARTS["neighbour"]], "src"),
-    }, LABEL_ROWS_SCHEMA)
+    rows = engine.sql("label_rows", label_inputs(engine, graph, candidates, neighbours))
     typical = typical_rephrase_similarity(graph.edges, dict(zip(nodes["node_id"], nodes["locale"])))
     decide_one = partial(decide_group, weights=weights, min_users=min_users, allow_variant_only=allow_variant_only,
                          chance=chance_similarity or {}, typical=typical)
-    decided = engine.to_arrow(engine.map_groups(engine.from_arrow(rows), ["solve_group"], decide_one,
-                                                DECIDED_SCHEMA)).to_pandas()
+    decided = engine.to_arrow(engine.map_groups(rows, ["solve_group"], decide_one, DECIDED_SCHEMA)).to_pandas()
     tallies = decided[decided["outcome"] != "scored"].groupby("outcome")["count"].sum()
     abstained = {reason: int(tallies.get(reason, 0)) for reason in ("no_evidence", "tie")}
     # the tally rows' nulls made these columns float or object on the way back: scored rows have them all
@@ -537,6 +525,39 @@ def decide_on_engine(engine, graph, candidates: pd.Series, *, weights: dict[str,
                 target_of=lambda row: row.target if isinstance(row.target, str) else None,
                 evidence_of=lambda row: row.evidence, target_precision=target_precision,
                 min_confidence=min_confidence, allow_variant_only=allow_variant_only)
+
+
+def _part_schema(part: str) -> pa.Schema:
+    return pa.schema([LABEL_ROWS_SCHEMA.field(name) for name in LABEL_PARTS[part]])
+
+
+def label_inputs(engine, graph, candidates: pd.Series, neighbours: pd.DataFrame | None) -> dict:
+    """sql/label_rows.sql's inputs as engine datasets: Arrow columns of the frames the driver holds already
+    (no row-wise copy), the absorption rows as the solve left them on the engine when it did."""
+    nodes = graph.nodes
+    node_columns = {"node_row": np.arange(len(nodes), dtype=np.int64),
+                    **{name: nodes[name] for name in LABEL_PARTS["node"][1:-1]},
+                    "is_candidate": candidates.to_numpy(dtype=bool)}
+    label_nodes = pa.table({name: pa.array(values, type=_part_schema("node").field(name).type, from_pandas=True)
+                            for name, values in node_columns.items()})
+    label_edges = pa.Table.from_pandas(graph.edges[LABEL_PARTS["edge"]], schema=_part_schema("edge"),
+                                       preserve_index=False)
+    neighbours = neighbours if neighbours is not None else pd.DataFrame(columns=LABEL_PARTS["neighbour"])
+    label_neighbours = pa.Table.from_pandas(neighbours[LABEL_PARTS["neighbour"]].astype({"src": str, "dst": str}),
+                                            schema=_part_schema("neighbour"), preserve_index=False)
+    if graph.absorption_rows is not None:
+        label_dist = graph.absorption_rows
+    else:  # a graph solved in one piece: its matrix's nonzero entries
+        coo = graph.absorption.success_by_intent.tocoo()
+        label_dist = engine.from_arrow(pa.table({
+            "node_id": pa.array(np.asarray(graph.absorption.node_ids, dtype=object)[coo.row], pa.string()),
+            "intent": pa.array(np.asarray(graph.absorption.intents, dtype=object)[coo.col], pa.string()),
+            "probability": pa.array(coo.data, pa.float64())}))
+    solve_groups = pa.table({"node_id": pa.array(list(graph.solve_group), pa.string()),
+                             "solve_group": pa.array(list(graph.solve_group.values()), pa.string())})
+    return {"label_nodes": engine.from_arrow(label_nodes), "label_edges": engine.from_arrow(label_edges),
+            "label_dist": label_dist, "label_neighbours": engine.from_arrow(label_neighbours),
+            "solve_groups": engine.from_arrow(solve_groups)}
 
 
 def _format_votes(votes: dict[str, float]) -> str:

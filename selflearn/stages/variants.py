@@ -182,10 +182,25 @@ def noise_floors(vectors: np.ndarray, locales: np.ndarray, quantile: float = 0.9
     return floors
 
 
+class NodeVectors:
+    """Each node's text vector (row `rows[i]` of the window's text vectors), gathered when indexed: the kNN
+    searches and samples read subsets, so every node's vector is never copied out at once."""
+
+    def __init__(self, vectors: np.ndarray, rows: np.ndarray):
+        self.vectors, self.rows = vectors, rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, index) -> np.ndarray:
+        return self.vectors[self.rows[index]]
+
+
 def _variants(ctx: Context, utterance_stats: pd.DataFrame, rephrase_edges: pd.DataFrame, text_vectors) -> dict:
     cfg, nodes, min_users = ctx.cfg, utterance_stats, ctx.cfg.privacy.min_users
-    rows = [text_vectors.index[t] for t in nodes["utt_norm"]]
-    node_vectors = text_vectors.vectors[rows] if rows else text_vectors.vectors[:0]
+    node_vectors = NodeVectors(text_vectors.vectors,
+                               np.fromiter((text_vectors.index[t] for t in nodes["utt_norm"]), dtype=np.int64,
+                                           count=len(nodes)))
     # the embedder's calibrated cosines, unless the config sets its own
     same_default, cross_default = thresholds_for(cfg.embedding)
     is_failing = failing_mask(

@@ -109,9 +109,8 @@ class ReleaseFilter:
                             columns=["locale", "key"], dtype=object)
 
     def _row_ok(self, row: dict, column: str, kind: str, locale_column: str) -> bool:
+        """The checks that read more than one column (display and matching keys: `_allowed_column`)."""
         value, locale = row[column], row[locale_column]
-        if kind in ("display", "norm"):
-            return self.allows(locale, value, kind)
         if kind == "evidence":
             return all(self.allows(locale, quoted) for quoted in EVIDENCE_QUOTE.findall(value or ""))
         if kind == "slots":

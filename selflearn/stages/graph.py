@@ -86,6 +86,13 @@ def longest_chains(graph: nx.DiGraph, limit: int = 20) -> list[list[str]]:
     return sorted(chains, key=lambda p: (-len(p), p))[:limit]
 
 
+def report_chains(joining: pd.DataFrame) -> list[list[str]]:
+    """The report's longest rephrase chains over the edges that join components: only their multiturn edges
+    can form a chain, so the graph holds those alone (not every node of the window)."""
+    no_other_nodes = pd.DataFrame({"node_id": pd.Series(dtype=object)})
+    return longest_chains(build_graph(no_other_nodes, joining[joining["kind"] == "multiturn"]))
+
+
 def absorb(node_ids: list[str], node_intents: pd.DataFrame, node_index: dict[tuple[str, str], int],
            rephrase_edges: pd.DataFrame) -> Absorption:
     """Absorption probabilities into success-by-intent for every node.
@@ -197,8 +204,7 @@ def assemble(nodes: pd.DataFrame, node_intents: pd.DataFrame, rephrase_edges: pd
     comp = components(node_ids, joining["src"], joining["dst"])
     nodes["component"] = nodes["node_id"].map(comp).astype("int64")
     nodes["p_success"] = absorption.p_success
-    chains = longest_chains(build_graph(nodes.iloc[:0], joining[joining["kind"] == "multiturn"]))
-    return SynonymyGraph(nodes, edges, absorption, {n: i for i, n in enumerate(node_ids)}, chains)
+    return SynonymyGraph(nodes, edges, absorption, {n: i for i, n in enumerate(node_ids)}, report_chains(joining))
 
 
 # ---------------------------------------------------------------------- the same graph, solved per group
@@ -312,9 +318,8 @@ def assemble_on_engine(engine, nodes: pd.DataFrame, node_intents: pd.DataFrame, 
     nodes["component"] = nodes["node_id"].map(component).astype("int64")
     nodes["p_success"] = absorption.p_success
     # the report's longest chains (top 20) still walk the strong multiturn edges here, on the driver
-    chains = longest_chains(build_graph(nodes, joining))
-    return SynonymyGraph(nodes, edges, absorption, {n: i for i, n in enumerate(node_ids)}, chains, solve_group,
-                         absorption_rows=solved)
+    return SynonymyGraph(nodes, edges, absorption, {n: i for i, n in enumerate(node_ids)}, report_chains(joining),
+                         solve_group, absorption_rows=solved)
 
 
 def _graph(ctx: Context, utterance_stats: pd.DataFrame, node_intents: pd.DataFrame, rephrase_edges: pd.DataFrame,

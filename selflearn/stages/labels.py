@@ -185,6 +185,19 @@ def collect_votes(*, rephrase_out: list[tuple], variant_out: list[tuple], distri
     return votes
 
 
+def distribution_lookup(graph):
+    """node id -> its absorption distribution {intent: probability}, each node's row read once however many
+    candidates and hops ask for it."""
+    memo: dict[str, dict[str, float]] = {}
+
+    def distribution(node: str) -> dict[str, float]:
+        if node not in memo:
+            memo[node] = graph.absorption.distribution(graph.row_of[node])
+        return memo[node]
+
+    return distribution
+
+
 def _evidence_by_source(edges: pd.DataFrame) -> dict[str, tuple[list, list]]:
     """Edges grouped once per utterance, in the order votes and notes want them."""
     grouped: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))
@@ -271,13 +284,7 @@ def score_candidates(graph, candidates: pd.Series, *, allow_variant_only: bool =
     names = dict(zip(nodes["node_id"], nodes["utt"]))
     n_users = dict(zip(nodes["node_id"], nodes["n_users"]))
     evidence = _evidence_by_source(graph.edges) if evidence is None else evidence
-    memo: dict[str, dict[str, float]] = {}
-
-    def distribution(node: str) -> dict[str, float]:
-        if node not in memo:
-            memo[node] = graph.absorption.distribution(graph.row_of[node])
-        return memo[node]
-
+    distribution = distribution_lookup(graph)
     abstained = {"no_evidence": 0, "tie": 0}
     chance = chance_similarity or {}
     if typical is None:
@@ -366,12 +373,7 @@ def target_chooser(graph, min_users: int, evidence: dict[str, tuple[list, list]]
                    if ok > 0 and intent is not None}
     evidence = _evidence_by_source(graph.edges) if evidence is None else evidence
     next_hops = {src: rephrases for src, (rephrases, _) in evidence.items()}
-    memo: dict[str, dict[str, float]] = {}   # each node's absorption row, read once however many hops cross it
-
-    def distribution(node: str) -> dict[str, float]:
-        if node not in memo:
-            memo[node] = graph.absorption.distribution(graph.row_of[node])
-        return memo[node]
+    distribution = distribution_lookup(graph)
 
     def final_target(node: str, intent: str) -> str:
         """Follow a double failure A -> B -> C to the utterance that itself succeeds with `intent`."""

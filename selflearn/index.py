@@ -2,14 +2,21 @@
 
 Exact (flat) search up to `exact_max_vectors`, an IVF index above that. On a GPU when faiss was built with
 CUDA and a device is visible, otherwise on the CPU. The chosen index is reported so runs are explainable.
+`KnnCache` keeps each search's result in the output folder and hands it back while the search's inputs stay
+the same (a re-run over the same days); faiss's similarities depend on how a search is batched (to ~1e-7), so
+results are reused whole, per search, never merged from other searches.
 """
 from __future__ import annotations
 
+import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import faiss
 import numpy as np
+
+from selflearn.io import atomic_write_arrays
 
 
 @dataclass
@@ -59,3 +66,46 @@ def knn(vectors: np.ndarray, queries: np.ndarray, k: int, exact_max_vectors: int
     k = min(k, len(vectors))
     sims, ids = index.search(queries, k)
     return KnnResult(sims, ids, kind)
+
+
+def search_key(vectors: np.ndarray, queries: np.ndarray, k: int, exact_max_vectors: int, use_gpu: bool) -> str:
+    """A digest of everything a search's result depends on: the vectors and queries (bytes and shapes), k, the
+    index choice, and the faiss build and thread count (its BLAS sums differ in the last bit across them)."""
+    digest = hashlib.blake2b(digest_size=20)
+    digest.update(repr((faiss.__version__, faiss.omp_get_max_threads(), use_gpu and gpu_available(), k,
+                        exact_max_vectors, vectors.shape, queries.shape)).encode())
+    digest.update(memoryview(vectors).cast("B"))
+    digest.update(memoryview(queries).cast("B"))
+    return digest.hexdigest()
+
+
+@dataclass
+class KnnCache:
+    """`knn` with each result kept under `folder` (one .npz per search, named by `search_key`). `prune()` removes
+    the results this cache object did not hand out, so the folder holds the last run's searches only."""
+    folder: Path
+    used: set[str] = field(default_factory=set)
+    hits: int = 0
+
+    def knn(self, vectors: np.ndarray, queries: np.ndarray, k: int, exact_max_vectors: int = 50_000,
+            use_gpu: bool = True) -> KnnResult:
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        queries = np.ascontiguousarray(queries, dtype=np.float32)
+        name = f"{search_key(vectors, queries, k, exact_max_vectors, use_gpu)}.npz"
+        self.used.add(name)
+        try:
+            with np.load(self.folder / name, allow_pickle=False) as kept:
+                found = KnnResult(kept["similarities"], kept["neighbours"], str(kept["index_kind"]))
+            self.hits += 1
+            return found
+        except (OSError, ValueError, KeyError):  # not there yet, or unreadable: search again
+            pass
+        result = knn(vectors, queries, k, exact_max_vectors, use_gpu)
+        atomic_write_arrays(self.folder / name, similarities=result.similarities, neighbours=result.neighbours,
+                            index_kind=np.array(result.index_kind))
+        return result
+
+    def prune(self) -> None:
+        for path in self.folder.glob("*.npz") if self.folder.is_dir() else []:
+            if path.name not in self.used:
+                path.unlink(missing_ok=True)

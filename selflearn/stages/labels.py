@@ -202,7 +202,8 @@ def _evidence_by_source(edges: pd.DataFrame) -> dict[str, tuple[list, list]]:
     """Edges grouped once per utterance, in the order votes and notes want them."""
     grouped: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))
     columns = ["src", "dst", "kind", "n_users", "soft_users", "strong_users", "max_score", "llr", "similarity"]
-    for src, dst, kind, users, soft, strong, strongest, llr, sim in edges[columns].itertuples(index=False):
+    # plain tuples from column lists: itertuples builds a namedtuple per edge (~130 k at 1 M turns)
+    for src, dst, kind, users, soft, strong, strongest, llr, sim in zip(*(edges[c].tolist() for c in columns)):
         if kind == "multiturn":
             grouped[src][0].append((dst, int(users), float(soft), float(strong), float(strongest), float(llr),
                                     float(sim)))
@@ -250,7 +251,7 @@ def neighbourhood_intents(neighbours: pd.DataFrame | None, nodes: pd.DataFrame,
         return {}
     intent_of = dict(zip(nodes["node_id"], nodes["top_intent"]))
     locale_of = dict(zip(nodes["node_id"], nodes["locale"]))
-    floor = neighbours["src"].map(lambda node: chance.get(locale_of[node], 0.0)).to_numpy(dtype=np.float64)
+    floor = neighbours["src"].map(locale_of).map(chance).fillna(0.0).to_numpy(dtype=np.float64)
     weight = np.clip((neighbours["similarity"].to_numpy(dtype=np.float64) - floor) / np.maximum(1.0 - floor, 1e-9),
                      0.0, None)
     frame = pd.DataFrame({"src": neighbours["src"].to_numpy(), "intent": neighbours["dst"].map(intent_of).to_numpy(),

@@ -52,8 +52,11 @@ def components(node_ids: list[str], src, dst) -> dict[str, int]:
     ties by smallest node id: deterministic. scipy's union-find in C (networkx took ~5 s at 300 k nodes)."""
     if not len(node_ids):
         return {}
-    row_of = pd.Series(np.arange(len(node_ids)), index=pd.Index(node_ids))
-    rows_src, rows_dst = row_of.loc[list(src)].to_numpy(), row_of.loc[list(dst)].to_numpy()
+    # one hash lookup per end (`.loc` with a list of labels cost ~0.3 s per side at 300 k nodes)
+    index = pd.Index(node_ids)
+    rows_src, rows_dst = index.get_indexer(pd.Index(src)), index.get_indexer(pd.Index(dst))
+    if (rows_src < 0).any() or (rows_dst < 0).any():
+        raise KeyError("an edge names a node that is not in the graph")
     adjacency = sp.coo_matrix((np.ones(len(rows_src)), (rows_src, rows_dst)), shape=(len(node_ids),) * 2)
     count, found = csgraph.connected_components(adjacency, directed=True, connection="weak")
     # each id's rank among the sorted ids stands in for the id: the smallest rank is the smallest id

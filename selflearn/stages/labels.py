@@ -202,8 +202,7 @@ def _evidence_by_source(edges: pd.DataFrame) -> dict[str, tuple[list, list]]:
     """Edges grouped once per utterance, in the order votes and notes want them."""
     grouped: dict[str, tuple[list, list]] = defaultdict(lambda: ([], []))
     columns = ["src", "dst", "kind", "n_users", "soft_users", "strong_users", "max_score", "llr", "similarity"]
-    # plain tuples from column lists: itertuples builds a namedtuple per edge (~130 k at 1 M turns)
-    for src, dst, kind, users, soft, strong, strongest, llr, sim in zip(*(edges[c].tolist() for c in columns)):
+    for src, dst, kind, users, soft, strong, strongest, llr, sim in edges[columns].itertuples(index=False):
         if kind == "multiturn":
             grouped[src][0].append((dst, int(users), float(soft), float(strong), float(strongest), float(llr),
                                     float(sim)))

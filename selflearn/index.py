@@ -90,9 +90,11 @@ class KnnCache:
         vectors are not hashed again per search (~600 MB over a 1 M-turn run's searches)."""
         rows = np.unique(np.asarray(rows, dtype=np.int64))
         content = hashlib.blake2b(digest_size=20)
-        content.update(repr(len(vectors)).encode())
+        searched = np.ascontiguousarray(vectors[rows], dtype=np.float32)
+        content.update(repr((len(vectors), searched.shape)).encode())
         content.update(rows.tobytes())
-        content.update(memoryview(np.ascontiguousarray(vectors[rows], dtype=np.float32)).cast("B"))
+        if searched.size:  # a memoryview of an empty array cannot be cast to bytes
+            content.update(memoryview(searched).cast("B"))
         covered = np.zeros(len(vectors), dtype=bool)
         covered[rows] = True
 

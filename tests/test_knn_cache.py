@@ -70,3 +70,11 @@ def test_variants_searches_read_back_give_the_same_neighbours(tmp_path):
         assert cache.hits == (len(cache.used) if run else 0) and len(cache.used) == 7  # 1 + 3 locales + 3 locales
         for frame, want in zip(got, uncached):
             assert len(want) and frame.equals(want)
+
+
+def test_a_window_with_nothing_to_search_builds_its_searcher(tmp_path):
+    cache = knn_index.KnnCache(tmp_path)
+    search = cache.searcher(_unit(5, 3), np.array([], dtype=np.int64))
+    with pytest.raises(ValueError):   # no row is covered, so no search may run under this key
+        search(np.arange(2), np.arange(2, 4), k=1, exact_max_vectors=10, use_gpu=False)
+    knn_index.KnnCache(tmp_path).searcher(np.zeros((0, 32), dtype=np.float32), np.array([], dtype=np.int64))

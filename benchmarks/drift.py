@@ -40,6 +40,7 @@ import shutil
 import sys
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))   # this checkout's selflearn, not an installed one
@@ -169,8 +170,8 @@ def retirement(runs: list[dict], texts: pd.DataFrame, users: pd.DataFrame, withi
     text still fails were retired."""
     by_day = {r["day"]: r for r in runs}
     before = by_day[retrain_day - 1]["state"]
-    live = before[before["state"].isin(LIVE)].merge(texts[[*KEY, "fixed_by_retrain", "retrained_nlu_correct"]],
-                                                      on=KEY, how="left")
+    live = before[before["state"].isin(LIVE)].merge(
+        texts[[*KEY, "old_nlu_correct", "fixed_by_retrain", "retrained_nlu_correct"]], on=KEY, how="left")
     said = users[users["day"].between(retrain_day, retrain_day + within_days - 1)]
     said = said.groupby(KEY)["events"].sum().rename("events_after_retrain").reset_index()
     live = live.merge(said, on=KEY, how="left").fillna({"events_after_retrain": 0})
@@ -191,6 +192,8 @@ def retirement(runs: list[dict], texts: pd.DataFrame, users: pd.DataFrame, withi
     why = gone["reason"].str.split(":").str[0].str.replace(r"relabeled to .*", "relabeled", regex=True)
 
     borrowed = neighbour_evidence(live, last, embed, min_cosines)
+    if embed is not None:
+        borrowed["nearest_neighbour_truth"] = nearest_neighbour_truth(live, embed, min_cosines)
 
     def share(name: str, group: pd.DataFrame):
         within = curves[name].get(str(within_days - 1))   # the run on the within_days-th day of the new NLU
@@ -246,6 +249,41 @@ def neighbour_evidence(live: pd.DataFrame, last: pd.DataFrame, embed=None, min_c
         pairs["cosine"] = [float(vectors[a] @ vectors[b]) for a, b in zip(pairs["utt_norm"], pairs["utt_norm_said"])]
         for cosine in min_cosines:
             out[f"every_said_neighbour_above_{cosine:g}_read_right"] = split(lent(pairs[pairs["cosine"] >= cosine]))
+    return out
+
+
+def nearest_neighbour_truth(live: pd.DataFrame, embed, min_cosines: tuple) -> dict:
+    """The ceiling of any rule that borrows from neighbours, from the truth rather than the lifecycle: of the labels
+    live before the retrain whose text the first NLU misread, with their nearest other such label of the same
+    locale and intent (by embedding) at least each cosine close, how often the label's text was fixed when the
+    neighbour's was and when it was not. Independent fixes (the drift world's coin flips) give the same share
+    both ways; a classifier that fixes similar phrasings together gives a gap."""
+    misread = live[live["old_nlu_correct"].eq(False)].reset_index(drop=True)
+    if len(misread) < 2:
+        return {}
+    vectors = embed(misread["utt_norm"].tolist())
+    fixed = misread["fixed_by_retrain"].eq(True).to_numpy()
+    own, theirs, cosine = [], [], []
+    for _, group in misread.groupby(["locale", "intent"]):
+        rows = group.index.to_numpy()
+        if len(rows) < 2:
+            continue
+        sims = vectors[rows] @ vectors[rows].T
+        np.fill_diagonal(sims, -np.inf)
+        nearest = sims.argmax(axis=1)
+        own += fixed[rows].tolist()
+        theirs += fixed[rows[nearest]].tolist()
+        cosine += sims[np.arange(len(rows)), nearest].tolist()
+    pairs = pd.DataFrame({"fixed": own, "neighbour_fixed": theirs, "cosine": cosine})
+    out = {}
+    for least in (0.0, *min_cosines):
+        close = pairs[pairs["cosine"] >= least]
+        out[f"cosine_at_least_{least:g}"] = {
+            "labels": int(len(close)),
+            "neighbour_fixed": [int(close.loc[close["neighbour_fixed"], "fixed"].sum()),
+                                int(close["neighbour_fixed"].sum())],
+            "neighbour_not_fixed": [int(close.loc[~close["neighbour_fixed"], "fixed"].sum()),
+                                    int((~close["neighbour_fixed"]).sum())]}
     return out
 
 
@@ -324,6 +362,10 @@ def markdown(result: dict) -> str:
                f"| - | {v['fixed']} / {v['still_failing']} |" for key, v in na.items() if "_above_" in key],
              f"| labels whose state flipped back and forth | 0 | {fl['state_flips']} |",
              f"| labels that left the training set and came back | - | {fl['training_set_flips']} |"]
+    for key, v in na.get("nearest_neighbour_truth", {}).items():
+        (a, n), (b, m) = v["neighbour_fixed"], v["neighbour_not_fixed"]
+        lines.append(f"| truth: labels misread before the retrain, nearest same-intent label {key.replace('_', ' ')}"
+                     f" ({v['labels']}): fixed when it was fixed / when it was not | - | {a}/{n}; {b}/{m} |")
     if len(tim) == 2:
         (a, ta), (b, tb) = tim.items()
         lines += ["", f"| stage | day {a} ({ta['turns_in_window']} turns, {ta['days_recomputed']} days computed) s"

@@ -17,7 +17,10 @@ events of every text in the window (sql/text_days.sql); `as_of` the newest day i
 Hysteresis keeps labels from flipping: a retired label comes back only when its text fails at least
 `revive_defect_rate` of the time again (the band between the two rates keeps the state) and failed on
 `confirm_days` distinct days since it was retired (the evidence a new label needs to be confirmed: one noisy
-day, e.g. quick follow-ups read as friction, does not revive it; benchmarks/drift.py), and a new
+day, e.g. quick follow-ups read as friction, does not revive it; benchmarks/drift.py); a label retired because
+the NLU read its text as the labelled intent counts only the days its text failed mostly under another reading
+(the NLU misreads it again: a text said once a day and followed twice by a quick request read as friction, still
+read right, would otherwise come back; benchmarks/drift.py --world clinc), and a new
 interpretation replaces a label only when it holds on a later day. While it waits, neither intent is emitted.
 Everything is a function of (base, window, as_of): a re-run over the same days gives the same state, and the
 caller re-advances from the same base when the previous run had the same `as_of` (pipeline, export stage).
@@ -39,6 +42,7 @@ ACTIVE = ("new", "confirmed")
 STATE_COLUMNS = [*LABEL, "state", "reason", "first_seen", "first_labelled", "last_evidence", "evidence_days",
                  "state_since", "pending_intent", "pending_since", "as_of"]
 CHANGE_COLUMNS = ["as_of", *LABEL, "change", "state", "reason"]
+READ_AS_REASON = "the NLU now handles it: read as"   # how a retirement by reading begins its reason
 
 
 @dataclass
@@ -98,7 +102,7 @@ def advance(base: pd.DataFrame | None, labels: pd.DataFrame, text_days: pd.DataF
             elif old["state"] == "retired" and not _relabeled_away(old) \
                     and info["recent_rate"] >= rules.revive_defect_rate \
                     and info["recent_events"] >= rules.min_recent_events and old["state_since"] != as_of \
-                    and _failed_since(old) >= rules.confirm_days:
+                    and len(_failed_since(old, info)) >= rules.confirm_days:
                 _set(old, "new", "fails again", as_of)
                 old["evidence_days"] = [d for d in old["evidence_days"] if d > old["state_since"]] or []
                 live = old
@@ -106,7 +110,7 @@ def advance(base: pd.DataFrame | None, labels: pd.DataFrame, text_days: pd.DataF
             continue
         read_as = _read_as_since(info, live)
         if rules.retire_on_read_as and len(read_as) >= rules.retire_on_read_as:
-            _set(live, "retired", f"the NLU now handles it: read as {live['intent']} with normal friction on "
+            _set(live, "retired", f"{READ_AS_REASON} {live['intent']} with normal friction on "
                                   f"{len(read_as)} day(s)", as_of)
         elif not _misread(info, live["intent"]) \
                 and info["recent_events"] >= rules.min_recent_events and info["recent_rate"] <= rules.retire_defect_rate:
@@ -123,7 +127,7 @@ def advance(base: pd.DataFrame | None, labels: pd.DataFrame, text_days: pd.DataF
 
 
 _NO_DAYS = {"evidence_days": [], "first_seen": None, "recent_events": 0, "recent_rate": 0.0, "read_as": {},
-            "defective_by_intent": {}}
+            "defective_by_intent": {}, "defective_by_day": {}}
 
 
 def _daily(text_days: pd.DataFrame, rules: LifecycleConfig, as_of: str) -> dict:
@@ -135,7 +139,7 @@ def _daily(text_days: pd.DataFrame, rules: LifecycleConfig, as_of: str) -> dict:
     per_day = frame.groupby([*KEY, "day"], as_index=False, sort=True)[["n_events", "n_defective"]].sum()
     recent_from = days_before(as_of, rules.recent_days - 1)
     failed = per_day["n_defective"] >= rules.revive_defect_rate * per_day["n_events"]
-    read_as, defective = _read_as_days(frame, per_day, rules)
+    read_as, defective, defective_by_day = _read_as_days(frame, per_day, rules)
     # arrays sliced per text, not a pandas group per text: every label ever given is read each run
     locales, utts = per_day["locale"].tolist(), per_day["utt_norm"].tolist()
     day = per_day["day"].tolist()
@@ -151,23 +155,30 @@ def _daily(text_days: pd.DataFrame, rules: LifecycleConfig, as_of: str) -> dict:
         out[key] = {"evidence_days": [day[i] for i in range(a, b) if failed[i]], "first_seen": day[a],
                     "recent_events": n_events,
                     "recent_rate": float(recent_bad[n]) / n_events if n_events else 0.0,
-                    "read_as": read_as.get(key, {}), "defective_by_intent": defective.get(key, {})}
+                    "read_as": read_as.get(key, {}), "defective_by_intent": defective.get(key, {}),
+                    "defective_by_day": defective_by_day.get(key, {})}
     return out
 
 
-def _read_as_days(frame: pd.DataFrame, per_day: pd.DataFrame, rules: LifecycleConfig) -> tuple[dict, dict]:
+def _read_as_days(frame: pd.DataFrame, per_day: pd.DataFrame, rules: LifecycleConfig) -> tuple[dict, dict, dict]:
     """(locale, utt_norm) -> {intent: days}: the days the NLU read the text as `intent` with normal friction on
-    those turns and on all the day's turns (at most `retire_defect_rate` each): the NLU handles it then; and
-    (locale, utt_norm) -> {intent: defective turns read so}. A text the NLU still gets wrong is never read as the
-    labelled intent, however often its wrong reading passes without friction. Normal, not zero: a busy text read
+    those turns and on all the day's turns (at most `retire_defect_rate` each): the NLU handles it then;
+    (locale, utt_norm) -> {intent: defective turns read so}; and the same per day: {day: {intent: defective}}. A
+    text the NLU still gets wrong is never read as the labelled intent, however often its wrong reading passes
+    without friction. Normal, not zero: a busy text read
     right keeps a few defective turns (quick follow-ups read as friction) and would otherwise never retire; a
     text said fewer than 1 / `retire_defect_rate` times that day still needs every turn clean."""
     if "intent" not in frame.columns:
-        return {}, {}
+        return {}, {}, {}
     intents = frame.assign(intent=frame["intent"].fillna(""))
     defective: dict = {}
     for (locale, utt_norm, intent), n in intents.groupby([*KEY, "intent"], sort=True)["n_defective"].sum().items():
         defective.setdefault((locale, utt_norm), {})[intent] = int(n)
+    by_day: dict = {}
+    bad = intents[intents["n_defective"] > 0]
+    for locale, utt_norm, day, intent, n in zip(bad["locale"], bad["utt_norm"], bad["day"], bad["intent"],
+                                                bad["n_defective"]):
+        by_day.setdefault((locale, utt_norm), {}).setdefault(day, {})[intent] = int(n)
     normal = per_day[per_day["n_defective"] <= rules.retire_defect_rate * per_day["n_events"]][[*KEY, "day"]]
     clean = intents[(intents["n_events"] > 0) & (intents["intent"] != "")
                     & (intents["n_defective"] <= rules.retire_defect_rate * intents["n_events"])]
@@ -176,7 +187,7 @@ def _read_as_days(frame: pd.DataFrame, per_day: pd.DataFrame, rules: LifecycleCo
     clean = clean.sort_values([*KEY, "intent", "day"], kind="stable")
     for locale, utt_norm, intent, day in zip(clean["locale"], clean["utt_norm"], clean["intent"], clean["day"]):
         out.setdefault((locale, utt_norm), {}).setdefault(intent, []).append(day)
-    return out, defective
+    return out, defective, by_day
 
 
 def _misread(info: dict, intent: str) -> bool:
@@ -184,9 +195,12 @@ def _misread(info: dict, intent: str) -> bool:
     turns were read as `intent`). Read-as days count only then: when a text's failures were read as the
     labelled intent already (a slot or an ASR problem), a clean day read so shows no change in the NLU, and
     only its friction can tell."""
-    by_intent = info["defective_by_intent"]
-    total = sum(by_intent.values())
-    return total > 0 and 2 * by_intent.get(intent, 0) < total
+    return _mostly_other(info["defective_by_intent"], intent)
+
+
+def _mostly_other(defective_by_intent: dict, intent: str) -> bool:
+    total = sum(defective_by_intent.values())
+    return total > 0 and 2 * defective_by_intent.get(intent, 0) < total
 
 
 def _read_as_since(info: dict, label: dict) -> list[str]:
@@ -216,9 +230,16 @@ def _relabeled_away(row: dict | None) -> bool:
     return row is not None and row["state"] == "retired" and str(row["reason"] or "").startswith("relabeled")
 
 
-def _failed_since(row: dict) -> int:
-    """Distinct days the text failed after the label's last change of state."""
-    return sum(d > row["state_since"] for d in row["evidence_days"])
+def _failed_since(row: dict, info: dict) -> list[str]:
+    """Distinct days the text failed after the label's last change of state; for a label retired because the NLU
+    read its text as the labelled intent, only the days it failed mostly under another reading: a day whose
+    friction came from turns still read as the label's intent shows no relapse of the NLU, and a label the NLU
+    already follows would teach it nothing."""
+    days = [d for d in row["evidence_days"] if d > row["state_since"]]
+    if not str(row["reason"] or "").startswith(READ_AS_REASON):
+        return days
+    by_day = info["defective_by_day"]
+    return [d for d in days if _mostly_other(by_day.get(d, {}), row["intent"])]
 
 
 def days_before(day: str, n: int) -> str:

@@ -111,3 +111,19 @@ def test_a_text_read_right_with_high_friction_or_said_once_with_friction_is_not_
     once_with_friction = [(RIGHT, 1, 1)]        # one turn: friction on it is all the day says
     lives = _lives({1: failing, 2: failing, 3: read_right_but_failing, 4: once_with_friction})
     assert [next(iter(s))[1] for s in lives] == ["new", "confirmed", "confirmed", "confirmed"]
+
+
+def test_friction_on_turns_still_read_as_the_labelled_intent_does_not_revive_a_label_retired_by_reading():
+    """A fixed text said twice a day, each time followed by a quick request read as friction (CLINC drift world,
+    benchmarks/drift.py --world clinc): two such days revived its label before, with the NLU still reading it
+    right. Only days the NLU misreads the text again count."""
+    failing, read_right = [(MISREAD, 3, 3)], [(RIGHT, 1, 0)]
+    noisy_but_read_right = [(RIGHT, 2, 1)]     # half the turns defective: a failed day by the friction rate
+    quiet = {1: failing, 2: failing, 3: failing, 4: read_right}
+    lives = _lives({**quiet, 5: noisy_but_read_right, 6: noisy_but_read_right, 7: noisy_but_read_right})
+    assert [next(iter(s))[1] for s in lives] == ["new", "confirmed", "confirmed", "retired", "retired", "retired",
+                                                 "retired"]
+    misread_again = [(MISREAD, 2, 2)]          # the NLU gets it wrong again: the label is needed again
+    lives = _lives({**quiet, 5: misread_again, 6: misread_again})
+    assert [next(iter(s))[1] for s in lives][3:] == ["retired", "retired", "new"]
+    assert lives[-1][(RIGHT, "new")] == "fails again"

@@ -8,6 +8,9 @@ the other queries are its real mistakes.
 
 Roles of the queries (disjoint after deduplication by normalized text):
     seed       SEED_PER_INTENT `train` queries per intent: what the production NLU was trained on
+    retrain    `retrain_extra` more `train` queries per intent (0 unless a world retrains its NLU): the
+               retrained NLU learns the seed plus these; nobody says them, so every text it now gets right
+               it gets right by generalizing, as the first NLU does
     test       every in-scope `test` query: held out from the logs and the seed (the closed loop tests on them)
     phrasings  every other in-scope query (`train` minus seed, `val`): what users say
     oos        every out-of-scope query: asked now and then, rejected by the system
@@ -78,8 +81,11 @@ class ClincNLU:
     intents: list[str]              # in-scope intents, sorted
     seed: pd.DataFrame              # text, intent
     test: pd.DataFrame              # text, intent
-    phrasings: pd.DataFrame         # text, intent (OOS included), predicted (None for OOS), confidence
+    phrasings: pd.DataFrame         # text, intent (OOS included), predicted (None for OOS), confidence, and the
+                                    # retrained NLU's reading: retrained_predicted, retrained_confidence
     classifier_error: float         # share of in-scope phrasings the classifier misreads
+    retrain: pd.DataFrame | None = None       # text, intent: what the retrained NLU learnt beyond the seed
+    retrained_error: float | None = None      # share of in-scope phrasings the retrained classifier misreads
 
 
 def load_queries(path: str | Path | None = None) -> pd.DataFrame:
@@ -100,33 +106,54 @@ def load_queries(path: str | Path | None = None) -> pd.DataFrame:
 
 
 @functools.lru_cache(maxsize=4)
-def production_nlu(path: str | None, seed: int) -> ClincNLU:
+def production_nlu(path: str | None, seed: int, retrain_extra: int = 0) -> ClincNLU:
     """Split the queries into roles with `seed`, train the production NLU on the seed split and read every
-    phrasing with it. Deterministic in (path, seed); cached because training is the slow part."""
+    phrasing with it; with `retrain_extra` > 0, also train the retrained NLU on the seed plus that many more
+    `train` queries per intent (withheld from the phrasings) and read every phrasing with it too (without, the
+    retrained reading is the first one). Deterministic in (path, seed, retrain_extra); cached because training
+    is the slow part. retrain_extra 0 gives the roles and readings it gave before retraining existed."""
+    if retrain_extra < 0:
+        raise ValueError(f"retrain_extra must be >= 0, got {retrain_extra}")
     queries = load_queries(path)
     rng = np.random.default_rng([seed, 150])
     in_scope = queries[queries["intent"].ne(OOS)]
     train = in_scope[in_scope["split"].eq("train")]
     shuffled = train.iloc[rng.permutation(len(train))]
-    seed_set = shuffled[shuffled.groupby("intent").cumcount() < SEED_PER_INTENT].sort_values(["intent", "text"])
+    position = shuffled.groupby("intent").cumcount()
+    seed_set = shuffled[position < SEED_PER_INTENT].sort_values(["intent", "text"])
+    # the next queries of the same shuffled order: the retrained NLU's extra data is drawn like its seed
+    retrain_set = shuffled[position.between(SEED_PER_INTENT, SEED_PER_INTENT + retrain_extra - 1)]
+    retrain_set = retrain_set.sort_values(["intent", "text"])
     test = in_scope[in_scope["split"].eq("test")].sort_values(["intent", "text"])
-    rest = queries[~queries.index.isin(seed_set.index) & ~queries.index.isin(test.index)]
+    rest = queries[~queries.index.isin(seed_set.index) & ~queries.index.isin(test.index)
+                   & ~queries.index.isin(retrain_set.index)]
     phrasings = rest.sort_values(["intent", "text"]).reset_index(drop=True)
-
-    model = make_pipeline(
-        make_union(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True),
-                   TfidfVectorizer(analyzer="word", sublinear_tf=True)),
-        LogisticRegression(C=CLASSIFIER_C, max_iter=1000))
-    model.fit(seed_set["text"], seed_set["intent"])
-    proba = model.predict_proba(phrasings["text"])
-    predicted = model.classes_[proba.argmax(axis=1)]
     is_oos = phrasings["intent"].eq(OOS).to_numpy()
-    phrasings = phrasings.assign(
-        predicted=np.where(is_oos, None, predicted),   # out-of-scope queries are rejected, not misread
-        confidence=np.round(proba.max(axis=1), 4))
-    misread = (predicted != phrasings["intent"].to_numpy())[~is_oos]
+
+    def read(train_set: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        model = _classifier().fit(train_set["text"], train_set["intent"])
+        proba = model.predict_proba(phrasings["text"])
+        # out-of-scope queries are rejected, not misread
+        return np.where(is_oos, None, model.classes_[proba.argmax(axis=1)]), np.round(proba.max(axis=1), 4)
+
+    predicted, confidence = read(seed_set)
+    retrained, retrained_confidence = (read(pd.concat([seed_set, retrain_set])) if retrain_extra
+                                       else (predicted, confidence))
+    phrasings = phrasings.assign(predicted=predicted, confidence=confidence, retrained_predicted=retrained,
+                                 retrained_confidence=retrained_confidence)
+    truth = phrasings["intent"].to_numpy()[~is_oos]
     return ClincNLU(intents=sorted(in_scope["intent"].unique()),
                     seed=seed_set[["text", "intent"]].reset_index(drop=True),
                     test=test[["text", "intent"]].reset_index(drop=True),
-                    phrasings=phrasings[["text", "intent", "predicted", "confidence"]],
-                    classifier_error=float(misread.mean()))
+                    phrasings=phrasings[["text", "intent", "predicted", "confidence", "retrained_predicted",
+                                         "retrained_confidence"]],
+                    classifier_error=float((predicted[~is_oos] != truth).mean()),
+                    retrain=retrain_set[["text", "intent"]].reset_index(drop=True) if retrain_extra else None,
+                    retrained_error=float((retrained[~is_oos] != truth).mean()) if retrain_extra else None)
+
+
+def _classifier():
+    return make_pipeline(
+        make_union(TfidfVectorizer(analyzer="char_wb", ngram_range=(2, 4), sublinear_tf=True),
+                   TfidfVectorizer(analyzer="word", sublinear_tf=True)),
+        LogisticRegression(C=CLASSIFIER_C, max_iter=1000))

@@ -12,6 +12,8 @@ writes what selflearn.simulate.simulate writes, so `selflearn run` and `selflear
     truth/nlu_test.parquet               CLINC `test` queries (never said in the logs, never in the seed),
                                          drawn by the users' intent popularity
     truth/world.json, README.md          parameters, measured figures and the CLINC150 attribution
+    truth/drift_texts.parquet            with a retrain_day only: per text, the day it first appeared and whether
+                                         the first and the retrained NLU read it right (sim/drift.TEXT_TRUTH_SCHEMA)
 
 The world (queries, roles and classifier: clinc_nlu.py):
 - A request is an intent; its phrasings are CLINC's queries of that intent. Users pick intents by a Zipf
@@ -31,6 +33,11 @@ The world (queries, roles and classifier: clinc_nlu.py):
   unhandled (FRICTION_MIX), and a backend error now and then follows a correct reading; a failing turn
   logs that friction only with probability `friction_coverage`, else status "success" and no barge-in.
   Logging draws from a random stream of its own, so the knobs never change the turns.
+- With a `retrain_day`, sessions planned from that day on are served by the same classifier retrained on the
+  seed plus `retrain_extra` more CLINC queries per intent (clinc_nlu.production_nlu): which texts it now gets
+  right, and which it now gets wrong, a real classifier decides, so similar phrasings are fixed together (the
+  simulator's drift world fixes each text by its own coin flip). A session keeps the NLU of its planned day,
+  as in sim/drift.py. Without a retrain_day the world is the one it was before retraining existed.
 """
 from __future__ import annotations
 
@@ -49,6 +56,7 @@ import pyarrow.parquet as pq
 from sklearn.metrics import roc_auc_score
 
 from selflearn import contract
+from selflearn.sim import drift
 from selflearn.sim.behavior import KINDS, LOCAL_HOUR_WEIGHT, REPHRASE_KINDS
 from selflearn.sim.clinc_nlu import DOMAIN_OF, DOMAINS, OOS, SEED_PER_INTENT, ClincNLU, production_nlu
 from selflearn.sim.output import EVAL_COLUMNS, start_epoch_us
@@ -58,6 +66,7 @@ CONFIDENCE_MODES = ("informative", "absent", "uninformative")
 LOCALE = "en-US"
 UTC_OFFSET_H = -5.0
 DAYS = 7
+RETRAIN_EXTRA = 20                # queries per intent the retrained NLU learns beyond the seed: 30 in all
 START_DATE = "2026-11-01"
 TURNS_PER_USER = 12
 SESSIONS_PER_TURN = 0.5           # ~2.7 turns per session: a third more sessions than needed, trimmed to `turns`
@@ -97,6 +106,9 @@ class _Catalog:
     correct: np.ndarray               # the NLU reads it right (OOS: rejects it, which is right)
     predicted: np.ndarray             # object: intent name or None
     confidence: np.ndarray
+    retrained_correct: np.ndarray     # the same three for the retrained NLU (the first NLU's without a retrain)
+    retrained_predicted: np.ndarray
+    retrained_confidence: np.ndarray
     draw_key: np.ndarray              # intent + cumulative share within the intent, for inverse-CDF draws
 
     @property
@@ -107,20 +119,32 @@ class _Catalog:
         """A phrasing row of each `intent` by its popularity, for uniforms `u` in [0, 1)."""
         return np.searchsorted(self.draw_key, intent + u, side="right")
 
+    def reads_right(self, phr: np.ndarray, retrained: np.ndarray) -> np.ndarray:
+        """Whether the NLU serving each turn (the retrained one where `retrained`) reads its phrasing right."""
+        return np.where(retrained, self.retrained_correct[phr], self.correct[phr])
+
 
 def build_clinc_world(out_dir: str | Path, *, seed: int = 0, turns: int = 30000, friction_coverage: float = 0.5,
-                      confidence: str = "informative", clinc_path: str | Path | None = None) -> dict:
-    """Write CLINC150-world logs and their ground truth under `out_dir`; return summary figures."""
+                      confidence: str = "informative", clinc_path: str | Path | None = None, days: int = DAYS,
+                      retrain_day: int | None = None, retrain_extra: int = RETRAIN_EXTRA) -> dict:
+    """Write CLINC150-world logs and their ground truth under `out_dir`; return summary figures. With
+    `retrain_day`, the NLU is retrained on the seed plus `retrain_extra` queries per intent from that day on."""
+    if days < 1:
+        raise ValueError(f"days must be positive, got {days}")
+    if retrain_day is not None and not 0 < retrain_day < days:
+        raise ValueError(f"retrain_day must fall within the {days} days after day 0, got {retrain_day}")
+    if retrain_day is not None and retrain_extra < 1:
+        raise ValueError(f"a retrain needs retrain_extra >= 1 queries per intent, got {retrain_extra}")
     if turns < 1:
         raise ValueError(f"turns must be positive, got {turns}")
     if not 0.0 <= friction_coverage <= 1.0:
         raise ValueError(f"friction_coverage must be in [0, 1], got {friction_coverage}")
     if confidence not in CONFIDENCE_MODES:
         raise ValueError(f"confidence must be one of {CONFIDENCE_MODES}, got {confidence!r}")
-    nlu = production_nlu(str(clinc_path) if clinc_path else None, seed)
+    nlu = production_nlu(str(clinc_path) if clinc_path else None, seed, 0 if retrain_day is None else retrain_extra)
     rng = np.random.default_rng(seed)
     cat = _catalog(nlu, turns, rng)
-    ev = _events(cat, turns, rng)
+    ev = _events(cat, turns, days, retrain_day, rng)
     logging_rng = np.random.default_rng([seed, LOGGING_STREAM])
     logs, truth_turns, truth_pairs = _tables(cat, ev, friction_coverage, confidence, rng, logging_rng)
     seed_set, test_set = _eval_table(nlu.seed), _eval_table(_traffic_test(nlu, cat, turns, seed))
@@ -134,14 +158,22 @@ def build_clinc_world(out_dir: str | Path, *, seed: int = 0, turns: int = 30000,
         part.mkdir(parents=True)
         _write(logs.filter(pa.array(day == d)), part / "part-0.parquet")
     (out / "truth").mkdir(parents=True)
-    for name, table in (("turns", truth_turns), ("pairs", truth_pairs), ("nlu_seed", seed_set),
-                        ("nlu_test", test_set)):
+    tables = [("turns", truth_turns), ("pairs", truth_pairs), ("nlu_seed", seed_set), ("nlu_test", test_set)]
+    if retrain_day is not None:
+        tables.append(("drift_texts", drift.truth_table(logs, truth_turns, ev["phr"], [None] * len(ev["phr"]),
+                                                        cat.correct, cat.retrained_correct)))
+    for name, table in tables:
         _write(table, out / "truth" / f"{name}.parquet")
     summary = _summary(cat, ev, logs, truth_pairs, nlu, seed_set, test_set)
     summary.update(world=WORLD_NAME, seed=seed, friction_coverage=friction_coverage, confidence=confidence,
-                   days=DAYS, start_date=START_DATE, clinc=str(clinc_path or "default"), out_dir=str(out))
+                   days=days, start_date=START_DATE, clinc=str(clinc_path or "default"), out_dir=str(out))
+    knobs = {"friction_coverage": friction_coverage, "confidence": confidence}
+    if retrain_day is not None:
+        summary.update(retrain_day=retrain_day, retrain_extra=retrain_extra,
+                       **_retrain_summary(cat, drift_texts=tables[-1][1]))
+        knobs.update(days=days, retrain_day=retrain_day, retrain_extra=retrain_extra)
     record = {"name": WORLD_NAME, "description": "CLINC150 queries, a real few-shot classifier's mistakes",
-              "knobs": {"friction_coverage": friction_coverage, "confidence": confidence}}
+              "knobs": knobs}
     (out / "truth" / "world.json").write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     (out / "README.md").write_text(_readme(summary), encoding="utf-8")
     return summary
@@ -176,17 +208,23 @@ def _catalog(nlu: ClincNLU, turns: int, rng: np.random.Generator) -> _Catalog:
     cum = by_intent.cumsum().to_numpy() / np.repeat(by_intent.sum().to_numpy(), offered)
     cum[np.cumsum(offered) - 1] = 1.0   # exact block ends: a draw never spills into the next intent
     predicted = phr["predicted"].to_numpy()[said]
+    retrained = phr["retrained_predicted"].to_numpy()[said]
     return _Catalog(
         names=names, domain=np.array([domains.index(DOMAIN_OF.get(n, OOS)) for n in names]),
         log_popularity=log_popularity, text=phr["text"].to_numpy()[said], intent=intent,
         correct=np.where(intent == n_intents, True, predicted == np.array(names, dtype=object)[intent]),
-        predicted=predicted, confidence=phr["confidence"].to_numpy()[said], draw_key=intent + cum)
+        predicted=predicted, confidence=phr["confidence"].to_numpy()[said],
+        retrained_correct=np.where(intent == n_intents, True, retrained == np.array(names, dtype=object)[intent]),
+        retrained_predicted=retrained, retrained_confidence=phr["retrained_confidence"].to_numpy()[said],
+        draw_key=intent + cum)
 
 
 # ---------------------------------------------------------------- what users do
-def _events(cat: _Catalog, turns: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _events(cat: _Catalog, turns: int, days: int, retrain_day: int | None,
+            rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Turns sorted by (user, ts): user, session, phr, kind (index into KINDS), happened (status as it
-    happened), barge (NO_BARGE / BARGE / BARGE_UNREPORTED), backend_error, ts_us; plus per-session arrays."""
+    happened), barge (NO_BARGE / BARGE / BARGE_UNREPORTED), backend_error, correct (the serving NLU reads it
+    right), retrained (the retrained NLU serves it), ts_us; plus per-session arrays."""
     n_users = max(1, turns // TURNS_PER_USER)
     device_reports = rng.random(n_users) >= NO_SESSION_DEVICE_SHARE   # session ids and barge-ins
     activity = rng.lognormal(0.0, 0.9, n_users)
@@ -195,7 +233,7 @@ def _events(cat: _Catalog, turns: int, rng: np.random.Generator) -> dict[str, np
     # ---- sessions, sorted by (user, start)
     n_sess = max(n_users, int(np.ceil(turns * SESSIONS_PER_TURN)) + 10)
     s_user = np.concatenate([np.arange(n_users), rng.choice(n_users, n_sess - n_users, p=activity / activity.sum())])
-    hours = np.arange(DAYS * 24 - 1)
+    hours = np.arange(days * 24 - 1)
     hour_weight = LOCAL_HOUR_WEIGHT[np.floor((hours + UTC_OFFSET_H) % 24).astype(int)]
     s_raw = (rng.choice(hours, n_sess, p=hour_weight / hour_weight.sum()) + rng.random(n_sess)) * 3600.0
     order = np.lexsort((s_raw, s_user))
@@ -208,16 +246,19 @@ def _events(cat: _Catalog, turns: int, rng: np.random.Generator) -> dict[str, np
                       rng.choice([GOAL_QUICK, GOAL_RELATED, GOAL_LATER], len(g_sess), p=list(FOLLOW_UP)))
     g_phr = _goal_phrasings(cat, g_type, g_pos, favourite[s_user[g_sess]], rng)
     # ---- turns: the first try, then retries while it fails
-    ev = _turn_chains(cat, g_phr, rng)
+    # the NLU of the session's planned day serves all of it (no draw: a world without a retrain is unchanged)
+    s_retrained = np.zeros(n_sess, dtype=bool) if retrain_day is None else s_raw >= retrain_day * 86_400.0
+    ev = _turn_chains(cat, g_phr, s_retrained[g_sess], rng)
     ev_sess = g_sess[ev["goal"]]
     first_kind = np.array([KINDS.index(k) for k in
                            ("new_session", "unrelated_quick", "related_different", "later_request")])
     kind = np.where(ev["step"] > 0, ev["retry_kind"], first_kind[g_type[ev["goal"]]])
     happened, barge = _friction(cat, ev, device_reports[s_user[ev_sess]], rng)
     ts = _timestamps(ev_sess, kind, barge == BARGE, s_user, s_raw, rng)
-    keep = _keep(ev_sess, ts, turns, rng)
+    keep = _keep(ev_sess, ts, turns, days, rng)
     return {"user": s_user[ev_sess[keep]], "session": ev_sess[keep], "phr": ev["phr"][keep], "kind": kind[keep],
             "happened": happened[keep], "barge": barge[keep], "backend_error": ev["backend_error"][keep],
+            "correct": ev["correct"][keep], "retrained": ev["retrained"][keep],
             "ts_us": ts[keep], "n_users": n_users, "n_sessions": n_sess, "session_has_id": device_reports[s_user]}
 
 
@@ -259,16 +300,20 @@ def _goal_phrasings(cat: _Catalog, g_type, g_pos, g_favourite, rng) -> np.ndarra
     return g_phr
 
 
-def _turn_chains(cat: _Catalog, g_phr: np.ndarray, rng: np.random.Generator) -> dict[str, np.ndarray]:
+def _turn_chains(cat: _Catalog, g_phr: np.ndarray, g_retrained: np.ndarray,
+                 rng: np.random.Generator) -> dict[str, np.ndarray]:
     """Turns sorted by (goal, step): retries after a misread or a backend error, each step with
-    REPHRASE_P[step]; a retry is another phrasing of the intent or the same words again."""
+    REPHRASE_P[step]; a retry is another phrasing of the intent or the same words again. A goal's turns are
+    all read by the NLU `g_retrained` says."""
     goal, phr, rounds = np.arange(len(g_phr)), g_phr.copy(), []
     in_scope = cat.intent != cat.oos
     for step, p_retry in enumerate(REPHRASE_P):
         r = rng.random((len(goal), 3))
-        backend_error = cat.correct[phr] & in_scope[phr] & (r[:, 0] < BACKEND_ERROR)
-        rounds.append({"goal": goal, "step": np.full(len(goal), step), "phr": phr, "backend_error": backend_error})
-        retry = (~cat.correct[phr] | backend_error) & (r[:, 1] < p_retry)
+        correct = cat.reads_right(phr, g_retrained[goal])
+        backend_error = correct & in_scope[phr] & (r[:, 0] < BACKEND_ERROR)
+        rounds.append({"goal": goal, "step": np.full(len(goal), step), "phr": phr, "backend_error": backend_error,
+                       "correct": correct, "retrained": g_retrained[goal]})
+        retry = (~correct | backend_error) & (r[:, 1] < p_retry)
         same_words = r[retry, 2] < np.where(backend_error[retry], SAME_WORDS_SHARE["backend"],
                                             SAME_WORDS_SHARE["misread"])
         goal, phr = goal[retry], phr[retry]
@@ -293,7 +338,7 @@ def _friction(cat: _Catalog, ev: dict, reports_barge: np.ndarray, rng) -> tuple[
     r = rng.random((n, 2))
     mix = np.where(reports_barge[:, None], FRICTION_MIX, STATUS_ONLY_FRICTION_MIX)
     how = (r[:, :1] >= np.cumsum(mix, axis=1)[:, :2]).sum(axis=1)   # 0 barge-in, 1 error, 2 unhandled
-    misread = ~cat.correct[phr]
+    misread = ~ev["correct"]
     oos = cat.intent[phr] == cat.oos
     status = np.select([misread & (how == 1), misread & (how == 2), ev["backend_error"], oos],
                        [ERROR, UNHANDLED, ERROR, UNHANDLED], SUCCESS)
@@ -326,17 +371,17 @@ def _timestamps(ev_sess, kind, barged, s_user, s_raw, rng) -> np.ndarray:
     return np.round((start[ev_sess] + within) * 1e6).astype(np.int64)
 
 
-def _keep(ev_sess: np.ndarray, ts: np.ndarray, turns: int, rng: np.random.Generator) -> np.ndarray:
+def _keep(ev_sess: np.ndarray, ts: np.ndarray, turns: int, days: int, rng: np.random.Generator) -> np.ndarray:
     """Keep-mask of exactly `turns` turns: whole random sessions that end within the horizon, then the
     first turns of one more (a prefix, so every kept turn's story stays true)."""
     n_sess = int(ev_sess.max()) + 1
     sizes = np.bincount(ev_sess, minlength=n_sess)
     ends = np.full(n_sess, -1, dtype=np.int64)
     np.maximum.at(ends, ev_sess, ts)
-    candidates = rng.permutation(np.flatnonzero(ends < DAYS * 86_400 * 1_000_000))
+    candidates = rng.permutation(np.flatnonzero(ends < days * 86_400 * 1_000_000))
     cum = np.cumsum(sizes[candidates])
     if cum[-1] < turns:
-        raise ValueError(f"only {cum[-1]} turns fit in {DAYS} days; ask for fewer than {turns}")
+        raise ValueError(f"only {cum[-1]} turns fit in {days} days; ask for fewer than {turns}")
     whole = candidates[cum <= turns]
     keep = np.isin(ev_sess, whole)
     partial = candidates[len(whole)] if len(whole) < len(candidates) else -1
@@ -360,17 +405,19 @@ def _tables(cat: _Catalog, ev: dict, friction_coverage: float, confidence: str, 
     session_ids = np.where(ev["session_has_id"], _random_ids(rng, ev["n_sessions"], "s-"), None)
     phr = ev["phr"]
     # What gets logged: a failing turn's friction only with probability friction_coverage.
-    failing = ~cat.correct[phr] | ev["backend_error"]
+    failing = ~ev["correct"] | ev["backend_error"]
     unlogged = failing & (logging_rng.random(n) >= friction_coverage)
     status = np.where(unlogged, SUCCESS, ev["happened"])
     barge = np.where(unlogged & (ev["barge"] == BARGE), NO_BARGE, ev["barge"])
+    new = ev["retrained"]
     if confidence == "informative":
-        score = pa.array(cat.confidence[phr])
+        score = pa.array(np.where(new, cat.retrained_confidence[phr], cat.confidence[phr]))
     elif confidence == "uninformative":   # every text keeps one score, shuffled across texts: same spread, no signal
-        score = pa.array(cat.confidence[logging_rng.permutation(len(cat.confidence))][phr])
+        shuffled = logging_rng.permutation(len(cat.confidence))
+        score = pa.array(np.where(new, cat.retrained_confidence[shuffled][phr], cat.confidence[shuffled][phr]))
     else:
         score = pa.nulls(n, pa.float64())
-    predicted = cat.predicted[phr]
+    predicted = np.where(new, cat.retrained_predicted[phr], cat.predicted[phr])
     logs = pa.table({
         "event_id": pa.array(event_ids, pa.string()),
         "user_id": pa.array(user_ids[ev["user"]], pa.string()),
@@ -392,7 +439,7 @@ def _tables(cat: _Catalog, ev: dict, friction_coverage: float, confidence: str, 
         "true_annot_utt": pa.array(cat.text[phr], pa.string()),   # CLINC has no slots: the text is its annotation
         "true_slots": pa.array([[]] * n, contract.SLOTS),
         "request_id": pa.array(true_intent, pa.string()),
-        "system_correct": pa.array(cat.correct[phr]),
+        "system_correct": pa.array(ev["correct"]),
     }, schema=contract.TRUTH_TURNS_SCHEMA)
     b = np.flatnonzero(ev["user"][1:] == ev["user"][:-1]) + 1
     kinds = np.array(KINDS, dtype=object)[ev["kind"][b]]
@@ -435,7 +482,7 @@ def _summary(cat: _Catalog, ev: dict, logs: pa.Table, truth_pairs: pa.Table, nlu
              test_set: pa.Table) -> dict:
     phr = ev["phr"]
     oos = cat.intent[phr] == cat.oos
-    misread = ~cat.correct[phr]
+    misread = ~ev["correct"]
     failing = misread | ev["backend_error"]
     first_try = ~np.isin(ev["kind"], [KINDS.index(k) for k in REPHRASE_KINDS])
     status = logs["response_status"].to_numpy(zero_copy_only=False)
@@ -470,6 +517,28 @@ def _summary(cat: _Catalog, ev: dict, logs: pa.Table, truth_pairs: pa.Table, nlu
     }
 
 
+def _retrain_summary(cat: _Catalog, drift_texts: pa.Table) -> dict:
+    """What the retraining did to the texts said in the logs: fixed, broken, and the retrained error rate."""
+    old_ok = drift_texts["old_nlu_correct"].to_numpy(zero_copy_only=False)
+    new_ok = drift_texts["retrained_nlu_correct"].to_numpy(zero_copy_only=False)
+    return {"retrained_classifier_error": round(float(1.0 - cat.retrained_correct[cat.intent != cat.oos].mean()), 4),
+            "texts_said": len(old_ok), "texts_misread_by_first_nlu": int((~old_ok).sum()),
+            "texts_fixed_by_retrain": int((~old_ok & new_ok).sum()),
+            "texts_broken_by_retrain": int((old_ok & ~new_ok).sum())}
+
+
+def _retrain_readme(s: dict) -> str:
+    if "retrain_day" not in s:
+        return ""
+    return f"""
+From day {s['retrain_day']} on, sessions are served by the same classifier retrained on the seed plus
+{s['retrain_extra']} more `train` queries per intent (never said in the logs): it misreads
+{s['retrained_classifier_error']:.1%} of the queries users can say; of the {s['texts_misread_by_first_nlu']} texts
+said in the logs that the first NLU misreads it fixes {s['texts_fixed_by_retrain']}, and it breaks
+{s['texts_broken_by_retrain']} the first read right. `truth/drift_texts.parquet` says which, per text.
+"""
+
+
 def _readme(s: dict) -> str:
     return f"""# CLINC150 real-NLU world (selflearn.sim.clinc_world)
 
@@ -495,7 +564,7 @@ else "success"; the truth is the truth either way.
 
 {s['turns']} turns, {s['users']} users, {s['sessions']} sessions; {s['failing_texts']} misread texts, said by a
 median of {s['median_users_per_failing_text']:g} users; {s['rephrase_pairs']} rephrase pairs.
-
+{_retrain_readme(s)}
 Utterances come from CLINC150 (Larson et al., "An Evaluation Dataset for Intent Classification and
 Out-of-Scope Prediction", EMNLP 2019, https://github.com/clinc/oos-eval, data_full.json), licensed
 Creative Commons Attribution 3.0 Unported (https://creativecommons.org/licenses/by/3.0/). Changes: the
@@ -512,13 +581,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--friction-coverage", type=float, default=0.5)
     parser.add_argument("--confidence", choices=CONFIDENCE_MODES, default="informative")
+    parser.add_argument("--days", type=int, default=DAYS)
+    parser.add_argument("--retrain-day", type=int, default=None,
+                        help="from this day on a retrained NLU serves (default: no retrain)")
+    parser.add_argument("--retrain-extra", type=int, default=RETRAIN_EXTRA,
+                        help="queries per intent the retrained NLU learns beyond the seed")
     parser.add_argument("--clinc", help="CLINC150 parquet (split, text, intent); default ../shared/data/clinc150")
     args = parser.parse_args(argv)
     started = time.perf_counter()
     try:
         summary = build_clinc_world(args.out, seed=args.seed, turns=args.turns,
                                     friction_coverage=args.friction_coverage, confidence=args.confidence,
-                                    clinc_path=args.clinc)
+                                    clinc_path=args.clinc, days=args.days, retrain_day=args.retrain_day,
+                                    retrain_extra=args.retrain_extra)
     except (ValueError, FileNotFoundError) as exc:
         print(f"clinc_world: {exc}", file=sys.stderr)
         return 2

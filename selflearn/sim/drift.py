@@ -152,20 +152,29 @@ def text_truth(logs: pa.Table, truth_turns: pa.Table, cat: Catalog, drift: Drift
                new_intent, text: np.ndarray, phr: np.ndarray) -> pa.Table:
     """One row per (locale, utterance) in the logs: the day it first appeared, what is new about it
     ("entity", "wording" or null), and whether the first and the retrained NLU get it right."""
+    meaning = np.asarray(cat.text_intent)
+    return truth_table(logs, truth_turns, text, _emerging_kind(cat, drift, phr), np.asarray(old_intent) == meaning,
+                       np.asarray(new_intent) == meaning)
+
+
+def truth_table(logs: pa.Table, truth_turns: pa.Table, text: np.ndarray, emerging: list[str | None],
+                old_ok: np.ndarray, new_ok: np.ndarray) -> pa.Table:
+    """TEXT_TRUTH_SCHEMA from the logs, per event its text index `text` and what is new about it (`emerging`), and
+    per text index whether the first (`old_ok`) and the retrained NLU (`new_ok`) read it right: any world that
+    retrains its NLU (this simulator's, sim/clinc_world.py) writes its truth with it."""
     events = pa.table({
         "locale": logs["locale"], "utterance": logs["utterance"], "true_intent": truth_turns["true_intent"],
         "day": pc.cast(logs["ts"], pa.date32()), "text": pa.array(text),
-        "emerging": pa.array(_emerging_kind(cat, drift, phr), type=pa.string()),
+        "emerging": pa.array(emerging, type=pa.string()),
     })
     first = events.group_by(["locale", "utterance"]).aggregate(
         [("day", "min"), ("text", "min"), ("true_intent", "min"), ("emerging", "max")])
     text = first["text_min"].to_numpy()
-    meaning = np.asarray(cat.text_intent)[text]
-    old_ok, new_ok = old_intent[text] == meaning, new_intent[text] == meaning
+    old, new = np.asarray(old_ok)[text], np.asarray(new_ok)[text]
     table = pa.table({
         "locale": first["locale"], "utterance": first["utterance"], "true_intent": first["true_intent_min"],
-        "first_day": first["day_min"], "emerging": first["emerging_max"], "old_nlu_correct": pa.array(old_ok),
-        "retrained_nlu_correct": pa.array(new_ok), "fixed_by_retrain": pa.array(~old_ok & new_ok),
+        "first_day": first["day_min"], "emerging": first["emerging_max"], "old_nlu_correct": pa.array(old),
+        "retrained_nlu_correct": pa.array(new), "fixed_by_retrain": pa.array(~old & new),
     }, schema=TEXT_TRUTH_SCHEMA)
     return table.sort_by([("locale", "ascending"), ("utterance", "ascending")])
 

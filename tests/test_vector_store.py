@@ -82,3 +82,14 @@ def test_scores_from_joined_vectors_equal_scores_from_the_lookup():
     assert expected.sort_by(order).equals(got.sort_by(order))
     assert np.all(got.column("embed_sim").to_numpy() > 0)
     engine.close()
+
+
+def test_chunked_vectors_gather_the_rows_of_the_whole_matrix():
+    matrix = np.random.default_rng(0).standard_normal((10, 4)).astype(np.float32)
+    rows = vector_store.vectors_table("m", [str(i) for i in range(10)], matrix).column("vector")
+    chunked = vector_store.ChunkedVectors(pa.chunked_array([rows.chunk(0).slice(0, 3), rows.chunk(0).slice(3, 0),
+                                                            rows.chunk(0).slice(3, 7)]))
+    picks = np.array([9, 0, 3, 2, 3, 7])
+    assert len(chunked) == 10
+    assert (chunked[picks] == matrix[picks]).all()
+    assert chunked[np.array([], dtype=np.int64)].shape == (0, 4)

@@ -102,3 +102,26 @@ def vector_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:
         raise ValueError("a text has no vector: the cache join lost it")
     flat = column.flatten().to_numpy(zero_copy_only=False)
     return np.ascontiguousarray(flat.reshape(len(column), -1), dtype=np.float32)
+
+
+class ChunkedVectors:
+    """(n, dim) float32 vectors indexed by row arrays, kept in the memory of the collected Arrow chunks (each a
+    zero-copy view): gathering rows copies only those rows, so the driver never holds a second full copy
+    (concatenating the chunks would, for a moment, hold two)."""
+
+    def __init__(self, column: pa.ChunkedArray):
+        self.blocks = [vector_matrix(chunk) for chunk in column.chunks if len(chunk)]
+        self.starts = np.cumsum([0, *(len(block) for block in self.blocks)])
+        self.dim = self.blocks[0].shape[1] if self.blocks else 0
+
+    def __len__(self) -> int:
+        return int(self.starts[-1])
+
+    def __getitem__(self, rows) -> np.ndarray:
+        rows = np.asarray(rows, dtype=np.int64)
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        block_of = np.searchsorted(self.starts, rows, side="right") - 1
+        for block in np.unique(block_of):
+            at = np.flatnonzero(block_of == block)
+            out[at] = self.blocks[block][rows[at] - self.starts[block]]
+        return out

@@ -201,7 +201,8 @@ class NodeVectors:
 def node_vectors_of(ctx: Context, nodes: pd.DataFrame, text_vectors) -> NodeVectors:
     """The nodes' vectors, row-aligned with `nodes`. From embed's in-process lookup, gathered when indexed; from
     an engine relation (utt_norm, vector), the nodes' rows joined on the engine (sql/node_vectors.sql) and
-    gathered here once: FAISS searches in this process (kNN on the workers is issue 17 item 3)."""
+    gathered here once, kept in the collected Arrow memory: FAISS searches in this process (kNN on the workers
+    is issue 17 item 3)."""
     if isinstance(text_vectors, VectorLookup):
         return NodeVectors(text_vectors.vectors, np.fromiter((text_vectors.index[t] for t in nodes["utt_norm"]),
                                                              dtype=np.int64, count=len(nodes)))
@@ -211,8 +212,7 @@ def node_vectors_of(ctx: Context, nodes: pd.DataFrame, text_vectors) -> NodeVect
                                                                "text_vectors": text_vectors}))
     if rows.num_rows != len(nodes):
         raise ValueError(f"{len(nodes) - rows.num_rows} node(s) have no vector: embed did not cover their texts")
-    vectors = vector_store.vector_matrix(rows.column("vector"))
-    return NodeVectors(vectors, np.arange(len(nodes), dtype=np.int64))
+    return NodeVectors(vector_store.ChunkedVectors(rows.column("vector")), np.arange(len(nodes), dtype=np.int64))
 
 
 def _variants(ctx: Context, utterance_stats: pd.DataFrame, rephrase_edges: pd.DataFrame, text_vectors) -> dict:

@@ -28,6 +28,7 @@ VECTORS_SCHEMA = pa.schema([("model", pa.string()), ("text_key", pa.string()), (
 TEXTS_SCHEMA = pa.schema([("utt_norm", pa.string()), ("text_key", pa.string())])
 VECTORS_FOLDER = "vectors"
 PART_GLOB = "part-*.parquet"
+CHUNK_VALUES = 1 << 28        # floats per list chunk: int32 offsets stay below 2**31
 IMPORTED_PREFIX = "part-npz-"   # the part that took over an npz shard's vectors: `part-npz-<shard stem>.parquet`
 
 
@@ -72,10 +73,15 @@ def npz_shard_vectors(shard: Path, model_name: str) -> pa.Table | None:
 
 
 def vectors_table(model_name: str, text_keys: list[str], vectors: np.ndarray) -> pa.Table:
+    """VECTORS_SCHEMA rows; the vector column in chunks of at most CHUNK_VALUES floats (a list array's offsets
+    are int32: a compacted npz shard can hold more)."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     dim = vectors.shape[1] if vectors.ndim == 2 else 0
-    offsets = pa.array(np.arange(len(text_keys) + 1, dtype=np.int32) * dim)
-    column = pa.ListArray.from_arrays(offsets, pa.array(vectors.reshape(-1)))
+    step = max(1, CHUNK_VALUES // max(dim, 1))
+    chunks = [pa.ListArray.from_arrays(pa.array(np.arange(len(block) + 1, dtype=np.int32) * dim),
+                                       pa.array(block.reshape(-1)))
+              for block in (vectors[start:start + step] for start in range(0, len(text_keys), step))]
+    column = pa.chunked_array(chunks, type=VECTORS_SCHEMA.field("vector").type)
     return pa.table([pa.array([model_name] * len(text_keys), pa.string()), pa.array(text_keys, pa.string()), column],
                     schema=VECTORS_SCHEMA)
 
@@ -89,7 +95,10 @@ def encode_batch(batch: pa.RecordBatch, embedding: EmbeddingConfig) -> pa.Record
     texts = batch.column("utt_norm").to_pylist()
     vectors = embedder.encode(texts) if texts else np.empty((0, 0), dtype=np.float32)
     table = vectors_table(embedder.name, batch.column("text_key").to_pylist(), vectors)
-    return table.to_batches()[0] if table.num_rows else pa.RecordBatch.from_pylist([], schema=VECTORS_SCHEMA)
+    if not table.num_rows:
+        return pa.RecordBatch.from_pylist([], schema=VECTORS_SCHEMA)
+    (rows,) = table.to_batches()   # one chunk: an engine's batch holds far fewer than CHUNK_VALUES floats
+    return rows
 
 
 def vector_matrix(column: pa.ChunkedArray | pa.Array) -> np.ndarray:

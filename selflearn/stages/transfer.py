@@ -76,7 +76,11 @@ def abroad_evidence(neighbours: pd.DataFrame, nodes: pd.DataFrame) -> pd.DataFra
     # cosines and locales only: the one text quoted from abroad is target_utt, which the release filter checks
     closest = per_src.head(3)
     quoted = (closest["locale"].astype(str) + " " + closest["similarity"].map("{:.3f}".format))
-    notes = quoted.groupby(closest["src"], sort=True).agg(", ".join)
+    # joined per text in one pass over the lists (a pandas agg with a Python function builds a Series per text)
+    by_src: dict[str, list[str]] = {}
+    for src, note in zip(closest["src"].tolist(), quoted.tolist()):
+        by_src.setdefault(src, []).append(note)
+    notes = pd.Series({src: ", ".join(parts) for src, parts in by_src.items()}, dtype=object)
     out = pd.DataFrame({
         "node_id": best.index.to_numpy(),
         "intent": best["top_intent"].to_numpy(),

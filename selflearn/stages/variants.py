@@ -44,20 +44,22 @@ def target_mask(nodes: pd.DataFrame, success_defect_rate: float, min_target_shar
 
 def find_variants(nodes: pd.DataFrame, vectors: np.ndarray, *, is_failing: pd.Series, is_target: pd.Series,
                   k: int, min_similarity: float, cross_lingual_min_similarity: float,
-                  exact_max_vectors: int, use_gpu: bool) -> tuple[pd.DataFrame, list[str]]:
-    """nodes (row-aligned with vectors) -> variant edges (src, dst, kind, similarity) and index kinds used."""
+                  exact_max_vectors: int, use_gpu: bool, search=None) -> tuple[pd.DataFrame, list[str]]:
+    """nodes (row-aligned with vectors) -> variant edges (src, dst, kind, similarity) and index kinds used.
+    `search`: (target rows, query rows, k, ...) -> knn_index.knn over those rows of `vectors` (`plain_search`,
+    the default), or a KnnCache's searcher (the same results, read back while the inputs stay the same)."""
     edges: list[pd.DataFrame] = []
     kinds: list[str] = []
     queries = np.flatnonzero(is_failing.to_numpy())
     targets = np.flatnonzero(is_target.to_numpy())
     if len(queries) == 0 or len(targets) == 0:
         return _empty_edges(), kinds
+    search = search or plain_search(vectors)
     locales = nodes["locale"].to_numpy()
     ids = nodes["node_id"].to_numpy()
     # One index over every target; same-locale and cross-lingual hits are told apart afterwards.
     # k is widened because hits in busy locales would otherwise crowd out the other languages.
-    result = knn_index.knn(vectors[targets], vectors[queries], k=k * 4,
-                           exact_max_vectors=exact_max_vectors, use_gpu=use_gpu)
+    result = search(targets, queries, k=k * 4, exact_max_vectors=exact_max_vectors, use_gpu=use_gpu)
     kinds.append(result.index_kind)
     rows_q, cols = np.nonzero(result.neighbours >= 0)
     src = queries[rows_q]
@@ -65,7 +67,7 @@ def find_variants(nodes: pd.DataFrame, vectors: np.ndarray, *, is_failing: pd.Se
     sim = result.similarities[rows_q, cols].astype(np.float64)
     same_locale = locales[src] == locales[dst]
     floors = noise_floors(vectors, locales)
-    same_floor = np.array([max(min_similarity, floors.get(loc, 0.0)) for loc in locales[src]])
+    same_floor = np.maximum(min_similarity, pd.Series(locales[src]).map(floors).fillna(0.0).to_numpy(np.float64))
     keep_same = same_locale & (sim >= same_floor) & (src != dst)
     keep_cross = ~same_locale & (sim >= max(cross_lingual_min_similarity, floors.get("*", 0.0)))
     for keep, kind in ((keep_same, "cross_user"), (keep_cross, "cross_lingual")):
@@ -78,7 +80,7 @@ def find_variants(nodes: pd.DataFrame, vectors: np.ndarray, *, is_failing: pd.Se
 
 
 def nearest_reliable(nodes: pd.DataFrame, vectors: np.ndarray, *, is_failing: pd.Series, is_target: pd.Series,
-                     k: int, exact_max_vectors: int, use_gpu: bool) -> pd.DataFrame:
+                     k: int, exact_max_vectors: int, use_gpu: bool, search=None) -> pd.DataFrame:
     """Each failing utterance's k closest reliably successful utterances in its own language, at any cosine.
 
     Unlike `find_variants` (a neighbour close enough to vote), these only say where the failing text's
@@ -87,6 +89,7 @@ def nearest_reliable(nodes: pd.DataFrame, vectors: np.ndarray, *, is_failing: pd
     Returns (src, dst, similarity), closest first per src.
     """
     frames = [_empty_edges()[["src", "dst", "similarity"]]]
+    search = search or plain_search(vectors)
     failing, target = is_failing.to_numpy(), is_target.to_numpy()
     locales, ids = nodes["locale"].to_numpy(), nodes["node_id"].to_numpy()
     for locale in sorted(set(locales[failing].tolist())):
@@ -95,8 +98,8 @@ def nearest_reliable(nodes: pd.DataFrame, vectors: np.ndarray, *, is_failing: pd
         if not len(targets):
             continue
         # one more than k: a failing utterance can be a target too, and is not its own neighbour
-        result = knn_index.knn(vectors[targets], vectors[queries], k=min(k + 1, len(targets)),
-                               exact_max_vectors=exact_max_vectors, use_gpu=use_gpu)
+        result = search(targets, queries, k=min(k + 1, len(targets)),
+                        exact_max_vectors=exact_max_vectors, use_gpu=use_gpu)
         rows_q, cols = np.nonzero(result.neighbours >= 0)
         src, dst = queries[rows_q], targets[result.neighbours[rows_q, cols]]
         keep = src != dst
@@ -108,7 +111,7 @@ def nearest_reliable(nodes: pd.DataFrame, vectors: np.ndarray, *, is_failing: pd
 
 
 def nearest_reliable_abroad(nodes: pd.DataFrame, vectors: np.ndarray, *, queries: pd.Series, is_target: pd.Series,
-                            k: int, exact_max_vectors: int, use_gpu: bool) -> pd.DataFrame:
+                            k: int, exact_max_vectors: int, use_gpu: bool, search=None) -> pd.DataFrame:
     """Each query utterance's k closest reliably successful utterances in the *other* locales, at any cosine.
 
     Cross-locale transfer (stages/transfer.py) reads what these neighbours agree on as the reading a launch
@@ -118,6 +121,7 @@ def nearest_reliable_abroad(nodes: pd.DataFrame, vectors: np.ndarray, *, queries
     closest first per src.
     """
     frames = [_empty_edges()[["src", "dst", "similarity"]].assign(chance=pd.Series(dtype=float))]
+    search = search or plain_search(vectors)
     asked, target = queries.to_numpy(), is_target.to_numpy()
     locales, ids = nodes["locale"].to_numpy(), nodes["node_id"].to_numpy()
     chance = chance_between_locales(vectors, locales)
@@ -126,15 +130,24 @@ def nearest_reliable_abroad(nodes: pd.DataFrame, vectors: np.ndarray, *, queries
         rows_target = np.flatnonzero(target & (locales != locale))
         if not len(rows_target):
             continue
-        result = knn_index.knn(vectors[rows_target], vectors[rows_query], k=min(k, len(rows_target)),
-                               exact_max_vectors=exact_max_vectors, use_gpu=use_gpu)
+        result = search(rows_target, rows_query, k=min(k, len(rows_target)),
+                        exact_max_vectors=exact_max_vectors, use_gpu=use_gpu)
         rows_q, cols = np.nonzero(result.neighbours >= 0)
         dst = rows_target[result.neighbours[rows_q, cols]]
         frame = pd.DataFrame({"src": ids[rows_query[rows_q]], "dst": ids[dst],
                               "similarity": result.similarities[rows_q, cols].astype(np.float64),
-                              "chance": [chance.get((locale, other), 0.0) for other in locales[dst]]})
+                              "chance": pd.Series(locales[dst]).map(
+                                  {other: chance.get((locale, other), 0.0) for other in set(locales[dst].tolist())})
+                              .to_numpy(np.float64)})
         frames.append(frame.sort_values(["src", "similarity", "dst"], ascending=[True, False, True]))
     return pd.concat(frames, ignore_index=True).reset_index(drop=True)
+
+
+def plain_search(vectors):
+    """(target rows, query rows, k, exact_max_vectors, use_gpu) -> knn_index.knn over those rows of `vectors`."""
+    def search(target_rows, query_rows, **options) -> knn_index.KnnResult:
+        return knn_index.knn(vectors[target_rows], vectors[query_rows], **options)
+    return search
 
 
 def chance_between_locales(vectors: np.ndarray, locales: np.ndarray, pairs: int = 2000,
@@ -220,10 +233,19 @@ def _variants(ctx: Context, utterance_stats: pd.DataFrame, rephrase_edges: pd.Da
     node_vectors = node_vectors_of(ctx, nodes, text_vectors)
     # the embedder's calibrated cosines, unless the config sets its own
     same_default, cross_default = thresholds_for(cfg.embedding)
-    is_failing = failing_mask(
-        nodes, cfg.labels.failing_defect_rate, min_users,
-        rephrased_away=rephrased_away(nodes, rephrase_edges), rephrased_away_share=cfg.labels.rephrased_away_share)
+    away = rephrased_away(nodes, rephrase_edges)
+    is_failing = failing_mask(nodes, cfg.labels.failing_defect_rate, min_users, rephrased_away=away,
+                              rephrased_away_share=cfg.labels.rephrased_away_share)
     is_target = target_mask(nodes, cfg.labels.success_defect_rate, cfg.labels.min_target_share, min_users)
+    # the small locales' failing texts, whatever their users (those below k are only counted, never released),
+    # and every locale's failing texts with enough users (the busy ones calibrate transfer)
+    failing_any_users = failing_mask(nodes, cfg.labels.failing_defect_rate, 1, rephrased_away=away,
+                                     rephrased_away_share=cfg.labels.rephrased_away_share)
+    in_small = nodes["locale"].isin(small_locales(nodes, cfg.labels.transfer_max_locale_share))
+    asked_abroad = is_failing | (failing_any_users & in_small)
+    # searches whose inputs are those of the previous run (a re-run over the same days) are read back
+    cache = knn_index.KnnCache(ctx.layout.knn_cache)
+    search = cache.searcher(node_vectors, np.flatnonzero((is_target | asked_abroad).to_numpy()))
     # the cosine a random pair of utterances reaches in each language: label evidence is read as
     # similarity above chance, which differs by embedder, language and domain
     chance_similarity = noise_floors(node_vectors, nodes["locale"].to_numpy(), quantile=0.5)
@@ -231,22 +253,19 @@ def _variants(ctx: Context, utterance_stats: pd.DataFrame, rephrase_edges: pd.Da
         nodes, node_vectors, is_failing=is_failing, is_target=is_target, k=cfg.variants.k,
         min_similarity=cfg.variants.min_similarity or same_default,
         cross_lingual_min_similarity=cfg.variants.cross_lingual_min_similarity or cross_default,
-        exact_max_vectors=cfg.variants.exact_max_vectors, use_gpu=cfg.variants.use_gpu == "auto")
+        exact_max_vectors=cfg.variants.exact_max_vectors, use_gpu=cfg.variants.use_gpu == "auto", search=search)
     neighbours = nearest_reliable(
         nodes, node_vectors, is_failing=is_failing, is_target=is_target, k=cfg.variants.neighbourhood_k,
-        exact_max_vectors=cfg.variants.exact_max_vectors, use_gpu=cfg.variants.use_gpu == "auto")
+        exact_max_vectors=cfg.variants.exact_max_vectors, use_gpu=cfg.variants.use_gpu == "auto", search=search)
     abroad = neighbours.iloc[:0].assign(chance=pd.Series(dtype=float))
     if cfg.labels.transfer:
-        # the small locales' failing texts, whatever their users (those below k are only counted, never
-        # released), and every locale's failing texts with enough users (the busy ones calibrate transfer)
-        failing_any_users = failing_mask(
-            nodes, cfg.labels.failing_defect_rate, 1, rephrased_away=rephrased_away(nodes, rephrase_edges),
-            rephrased_away_share=cfg.labels.rephrased_away_share)
-        in_small = nodes["locale"].isin(small_locales(nodes, cfg.labels.transfer_max_locale_share))
         abroad = nearest_reliable_abroad(
-            nodes, node_vectors, queries=is_failing | (failing_any_users & in_small), is_target=is_target,
+            nodes, node_vectors, queries=asked_abroad, is_target=is_target,
             k=cfg.variants.transfer_k, exact_max_vectors=cfg.variants.exact_max_vectors,
-            use_gpu=cfg.variants.use_gpu == "auto")
+            use_gpu=cfg.variants.use_gpu == "auto", search=search)
+    cache.prune()  # the folder keeps this run's searches only
+    if cache.hits:
+        ctx.say(f"      kNN: {cache.hits} of {len(cache.used)} searches read back (inputs as in the last run)")
     return {"is_failing": is_failing, "chance_similarity": chance_similarity, "variant_edges": variant_edges,
             "knn_index": index_kinds, "reliable_neighbours": neighbours, "reliable_neighbours_abroad": abroad}
 

@@ -2,6 +2,7 @@
 DuckDB gives. One local[2] SparkSession for the module (starting the JVM takes seconds)."""
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -17,6 +18,7 @@ import pytest
 
 from selflearn import contract
 from selflearn.config import Config
+from selflearn.embedders import vector_store
 from selflearn.engines.duckdb_engine import DuckDBEngine
 from selflearn.stages import friction, rephrase
 from conftest import ROOT, local_spark_session, make_turns
@@ -95,6 +97,11 @@ def stage_data(engines):
     embedder = HashingEmbedder()
     scorer = partial(rephrase.score_pairs, vectors=rephrase.VectorLookup(texts, embedder.encode(texts)),
                      embedder_name=embedder.name, threshold=cfg.rephrase.threshold)
+    keys = [hashlib.sha1(t.encode("utf-8")).hexdigest() for t in texts]
+    vectors = embedder.encode(texts)
+    every = vector_store.vectors_table(embedder.name, keys, vectors)
+    cached, shard = every.slice(0, len(texts) // 2), every.slice(len(texts) // 3)
+    text_vectors = pa.table({"utt_norm": texts, "vector": every.column("vector")})
     data = {}
     for engine in (duck, sp):
         d = {"turns": engine.from_arrow(turns)}
@@ -120,6 +127,14 @@ def stage_data(engines):
                                                         "event_id": ["e1", "e2", "e2", "e3", "e1", "e4"]}))
         d["file_order"] = engine.from_arrow(pa.table({"source_file": ["b", "a", "c"], "source_rank": [0, 1, 2]}))
         d["curated_ids"] = engine.from_arrow(pa.table({"event_id": ["e3", "e3", "e9"]}))
+        # the vector cache as a dataset: half the texts cached, one of them twice (two runs appended it)
+        d["window_texts"] = engine.sql("unique_texts", {"turn_friction": d["turn_friction"]})
+        d["cached_vectors"] = engine.from_arrow(pa.concat_tables([cached, cached.slice(0, 1)]))
+        d["shard_vectors"] = engine.from_arrow(shard)
+        d["turn_pairs"] = d["pairs"]
+        d["text_vectors"] = engine.from_arrow(text_vectors)
+        d["node_texts"] = engine.from_arrow(pa.table({"node_row": pa.array([2, 0, 1], pa.int64()),
+                                                      "utt_norm": [texts[3], texts[0], texts[3]]}))
         data[engine.name] = d
     return data
 
@@ -179,6 +194,11 @@ STATEMENTS = {
     "locale_counts": (["locale_days"], None),
     "text_days": (["node_days"], None),
     "ingest_duplicates": (["staged_turns", "file_order", "curated_ids"], None),
+    "new_texts": (["window_texts", "cached_vectors"], None),
+    "window_vectors": (["window_texts", "cached_vectors"], None),
+    "new_vectors": (["shard_vectors", "cached_vectors"], None),
+    "pair_vectors": (["turn_pairs", "text_vectors"], None),
+    "node_vectors": (["node_texts", "text_vectors"], None),
 }
 
 
@@ -319,6 +339,10 @@ def test_pipeline_outputs_equal_between_engines(both_runs):
     assert duck.manifest["engine"] == "duckdb" and spk.manifest["engine"] == "spark"
     assert duck.manifest["counts"] == spk.manifest["counts"]
     assert len(duck.labels) > 0, "the sample logs should yield weak labels"
+    # DuckDB ran first on the shared cache: Spark's vector dataset took its vectors over, so it embeds nothing
+    # (an encoder that batches may differ in the last bits between batchings; taken over, the vectors are equal)
+    assert spk.manifest["embedding"]["embedded"] == 0
+    assert spk.manifest["embedding"]["unique_texts"] == duck.manifest["embedding"]["unique_texts"] > 0
     assert_same_outputs(duck.out_dir, spk.out_dir)
 
 
@@ -327,6 +351,67 @@ def test_scored_pairs_written_by_spark_match(both_runs):
     keys = ["event_id_a", "event_id_b"]
     rel = "work/daily/scored_pairs"   # one file a day
     assert_same_rows(_frame_rows(duck.out_dir / rel, keys), _frame_rows(spk.out_dir / rel, keys), rel)
+
+
+# ---------------------------------------------------------------------- embeddings on the workers
+def hashing_config(cache: Path, **run) -> Config:
+    """The hashing embedder (encodes each text alone: the same vectors whatever the batches)."""
+    cfg = e2e_config(cache, **run)
+    return cfg.model_copy(update={"embedding": cfg.embedding.model_copy(update={"backend": "hashing"})})
+
+
+def dataset_vectors(cache: Path) -> pa.Table:
+    parts = sorted(cache.glob("*/vectors/part-*.parquet"))
+    return pa.concat_tables([pq.read_table(p) for p in parts]) if parts else vector_store.VECTORS_SCHEMA.empty_table()
+
+
+def window_texts(out: Path) -> set[str]:
+    return set(pq.read_table(out / "curated" / "turns", columns=["utt_norm"]).column("utt_norm").to_pylist())
+
+
+def test_spark_embeds_new_texts_on_the_workers_once(spark, sample_logs, three_days, tmp_path):
+    """A fresh cache: the first run embeds every text of its window into the Parquet dataset (one row per text,
+    the model's vector of that text), a re-run embeds nothing, a run with more days embeds only the texts those
+    days add; the outputs equal DuckDB's; the in-process cache is never written."""
+    from selflearn import pipeline
+    from selflearn.embedders.hashing import HashingEmbedder
+
+    cache, spark_options = tmp_path / "cache", {"spark": spark}
+    first = pipeline.run(str(three_days), tmp_path / "first", hashing_config(cache, engine="spark"),
+                         say=lambda _: None, engine_options=spark_options)
+    texts_3 = window_texts(tmp_path / "first")
+    stats = first.manifest["embedding"]
+    assert stats["embedded"] == stats["unique_texts"] == len(texts_3) > 0
+    rows = dataset_vectors(cache)
+    keys = rows.column("text_key").to_pylist()
+    assert len(keys) == len(set(keys)) == len(texts_3)
+    by_key = {hashlib.sha1(t.encode("utf-8")).hexdigest(): t for t in texts_3}
+    assert set(keys) == set(by_key)
+    embedder = HashingEmbedder()
+    assert set(rows.column("model").to_pylist()) == {embedder.name}
+    sample = rows.slice(0, 50)
+    expected = embedder.encode([by_key[k] for k in sample.column("text_key").to_pylist()])
+    assert (vector_store.vector_matrix(sample.column("vector")) == expected).all()
+    assert not list(cache.rglob("shard-*.npz")), "the driver's in-process cache was used"
+
+    again = pipeline.run(str(three_days), tmp_path / "again", hashing_config(cache, engine="spark"),
+                         say=lambda _: None, engine_options=spark_options)
+    assert again.manifest["embedding"]["embedded"] == 0
+    assert dataset_vectors(cache).num_rows == len(texts_3)
+    assert_same_outputs(tmp_path / "first", tmp_path / "again")
+
+    more = pipeline.run(str(sample_logs), tmp_path / "more", hashing_config(cache, engine="spark"),
+                        say=lambda _: None, engine_options=spark_options)
+    texts_all = window_texts(tmp_path / "more")
+    assert len(texts_all) > len(texts_3)
+    assert more.manifest["embedding"]["embedded"] == len(texts_all - texts_3)
+    keys = dataset_vectors(cache).column("text_key").to_pylist()
+    assert len(keys) == len(set(keys)) == len(texts_all)
+
+    duck = pipeline.run(str(sample_logs), tmp_path / "duck", hashing_config(tmp_path / "duck-cache"),
+                        say=lambda _: None)
+    assert duck.manifest["counts"] == more.manifest["counts"]
+    assert_same_outputs(tmp_path / "duck", tmp_path / "more")
 
 
 # ---------------------------------------------------------------------- 3. spark-submit

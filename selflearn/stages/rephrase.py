@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 from scipy import sparse
 
 from selflearn import contract, text
+from selflearn.embedders import vector_store
 from selflearn.fitted import fitted_weights
 from selflearn.progress import counted, progress_bar
 from selflearn.stages import daily
@@ -141,10 +142,33 @@ def score_pairs(pairs: pa.RecordBatch, vectors: VectorLookup, embedder_name: str
     return pa.RecordBatch.from_arrays(columns, schema=contract.REPHRASE_PAIRS_SCHEMA)
 
 
+class PairVectors:
+    """Both texts' vectors of each pair of one batch (sql/pair_vectors.sql's vector_a, vector_b), row-aligned:
+    the cosine is VectorLookup's, without a lookup of every text's vector."""
 
-def _rephrase(ctx: Context, turn_pairs, text_vectors: VectorLookup, embedder, day_plan) -> dict:
-    scorer = partial(score_pairs, vectors=text_vectors, embedder_name=embedder.name,
-                     threshold=ctx.cfg.rephrase.threshold)
+    def __init__(self, vectors_a: np.ndarray, vectors_b: np.ndarray):
+        self.vectors_a, self.vectors_b = vectors_a, vectors_b
+
+    def cosine(self, a: list[str], b: list[str]) -> np.ndarray:
+        if len(a) == 0:
+            return np.zeros(0, dtype=np.float64)
+        return np.einsum("ij,ij->i", self.vectors_a, self.vectors_b).astype(np.float64)
+
+
+def score_pairs_with_vectors(pairs: pa.RecordBatch, embedder_name: str, threshold: float) -> pa.RecordBatch:
+    """score_pairs on a PAIRS_SCHEMA batch that carries both texts' vectors (sql/pair_vectors.sql)."""
+    vectors = PairVectors(vector_store.vector_matrix(pairs.column("vector_a")),
+                          vector_store.vector_matrix(pairs.column("vector_b")))
+    return score_pairs(pairs, vectors, embedder_name, threshold)
+
+
+def _rephrase(ctx: Context, turn_pairs, text_vectors, embedder, day_plan) -> dict:
+    if isinstance(text_vectors, VectorLookup):   # every vector in this process (embed's in-process path)
+        scorer = partial(score_pairs, vectors=text_vectors, embedder_name=embedder.name,
+                         threshold=ctx.cfg.rephrase.threshold)
+    else:   # an engine relation (utt_norm, vector): each pair gets its two vectors by a join on the engine
+        turn_pairs = ctx.engine.sql("pair_vectors", {"turn_pairs": turn_pairs, "text_vectors": text_vectors})
+        scorer = partial(score_pairs_with_vectors, embedder_name=embedder.name, threshold=ctx.cfg.rephrase.threshold)
     # a bar only where batches run in this process (DuckDB); Spark scores in its executors (see its UI)
     enabled = ctx.cfg.run.progress and getattr(ctx.engine, "batches_in_process", False)
     with progress_bar(ctx.engine.count(turn_pairs) if enabled else None, "rephrase scoring", "pair", enabled) as bar:

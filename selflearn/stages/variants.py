@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 
 from selflearn import index as knn_index
-from selflearn.embedders import thresholds_for
+from selflearn.embedders import thresholds_for, vector_store
 from selflearn.stages.base import Context, Stage
+from selflearn.stages.rephrase import VectorLookup
 from selflearn.stages.transfer import small_locales
 
 
@@ -209,11 +211,26 @@ class NodeVectors:
         return self.vectors[self.rows[index]]
 
 
+def node_vectors_of(ctx: Context, nodes: pd.DataFrame, text_vectors) -> NodeVectors:
+    """The nodes' vectors, row-aligned with `nodes`. From embed's in-process lookup, gathered when indexed; from
+    an engine relation (utt_norm, vector), the nodes' rows joined on the engine (sql/node_vectors.sql) and
+    gathered here once, kept in the collected Arrow memory: FAISS searches in this process (kNN on the workers
+    is issue 17 item 3)."""
+    if isinstance(text_vectors, VectorLookup):
+        return NodeVectors(text_vectors.vectors, np.fromiter((text_vectors.index[t] for t in nodes["utt_norm"]),
+                                                             dtype=np.int64, count=len(nodes)))
+    node_texts = pa.table({"node_row": np.arange(len(nodes), dtype=np.int64),
+                           "utt_norm": pa.array(nodes["utt_norm"].tolist(), pa.string())})
+    rows = ctx.engine.to_arrow(ctx.engine.sql("node_vectors", {"node_texts": ctx.engine.from_arrow(node_texts),
+                                                               "text_vectors": text_vectors}))
+    if rows.num_rows != len(nodes):
+        raise ValueError(f"{len(nodes) - rows.num_rows} node(s) have no vector: embed did not cover their texts")
+    return NodeVectors(vector_store.ChunkedVectors(rows.column("vector")), np.arange(len(nodes), dtype=np.int64))
+
+
 def _variants(ctx: Context, utterance_stats: pd.DataFrame, rephrase_edges: pd.DataFrame, text_vectors) -> dict:
     cfg, nodes, min_users = ctx.cfg, utterance_stats, ctx.cfg.privacy.min_users
-    node_vectors = NodeVectors(text_vectors.vectors,
-                               np.fromiter((text_vectors.index[t] for t in nodes["utt_norm"]), dtype=np.int64,
-                                           count=len(nodes)))
+    node_vectors = node_vectors_of(ctx, nodes, text_vectors)
     # the embedder's calibrated cosines, unless the config sets its own
     same_default, cross_default = thresholds_for(cfg.embedding)
     away = rephrased_away(nodes, rephrase_edges)

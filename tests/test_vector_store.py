@@ -45,12 +45,38 @@ def test_parts_in_progress_are_not_visible_and_npz_shards_are_taken_over_once(tm
     assert vector_store.npz_shard_vectors(shard, "another-model") is None
 
     # a writer's hidden temp file and Spark's temp folder are not parts; a published part is
-    (store.folder / f".{store.new_part().name}.123.spark-tmp").mkdir()
+    (store.folder / f".{store.staging_path().name}.123.spark-tmp").mkdir()
+    store.staging_path().write_bytes(b"a run still writing")
     (store.folder / ".part-x.parquet.tmp").write_bytes(b"half a file")
     assert store.parts() == []
     pq.write_table(taken, store.imported_part(shard))
     assert store.parts() == [store.imported_part(shard)]
     assert store.npz_shards_to_import() == []
+
+
+def test_a_published_part_is_named_by_its_content_and_never_replaced(tmp_path):
+    vectors = np.arange(12, dtype=np.float32).reshape(3, 4)
+    keys = sorted(hashlib.sha1(t.encode("utf-8")).hexdigest() for t in ("a", "b", "c"))
+    table = vector_store.vectors_table("m", keys, vectors)
+    published = []
+    for run in ("first", "second"):   # two runs from fresh caches that add the same texts
+        store = vector_store.VectorStore(tmp_path / run, "m")
+        staged = store.staging_path()
+        pq.write_table(table, staged)
+        published.append(store.publish(staged))
+        assert store.parts() == [published[-1]] and not staged.exists()
+    assert published[0].name == published[1].name == f"part-3-{keys[0]}-{keys[-1]}.parquet"
+
+    # the same count and extremes but another middle (a concurrent run): the part there is kept, both are readable
+    store = vector_store.VectorStore(tmp_path / "first", "m")
+    middle = "85" + "0" * 38   # between the first (84a5...) and last (e9d7...) keys
+    assert keys[0] < middle < keys[-1] and middle != keys[1]
+    other = vector_store.vectors_table("m", [keys[0], middle, keys[-1]], vectors + 1)
+    staged = store.staging_path()
+    pq.write_table(other, staged)
+    second = store.publish(staged)
+    assert second != published[0] and sorted(store.parts()) == sorted([published[0], second])
+    assert pq.read_table(published[0]).equals(table) and pq.read_table(second).equals(other)
 
 
 def test_scores_from_joined_vectors_equal_scores_from_the_lookup():

@@ -1,6 +1,6 @@
 """The embedding cache as a Parquet dataset, for engines whose workers embed (Spark): joined, never collected.
 
-Layout: `<cache_dir>/<model folder (cache.model_folder_name)>/vectors/part-<time>-<pid>-<rand>.parquet`, rows
+Layout: `<cache_dir>/<model folder (cache.model_folder_name)>/vectors/part-<rows>-<first key>-<last key>.parquet`, rows
 (model, text_key = sha1 hex of the UTF-8 text, vector list<float32>). Content-addressed (a text's key says
 which text it is, the folder and `model` which model), append-only (a run adds one part holding the texts no
 part held yet) and atomic (a part is written under a hidden name and renamed into place: readers see whole
@@ -45,9 +45,33 @@ class VectorStore:
         """Every published part, in name order (hidden temp files of a run in progress or killed are not)."""
         return sorted(self.folder.glob(PART_GLOB))
 
-    def new_part(self) -> Path:
-        """Where the next part goes: a name no other run or process picks."""
-        return self.folder / f"part-{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
+    def staging_path(self) -> Path:
+        """Where a run writes its new part before `publish` names it (hidden: readers skip it)."""
+        return self.folder / f".staging-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
+
+    def publish(self, staged: Path) -> Path:
+        """Give a written part its name, atomically. The name comes from what the part holds (row count, first
+        and last text key, from the Parquet footer), so two runs that add the same texts from fresh caches end
+        with the same files. A part already there under that name is never replaced (a concurrent run that
+        added a different set with the same count and extremes keeps its part): this one then gets a name no
+        other process picks."""
+        name = _content_name(staged)
+        if name is not None:
+            target = self.folder / name
+            try:
+                os.link(staged, target)   # fails if the name exists: no silent replacement
+            except FileExistsError:
+                pass
+            except OSError:   # a file system without hard links: rename, unless the name is taken
+                if not target.exists():
+                    os.replace(staged, target)
+                    return target
+            else:
+                staged.unlink()
+                return target
+        unique = self.folder / f"part-{time.time_ns()}-{os.getpid()}-{uuid.uuid4().hex[:8]}.parquet"
+        os.replace(staged, unique)
+        return unique
 
     def npz_shards_to_import(self) -> list[Path]:
         """The in-process cache's shards of this model whose vectors no part has taken over yet."""
@@ -57,6 +81,25 @@ class VectorStore:
 
     def imported_part(self, shard: Path) -> Path:
         return self.folder / f"{IMPORTED_PREFIX}{shard.stem}.parquet"
+
+
+def _content_name(part: Path) -> str | None:
+    """`part-<rows>-<first key>-<last key>.parquet` from the file's footer statistics; None without them."""
+    import pyarrow.parquet as pq
+
+    meta = pq.ParquetFile(part).metadata
+    column = meta.schema.names.index("text_key")
+    lows, highs = [], []
+    for group in range(meta.num_row_groups):
+        stats = meta.row_group(group).column(column).statistics
+        if stats is None or not stats.has_min_max:
+            return None
+        lows.append(stats.min)
+        highs.append(stats.max)
+    if not lows:
+        return None
+    low, high = (v.decode() if isinstance(v, bytes) else v for v in (min(lows), max(highs)))
+    return f"part-{meta.num_rows}-{low}-{high}.parquet"
 
 
 def npz_shard_vectors(shard: Path, model_name: str) -> pa.Table | None:

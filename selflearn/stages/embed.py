@@ -45,7 +45,9 @@ def _embed_on_workers(ctx: Context, turn_friction, model_name: str, cache_dir: P
     new_vectors = engine.map_batches(new_texts, encode, vector_store.VECTORS_SCHEMA)
     embedded = engine.count(new_vectors)
     if embedded:
-        engine.write_parquet(new_vectors, store.new_part())   # atomic: a failed run publishes no part
+        staged = store.staging_path()
+        engine.write_parquet(new_vectors, staged)   # hidden until published: a failed run publishes no part
+        store.publish(staged)
     text_vectors = engine.sql("window_vectors", {"window_texts": window_texts, "cached_vectors": _cached(ctx, store)})
     unique = engine.count(window_texts)
     stats = {"unique_texts": unique, "embedded": embedded, "cache_hits": unique - embedded, "embedder": model_name}

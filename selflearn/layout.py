@@ -39,6 +39,7 @@ RUN_FILES = {
     "emerging_phrasings": f"{HISTORY}/emerging.parquet",     # phrasings bursting in the last days (stages/emerging.py)
     "label_lifecycle": f"{WORK}/label_lifecycle.parquet",    # internal: the lifecycle state the next run carries on
     "label_lifecycle_base": f"{WORK}/label_lifecycle_base.parquet",  # internal: the state this run started from
+    "knn_targets": f"{WORK}/knn_targets.parquet",             # internal: the kNN targets' vectors the workers index
     "daily": f"{WORK}/daily",                                # internal: per-day partitions (stages/daily.py)
     "manifest": MANIFEST_FILE,
     "report": REPORT_FILE,
@@ -102,6 +103,11 @@ class RunLayout:
     @property
     def label_candidates(self) -> Path:
         return self.run / RUN_FILES["label_candidates"]
+
+    @property
+    def knn_targets(self) -> Path:
+        """The variants stage's kNN targets (node_row, vector), written by the engine for its workers to index."""
+        return self.run / RUN_FILES["knn_targets"]
 
     @property
     def daily_ledger(self) -> Path:

@@ -135,6 +135,14 @@ def stage_data(engines):
         d["text_vectors"] = engine.from_arrow(text_vectors)
         d["node_texts"] = engine.from_arrow(pa.table({"node_row": pa.array([2, 0, 1], pa.int64()),
                                                       "utt_norm": [texts[3], texts[0], texts[3]]}))
+        # variants on the engine: drawn pairs and kNN queries joined to node vectors (stages/knn_on_engine.py)
+        d["node_vectors"] = engine.sql("node_vectors", {k: d[k] for k in ("node_texts", "text_vectors")})
+        d["node_pairs"] = engine.from_arrow(pa.table({"pair": pa.array([2, 0, 1], pa.int64()),
+                                                      "row_a": pa.array([0, 1, 2], pa.int64()),
+                                                      "row_b": pa.array([2, 2, 0], pa.int64())}))
+        d["knn_queries"] = engine.from_arrow(pa.table({"search": pa.array([1, 0, 0], pa.int32()),
+                                                       "query": pa.array([0, 1, 0], pa.int64()),
+                                                       "node_row": pa.array([2, 0, 1], pa.int64())}))
         data[engine.name] = d
     return data
 
@@ -199,6 +207,8 @@ STATEMENTS = {
     "new_vectors": (["shard_vectors", "cached_vectors"], None),
     "pair_vectors": (["turn_pairs", "text_vectors"], None),
     "node_vectors": (["node_texts", "text_vectors"], None),
+    "node_pair_vectors": (["node_pairs", "node_vectors"], None),
+    "knn_query_vectors": (["knn_queries", "node_vectors"], None),
 }
 
 
@@ -412,6 +422,44 @@ def test_spark_embeds_new_texts_on_the_workers_once(spark, sample_logs, three_da
                         say=lambda _: None)
     assert duck.manifest["counts"] == more.manifest["counts"]
     assert_same_outputs(tmp_path / "duck", tmp_path / "more")
+
+
+# ---------------------------------------------------------------------- kNN on the workers
+def test_spark_variants_search_on_the_workers_and_collect_no_vector(spark, tmp_path):
+    """Variants with the vectors on Spark: the same edges and neighbours as the in-process path (similarities
+    to faiss's batching noise), the same sampled floors bit for bit, and no vector collected to the driver."""
+    import pandas as pd
+
+    from selflearn.engines.spark_engine import SparkEngine
+    from test_knn_on_engine import holds_vectors, run_variants, window
+
+    class CollectsRecorded(SparkEngine):
+        collected: list = []
+
+        def to_arrow(self, data):
+            table = super().to_arrow(data)
+            self.collected.append((table.schema, table.num_rows))
+            return table
+
+    nodes, edges, texts, vectors = window()
+    cfg = Config()
+    expected = run_variants(DuckDBEngine(), tmp_path / "in-process", rephrase.VectorLookup(texts, vectors), nodes,
+                            edges, cfg)
+    engine = CollectsRecorded(spark=spark)
+    relation = engine.from_arrow(pa.table({"utt_norm": texts, "vector": pa.array(list(vectors), pa.list_(pa.float32()))}))
+    got = run_variants(engine, tmp_path / "spark", relation, nodes, edges, cfg)
+    engine.close()
+    assert engine.collected and not any(holds_vectors(schema) for schema, _ in engine.collected)
+    assert got["chance_similarity"] == expected["chance_similarity"]
+    assert got["knn_index"] == expected["knn_index"] == ["flat-cpu"]
+    for name, keys in (("variant_edges", ["src", "kind", "dst"]), ("reliable_neighbours", ["src", "dst"]),
+                       ("reliable_neighbours_abroad", ["src", "dst"])):
+        want, have = expected[name], got[name]
+        assert len(want) > 0 and list(have.columns) == list(want.columns), name
+        pd.testing.assert_frame_equal(have.drop(columns="similarity"), want.drop(columns="similarity"),
+                                      check_exact=True, obj=name)
+        # faiss's float sums depend on which queries share a BLAS call: the last bits may differ
+        assert (have["similarity"] - want["similarity"]).abs().max() <= 1e-6, name
 
 
 # ---------------------------------------------------------------------- 3. spark-submit

@@ -81,6 +81,7 @@ def test_variants_on_the_engine_equal_the_in_process_path_and_collect_no_vector(
 
     # the driver received the searches' neighbour rows and the sampled cosines, never a vector
     assert engine.collected and not any(holds_vectors(schema) for schema, _ in engine.collected)
+    assert not (tmp_path / "engine" / "work" / "knn_targets.parquet").exists(), "the targets' vectors stayed in the run"
     # what it did receive grows with the failing texts x k (plus a few thousand sampled pairs), not with nodes x dim
     failing = int((nodes["defect_rate"] >= cfg.labels.failing_defect_rate).sum())   # at any number of users
     knn = [rows for schema, rows in engine.collected if "neighbour" in schema.names]

@@ -8,7 +8,7 @@ functions (variants.find_variants, nearest_reliable, nearest_reliable_abroad) ru
 was asked, so what is kept and ranked is the code DuckDB runs.
 
 - Targets: the vectors of every kNN target (reliable utterances) are written once by the engine's writer
-  (`work/knn_targets.parquet`, never collected); each Python worker reads the file once and builds each
+  (`work/knn_targets.parquet`, never collected, removed after the search pass); each Python worker reads the file once and builds each
   search's index over its target rows (`index.build_index`: exact `IndexFlatIP` up to
   `variants.exact_max_vectors` targets, the same seeded IVF as the in-process path above it, trained by each
   worker that needs it). A worker keeps the last search's index: queries arrive sorted by search.
@@ -121,6 +121,7 @@ def run_searches(ctx, nodes, text_vectors, all_node_vectors, searches: list[Sear
     plan = tuple((s.target_rows, s.k, s.exact_max_vectors, s.use_gpu) for s in searches)
     fn = partial(search_batch, targets=str(path), plan_key=_plan_key(path, plan), plan=plan)
     rows = ctx.engine.to_arrow(ctx.engine.map_batches(query_vectors, fn, KNN_NEIGHBOURS_SCHEMA))
+    path.unlink()  # read by the search pass only (its result is materialised and collected): no copy stays in the run
     search_of = rows.column("search").to_numpy()
     order = np.argsort(search_of, kind="stable")
     bounds = np.searchsorted(search_of[order], np.arange(len(searches) + 1))

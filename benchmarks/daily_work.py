@@ -8,11 +8,12 @@ several runs each, from the same state every time (issue 18: "per-stage timings 
 Simulates the drift world once (benchmarks/drift.py's world, seed, embedder and settings), runs the pipeline once
 a day into one output folder up to the day before each timed day and keeps a copy of that state (output folder and
 the logs so far). Then, --rounds times, for each timed day: restore the copy, add that day's log partition, run and
-keep the manifest's per-stage seconds. The first run of the process (it loads the embedder) is run untimed. A
+keep the per-stage wall seconds (the manifest's) and CPU seconds (this process, faiss's and DuckDB's threads
+included: less stretched by other jobs than wall time). The first run of the process (it loads the embedder) is run untimed. A
 single run on a shared machine swings by 2x, so only the medians are worth comparing; the load average is printed
 with every run. `--code` times another checkout (e.g. `git archive main | tar -x -C /tmp/base`) on the same world
-and states; a state built by other code is rebuilt (states are kept per code folder). Prints JSON lines per run and
-a Markdown table; writes --json.
+and states; a state built by other code is rebuilt (states are kept per code folder); with --append, processes of two checkouts can take turns
+so that both meet the same load. Prints JSON lines per run and a Markdown table; writes --json.
 """
 from __future__ import annotations
 
@@ -70,7 +71,16 @@ def timed_run(world: Path, work: Path, state: Path, day: int, cfg, pipeline, pro
     profiler = cProfile.Profile() if profile else None
     if profiler:
         profiler.enable()
-    result = pipeline.run(str(logs), out, cfg, say=lambda m: None)
+    run = pipeline.PipelineRun(str(logs), out, cfg, say=lambda m: None)
+    cpu = {}
+    try:
+        for name in pipeline.STAGES:
+            cpu_start = time.process_time()
+            run.stage(name)
+            cpu[name] = round(time.process_time() - cpu_start, 3)
+        result = run.result()
+    finally:
+        run.close()
     if profiler:
         profiler.disable()
         profile.parent.mkdir(parents=True, exist_ok=True)
@@ -78,11 +88,11 @@ def timed_run(world: Path, work: Path, state: Path, day: int, cfg, pipeline, pro
     return {"day": day, "load": load, "wall_s": round(time.perf_counter() - started, 3),
             "turns_in_window": result.manifest["counts"]["turns_in_window"],
             "days_recomputed": len(result.manifest["days"]["recomputed"]),
-            "stages_s": result.manifest["timings_s"], "profiled": profile is not None}
+            "stages_s": result.manifest["timings_s"], "stages_cpu_s": cpu, "profiled": profile is not None}
 
 
-def medians(runs: list[dict], day: int) -> dict[str, float]:
-    mine = [r["stages_s"] for r in runs if r["day"] == day and not r.get("profiled")]   # cProfile slows a run
+def medians(runs: list[dict], day: int, clock: str = "stages_s") -> dict[str, float]:
+    mine = [r[clock] for r in runs if r["day"] == day and not r.get("profiled")]   # cProfile slows a run
     stages = list(mine[0])
     table = {s: statistics.median(r[s] for r in mine) for s in stages}
     table["total"] = statistics.median(sum(r[s] for s in stages) for r in mine)
@@ -90,13 +100,16 @@ def medians(runs: list[dict], day: int) -> dict[str, float]:
 
 
 def markdown(runs: list[dict], days: list[int]) -> str:
+    """Median wall and CPU seconds per stage at both days, and their ratios."""
     a, b = days
-    ma, mb = medians(runs, a), medians(runs, b)
+    wa, wb = medians(runs, a), medians(runs, b)
+    ca, cb = medians(runs, a, "stages_cpu_s"), medians(runs, b, "stages_cpu_s")
     turns = {d: next(r["turns_in_window"] for r in runs if r["day"] == d) for d in days}
-    lines = [f"| stage | day {a} ({turns[a]:,} turns in the window) | day {b} ({turns[b]:,}) | ratio |",
-             "|---|---:|---:|---:|"]
-    for stage in ma:
-        lines.append(f"| {stage} | {ma[stage]:.2f} | {mb[stage]:.2f} | {mb[stage] / ma[stage]:.2f} |")
+    lines = [f"| stage | wall: day {a} ({turns[a]:,} turns in the window) | day {b} ({turns[b]:,}) | ratio "
+             f"| CPU: day {a} | day {b} | ratio |", "|---|---:|---:|---:|---:|---:|---:|"]
+    for stage in wa:
+        lines.append(f"| {stage} | {wa[stage]:.2f} | {wb[stage]:.2f} | {wb[stage] / wa[stage]:.2f} "
+                     f"| {ca[stage]:.2f} | {cb[stage]:.2f} | {cb[stage] / ca[stage]:.2f} |")
     return "\n".join(lines)
 
 
@@ -113,6 +126,9 @@ def main() -> int:
     parser.add_argument("--profile-dir", default=None,
                         help="one cProfile per timed day here, in an extra first round left out of the medians")
     parser.add_argument("--json", default=str(REPO / "benchmarks" / "results" / "daily_work.json"))
+    parser.add_argument("--append", action="store_true",
+                        help="add to the runs already in --json (same code and world): rounds of several processes, "
+                             "interleaved with another checkout's, give medians over all of them")
     args = parser.parse_args()
     code = Path(args.code).resolve()
     sys.path.insert(0, str(code))
@@ -132,6 +148,11 @@ def main() -> int:
     states = build_states(world, work, days, cfg, pipeline)
     timed_run(world, work, states[days[0]], days[0], cfg, pipeline)   # loads the embedder: not timed
     runs = []
+    if args.append and Path(args.json).exists():
+        kept = json.loads(Path(args.json).read_text(encoding="utf-8"))
+        if (kept["code"], kept["turns"], kept["seed"], kept["at"]) != (str(code), args.turns, args.seed, days):
+            raise SystemExit(f"{args.json} holds runs of other code or another world; not appended")
+        runs = kept["runs"]
     for round_ in range(args.rounds + bool(args.profile_dir)):
         for day in days:
             profile = Path(args.profile_dir) / f"day{day}.prof" if args.profile_dir and round_ == 0 else None
@@ -140,8 +161,9 @@ def main() -> int:
     table = markdown(runs, days)
     Path(args.json).write_text(json.dumps({
         "code": str(code), "turns": args.turns, "days": args.days, "seed": args.seed, "embedder": args.embedder,
-        "at": days, "rounds": args.rounds, "runs": runs,
+        "at": days, "runs": runs,
         "medians": {str(d): medians(runs, d) for d in days},
+        "cpu_medians": {str(d): medians(runs, d, "stages_cpu_s") for d in days},
         "machine": f"{os.cpu_count()} vCPU {platform.machine()}, Python {platform.python_version()}",
         "date": dt.date.today().isoformat()}, indent=2) + "\n", encoding="utf-8")
     print(table)

@@ -9,11 +9,12 @@ Simulates the drift world once (benchmarks/drift.py's world, seed, embedder and 
 a day into one output folder up to the day before each timed day and keeps a copy of that state (output folder and
 the logs so far). Then, --rounds times, for each timed day: restore the copy, add that day's log partition, run and
 keep the per-stage wall seconds (the manifest's) and CPU seconds (this process, faiss's and DuckDB's threads
-included: less stretched by other jobs than wall time). The first run of the process (it loads the embedder) is run untimed. A
-single run on a shared machine swings by 2x, so only the medians are worth comparing; the load average is printed
-with every run. `--code` times another checkout (e.g. `git archive main | tar -x -C /tmp/base`) on the same world
-and states; a state built by other code is rebuilt (states are kept per code folder); with --append, processes of two checkouts can take turns
-so that both meet the same load. Prints JSON lines per run and a Markdown table; writes --json.
+included: less stretched by other jobs than wall time). The first run of the process (it loads the embedder) is
+run untimed. A single run on a shared machine swings by 2x, so only the medians are worth comparing; the load
+average is recorded with every run. `--code` times another checkout (e.g. `git archive main | tar -x -C
+/tmp/base`) on the same world; states are built and kept per code folder. With --append, processes of two
+checkouts can take turns so that both meet the same load. Prints JSON lines per run and a Markdown table; writes
+--json.
 """
 from __future__ import annotations
 

@@ -136,7 +136,8 @@ LOCALE_DAYS_SCHEMA = pa.schema([
     ("day", pa.string()), ("locale", pa.string()), ("turns", pa.int64()), ("pairs", pa.int64()),
     ("rephrases", pa.int64()),
 ])
-# Per (day, locale, text, NLU reading): said that day, and its earliest turn read so without friction (sql/day_texts.sql)
+# Per (day, locale, text, NLU reading): said that day, and its earliest turn read so without friction
+# (sql/day_texts.sql)
 DAY_TEXTS_SCHEMA = pa.schema([
     ("day", pa.string()), ("locale", pa.string()), ("utt_norm", pa.string()), ("nlu_intent", pa.string()),
     ("success_ts_ms", pa.int64()), ("success_event_id", pa.string()), ("success_slots", SLOTS),

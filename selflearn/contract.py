@@ -136,6 +136,12 @@ LOCALE_DAYS_SCHEMA = pa.schema([
     ("day", pa.string()), ("locale", pa.string()), ("turns", pa.int64()), ("pairs", pa.int64()),
     ("rephrases", pa.int64()),
 ])
+# Per (day, locale, text, NLU reading): said that day, and its earliest turn read so without friction
+# (sql/day_texts.sql)
+DAY_TEXTS_SCHEMA = pa.schema([
+    ("day", pa.string()), ("locale", pa.string()), ("utt_norm", pa.string()), ("nlu_intent", pa.string()),
+    ("success_ts_ms", pa.int64()), ("success_event_id", pa.string()), ("success_slots", SLOTS),
+])
 EDGE_DAYS_SCHEMA = pa.schema([
     ("day", pa.string()), ("locale", pa.string()), ("utt_norm_a", pa.string()), ("utt_norm_b", pa.string()),
     ("user_key", pa.string()), ("user_score", pa.float64()), ("user_rephrased", pa.int64()),
@@ -284,6 +290,7 @@ DATASET_SCHEMAS: dict[str, pa.Schema] = {
     "turn_friction": TURN_FRICTION_SCHEMA,
     "turn_pairs": PAIRS_SCHEMA,
     "fresh_friction": TURN_FRICTION_SCHEMA,
+    "day_texts": DAY_TEXTS_SCHEMA,
     "fresh_scored_pairs": REPHRASE_PAIRS_SCHEMA,
     "node_days": NODE_DAYS_SCHEMA,
     "locale_days": LOCALE_DAYS_SCHEMA,

@@ -103,8 +103,9 @@ def advance(base: pd.DataFrame | None, labels: pd.DataFrame, text_days: pd.DataF
                     and info["recent_rate"] >= rules.revive_defect_rate \
                     and info["recent_events"] >= rules.min_recent_events and old["state_since"] != as_of \
                     and len(_failed_since(old, info)) >= rules.confirm_days:
+                # it keeps its days of evidence (they include the confirm_days failed days since its retirement
+                # that revived it), so it is confirmed in this run, not read as a label seen for the first time
                 _set(old, "new", "fails again", as_of)
-                old["evidence_days"] = [d for d in old["evidence_days"] if d > old["state_since"]] or []
                 live = old
         if live is None:
             continue

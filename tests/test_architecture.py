@@ -173,7 +173,7 @@ def test_stages_read_only_what_earlier_stages_wrote():
 
 def test_every_table_dataset_between_stages_has_a_schema():
     produced = {name for stage in pipeline.STAGE_LIST for name in stage.outputs}
-    tables = {"turns", "turn_friction", "turn_pairs", "fresh_scored_pairs", "node_days", "locale_days",
+    tables = {"turns", "fresh_friction", "day_texts", "turn_pairs", "fresh_scored_pairs", "node_days", "locale_days",
               "utterance_stats", "node_intents",
               "rephrase_edges", "weak_labels", "released_labels"}
     assert tables <= produced and tables <= set(contract.DATASET_SCHEMAS)
@@ -230,12 +230,12 @@ def test_a_run_lets_go_of_each_dataset_after_the_last_stage_that_reads_it(three_
             stale = {d for d in held if d not in pipeline.RESULT_DATASETS and readers.get(d, -1) <= index}
             assert not stale, f"after {name}: {sorted(stale)} are read by no later stage but still held"
             if name == "variants":
-                assert "text_vectors" not in held and "turn_pairs" not in held and "turn_friction" not in held
+                assert "text_vectors" not in held and "turn_pairs" not in held and "fresh_friction" not in held
         lean = run.result()
     finally:
         run.close()
     full = pipeline.PipelineRun(str(three_days), tmp_path / "full", cfg, say=lambda m: None, keep_datasets=True)
     kept = full.run_all()
-    assert "turn_friction" in full.datasets and "text_vectors" in full.datasets
+    assert "fresh_friction" in full.datasets and "text_vectors" in full.datasets
     assert len(lean.labels) > 0
     pd.testing.assert_frame_equal(lean.labels.reset_index(drop=True), kept.labels.reset_index(drop=True))

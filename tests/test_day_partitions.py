@@ -9,11 +9,13 @@ import shutil
 from pathlib import Path
 
 import pandas as pd
+import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
 from selflearn import pipeline
 from selflearn.config import load_config
+from selflearn.engines import get_engine
 
 pytestmark = pytest.mark.slow
 TABLES = ("training/parquet/train.parquet", "rephrases/pairs.parquet", "graph/nodes.parquet", "graph/edges.parquet",
@@ -139,3 +141,29 @@ def test_a_half_life_leans_shares_to_recent_days_and_keeps_counts(late_file):
     mine = days[(days["locale"] == key[0]) & (days["utt_norm"] == key[1])]
     expected = (mine["n_defective"] * mine["w"]).sum() / (mine["n_events"] * mine["w"]).sum()
     assert decayed.loc[key, "defect_rate"] == pytest.approx(expected, rel=1e-12)
+
+
+def test_the_window_texts_and_target_slots_from_day_texts_are_those_of_every_turn(late_file):
+    """Embed and labels read the window's texts per day (work/daily/day_texts: a row per text, day and reading),
+    not its turns: the distinct texts and each text's earliest successful turn per reading are those of the turns."""
+    run = late_file["root"] / "out"
+    friction = pd.concat(pd.read_parquet(p) for p in sorted((run / "work/daily/turn_friction").glob("*.parquet")))
+    day_texts = pd.concat(pd.read_parquet(p) for p in sorted((run / "work/daily/day_texts").glob("*.parquet")))
+    assert sorted(day_texts["utt_norm"].unique()) == sorted(friction["utt_norm"].unique())
+    ok = friction[(friction["friction"] < 0.5) & friction["nlu_intent"].notna()]
+    earliest = ok.sort_values(["ts_ms", "event_id"]).drop_duplicates(["locale", "utt_norm", "nlu_intent"])
+    targets = earliest[["locale", "utt_norm", "nlu_intent"]].rename(columns={"nlu_intent": "intent"})
+    targets = targets.drop_duplicates(["locale", "utt_norm"]).reset_index(drop=True)
+    assert len(targets) > 100
+    engine = get_engine("duckdb")
+    try:
+        found = engine.to_arrow(engine.sql("target_slots", {
+            "day_texts": pa.Table.from_pandas(day_texts, preserve_index=False),
+            "targets": pa.Table.from_pandas(targets, preserve_index=False)})).to_pandas()
+    finally:
+        engine.close()
+    expected = targets.merge(earliest.rename(columns={"nlu_intent": "intent"}), on=["locale", "utt_norm", "intent"])
+    expected = expected.sort_values(["locale", "utt_norm"]).reset_index(drop=True)
+    assert found[["locale", "utt_norm"]].equals(expected[["locale", "utt_norm"]])
+    assert [list(s) for s in found["nlu_slots"]] == [list(s) for s in expected["nlu_slots"]]
+    assert sum(len(s) > 0 for s in found["nlu_slots"]) > 10   # slots, not only empty lists, compared

@@ -38,7 +38,26 @@ def test_a_text_that_fails_again_on_two_days_revives_its_label():
     failing, fixed = (6, 5), (6, 0)
     states = _states({1: failing, 2: failing, 3: fixed, 4: fixed, 5: failing, 6: failing, 7: failing})
     assert states[:5] == ["new", "confirmed", "confirmed", "retired", "retired"]
-    assert states[5] == "new" and states[6] == "confirmed"
+    assert states[5] == "confirmed" and states[6] == "confirmed"
+
+
+def test_a_revived_label_keeps_its_days_of_evidence_and_is_confirmed_not_new():
+    """A label comes back only after its text failed on confirm_days days since its retirement: that is the
+    evidence a confirmed label has, and its earlier failed days stay its evidence (they were emptied once, so a
+    revived label read `new` for one run)."""
+    failing, fixed = (6, 5), (6, 0)
+    daily = {1: failing, 2: failing, 3: fixed, 4: fixed, 5: failing, 6: failing}
+    base = None
+    for day in sorted(daily):
+        life = lifecycle.advance(base, LABEL, _days({d: v for d, v in daily.items() if d <= day}),
+                                 f"2026-11-{day:02d}", RULES)
+        base = life.state
+    row = life.state.iloc[0]
+    assert row["state"] == "confirmed"
+    assert list(row["evidence_days"]) == ["2026-11-01", "2026-11-02", "2026-11-05", "2026-11-06"]
+    assert row["last_evidence"] == "2026-11-06" and row["state_since"] == "2026-11-06"
+    assert life.changes[["change", "state"]].values.tolist() == [["revived", "confirmed"]]
+    assert life.emitted["state"].tolist() == ["confirmed"]
 
 
 # ------------------------------------------------- retirement when the NLU reads the text as the labelled intent
@@ -125,5 +144,5 @@ def test_friction_on_turns_still_read_as_the_labelled_intent_does_not_revive_a_l
                                                  "retired"]
     misread_again = [(MISREAD, 2, 2)]          # the NLU gets it wrong again: the label is needed again
     lives = _lives({**quiet, 5: misread_again, 6: misread_again})
-    assert [next(iter(s))[1] for s in lives][3:] == ["retired", "retired", "new"]
-    assert lives[-1][(RIGHT, "new")] == "fails again"
+    assert [next(iter(s))[1] for s in lives][3:] == ["retired", "retired", "confirmed"]   # revived, evidence kept
+    assert lives[-1][(RIGHT, "confirmed")].startswith("failed on")

@@ -128,7 +128,8 @@ def stage_data(engines):
         d["file_order"] = engine.from_arrow(pa.table({"source_file": ["b", "a", "c"], "source_rank": [0, 1, 2]}))
         d["curated_ids"] = engine.from_arrow(pa.table({"event_id": ["e3", "e3", "e9"]}))
         # the vector cache as a dataset: half the texts cached, one of them twice (two runs appended it)
-        d["window_texts"] = engine.sql("unique_texts", {"turn_friction": d["turn_friction"]})
+        d["day_texts"] = engine.sql("day_texts", {"turn_friction": d["turn_friction"]})
+        d["window_texts"] = engine.sql("unique_texts", {"day_texts": d["day_texts"]})
         d["cached_vectors"] = engine.from_arrow(pa.concat_tables([cached, cached.slice(0, 1)]))
         d["shard_vectors"] = engine.from_arrow(shard)
         d["turn_pairs"] = d["pairs"]
@@ -191,13 +192,14 @@ STATEMENTS = {
     "rows_of_days": (["day_rows", "days"], ["event_id"]),
     "turn_friction": (["turns"], None),
     "turn_pairs": (["turn_friction"], None),
-    "unique_texts": (["turn_friction"], None),
+    "day_texts": (["turn_friction"], None),
+    "unique_texts": (["day_texts"], None),
     "node_days": (["turn_friction", "scored_pairs"], None),
     "node_intents": (["node_days", "day_weights"], None),
     "graph_nodes": (["node_days", "node_intents"], None),
     "edge_days": (["scored_pairs"], None),
     "rephrase_edges": (["edge_days", "day_weights"], None),
-    "target_slots": (["turn_friction", "targets"], None),
+    "target_slots": (["day_texts", "targets"], None),
     "locale_days": (["turn_friction", "scored_pairs"], None),
     "locale_counts": (["locale_days"], None),
     "text_days": (["node_days"], None),

@@ -8,8 +8,8 @@
 Per-turn work (friction, turn pairs and their rephrase scores) and the per-day statistics the window's nodes and
 edges are aggregated from (sql/node_days.sql, sql/edge_days.sql) are kept per UTC day in the run folder:
 
-    <run>/work/daily/<dataset>/<day>.parquet   one day of turn_friction, scored_pairs, node_days, edge_days,
-                                                locale_days
+    <run>/work/daily/<dataset>/<day>.parquet   one day of turn_friction, day_texts, scored_pairs, node_days,
+                                                edge_days, locale_days
     <run>/work/daily/_days.json                 per day: the fingerprint of its inputs; per curated file: its days
 
 A day's fingerprint covers the curated files holding it and its two neighbour days (sessions and turn pairs cross
@@ -43,6 +43,7 @@ from selflearn.stages.base import Context
 DAILY_VERSION = 1   # bump when a per-day statement changes: every day is recomputed once
 DAY_DATASETS: dict[str, pa.Schema] = {
     "turn_friction": contract.TURN_FRICTION_SCHEMA,
+    "day_texts": contract.DAY_TEXTS_SCHEMA,
     "scored_pairs": contract.REPHRASE_PAIRS_SCHEMA,
     "node_days": contract.NODE_DAYS_SCHEMA,
     "edge_days": contract.EDGE_DAYS_SCHEMA,

@@ -1,6 +1,6 @@
 """Embed each distinct normalized text of the window once (sql/unique_texts.sql), through the cache.
 
-    embed: turn_friction -> embedder, text_vectors, embed_stats (for the manifest)
+    embed: day_texts -> embedder, text_vectors, embed_stats (for the manifest)
 
 Where the engine runs batch functions in this process (DuckDB), the texts come to the driver and go through the
 in-process cache (embedders/cache.py); `text_vectors` is a rephrase.VectorLookup. Where the engine's workers run
@@ -20,14 +20,14 @@ from selflearn.stages.base import Context, Stage
 from selflearn.stages.rephrase import VectorLookup
 
 
-def _embed(ctx: Context, turn_friction) -> dict:
+def _embed(ctx: Context, day_texts) -> dict:
     cfg = ctx.cfg.embedding
     embedder = get_embedder(cfg)
     cache_dir = Path(cfg.cache_dir) if cfg.cache_dir else ctx.layout.embedding_cache
     if not ctx.engine.batches_in_process:
-        return _embed_on_workers(ctx, turn_friction, embedder.name, cache_dir)
+        return _embed_on_workers(ctx, day_texts, embedder.name, cache_dir)
     cache = EmbeddingCache(cache_dir, embedder)
-    texts = ctx.engine.to_arrow(ctx.engine.sql("unique_texts", {"turn_friction": turn_friction}))
+    texts = ctx.engine.to_arrow(ctx.engine.sql("unique_texts", {"day_texts": day_texts}))
     texts = texts.column("utt_norm").to_pylist()
     vectors = cache.embed(texts, progress=ctx.cfg.run.progress)
     stats = {"unique_texts": len(texts), "embedded": cache.stats.get("misses", 0),
@@ -36,10 +36,10 @@ def _embed(ctx: Context, turn_friction) -> dict:
     return {"embedder": embedder, "text_vectors": VectorLookup(texts, vectors), "embed_stats": stats}
 
 
-def _embed_on_workers(ctx: Context, turn_friction, model_name: str, cache_dir: Path) -> dict:
+def _embed_on_workers(ctx: Context, day_texts, model_name: str, cache_dir: Path) -> dict:
     engine, store = ctx.engine, vector_store.VectorStore(cache_dir, model_name)
     _import_npz_shards(ctx, store)
-    window_texts = engine.sql("unique_texts", {"turn_friction": turn_friction})
+    window_texts = engine.sql("unique_texts", {"day_texts": day_texts})
     new_texts = engine.sql("new_texts", {"window_texts": window_texts, "cached_vectors": _cached(ctx, store)})
     encode = partial(vector_store.encode_batch, embedding=ctx.cfg.embedding)
     new_vectors = engine.map_batches(new_texts, encode, vector_store.VECTORS_SCHEMA)
@@ -72,4 +72,4 @@ def _import_npz_shards(ctx: Context, store: vector_store.VectorStore) -> None:
         ctx.engine.write_parquet(fresh, store.imported_part(shard))   # the marker that this shard is taken over
 
 
-EMBED = Stage("embed", inputs=("turn_friction",), outputs=("embedder", "text_vectors", "embed_stats"), run=_embed)
+EMBED = Stage("embed", inputs=("day_texts",), outputs=("embedder", "text_vectors", "embed_stats"), run=_embed)

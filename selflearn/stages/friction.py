@@ -5,7 +5,8 @@
                                                                  with the neighbour days' turns as context
     friction: turns, day_plan               -> fresh_friction    sessions, friction in [0, 1] per turn (those days
                                                                  and their neighbours), stored per day
-                                               turn_friction     the window's turns with friction (every day)
+                                               day_texts         the window's texts per day and NLU reading, with
+                                                                 their earliest successful turn (sql/day_texts)
     pairs:    fresh_friction, day_plan      -> turn_pairs        consecutive same-session pairs whose first turn
                                                                  falls on a day this run computes
 """
@@ -58,7 +59,10 @@ def _window(ctx: Context, ingest_report) -> dict:
 def _friction(ctx: Context, turns, day_plan) -> dict:
     fresh = turn_friction(ctx.engine, turns, ctx.cfg)
     daily.store(ctx, day_plan, "turn_friction", fresh)
-    return {"fresh_friction": fresh, "turn_friction": daily.load(ctx, day_plan, "turn_friction")}
+    daily.store(ctx, day_plan, "day_texts", ctx.engine.sql("day_texts", {"turn_friction": fresh}))
+    # later stages read the window's texts per day (a row per text and day), never the window's turns: a daily
+    # run's work then grows with the window's distinct texts, not with its turns
+    return {"fresh_friction": fresh, "day_texts": daily.load(ctx, day_plan, "day_texts")}
 
 
 def _pairs(ctx: Context, fresh_friction, day_plan) -> dict:
@@ -69,5 +73,5 @@ def _pairs(ctx: Context, fresh_friction, day_plan) -> dict:
 
 
 WINDOW = Stage("window", inputs=("ingest_report",), outputs=("day_plan", "turns"), run=_window)
-FRICTION = Stage("friction", inputs=("turns", "day_plan"), outputs=("fresh_friction", "turn_friction"), run=_friction)
+FRICTION = Stage("friction", inputs=("turns", "day_plan"), outputs=("fresh_friction", "day_texts"), run=_friction)
 PAIRS = Stage("pairs", inputs=("fresh_friction", "day_plan"), outputs=("turn_pairs",), run=_pairs)

@@ -35,7 +35,7 @@ import scipy.sparse as sp
 from selflearn.fitted import fitted_weights
 from selflearn.io import atomic_write_parquet
 from selflearn.progress import progress_iter
-from selflearn.stages import daily, transfer
+from selflearn.stages import transfer
 from selflearn.stages.base import Context, Stage
 from selflearn.stages.graph import Absorption, SynonymyGraph
 from selflearn.stages.grouped import unstack_parts
@@ -585,7 +585,7 @@ def finalize(decisions: pd.DataFrame, nodes: pd.DataFrame, target_slots: dict[tu
     return out[columns].sort_values(["locale", "utt_norm"]).reset_index(drop=True)
 
 
-def fetch_target_slots(engine, turn_friction, decisions: pd.DataFrame, nodes: pd.DataFrame) -> dict:
+def fetch_target_slots(engine, day_texts, decisions: pd.DataFrame, nodes: pd.DataFrame) -> dict:
     """(locale, utt_norm) of each label target -> its slots as [{name, value}], via sql/target_slots.sql."""
     if decisions.empty:
         return {}
@@ -593,7 +593,7 @@ def fetch_target_slots(engine, turn_friction, decisions: pd.DataFrame, nodes: pd
     targets = pd.DataFrame({"locale": info["locale"].to_numpy(), "utt_norm": info["utt_norm"].to_numpy(),
                             "intent": decisions["intent"].to_numpy()}).drop_duplicates(["locale", "utt_norm"])
     found = engine.to_arrow(engine.sql("target_slots", {
-        "turn_friction": turn_friction,
+        "day_texts": day_texts,
         "targets": engine.from_arrow(pa.Table.from_pandas(targets, preserve_index=False))}))
     return {(l, u): s or [] for l, u, s in zip(found.column("locale").to_pylist(),
                                                found.column("utt_norm").to_pylist(),
@@ -633,7 +633,7 @@ def failing_below_k(nodes: pd.DataFrame, is_failing: pd.Series, abroad: pd.DataF
 
 def _labels(ctx: Context, synonymy_graph, is_failing: pd.Series, chance_similarity: dict,
             reliable_neighbours: pd.DataFrame, reliable_neighbours_abroad: pd.DataFrame, embedder,
-            day_plan) -> dict:
+            day_texts) -> dict:
     lc = ctx.cfg.labels
     rule = dict(weights=label_weights_for(embedder.name), target_precision=lc.target_precision,
                 min_confidence=lc.min_confidence, min_users=ctx.cfg.privacy.min_users,
@@ -655,10 +655,8 @@ def _labels(ctx: Context, synonymy_graph, is_failing: pd.Series, chance_similari
             synonymy_graph.nodes, decisions, scored, is_failing=is_failing, abroad=reliable_neighbours_abroad,
             lc=lc, min_users=ctx.cfg.privacy.min_users)
         transfer_report = {"enabled": True, **transfer_report}
-    # the window's turns are read back from their day partitions, not held since the friction stage: they are
-    # the run's largest table (~1 GB at 1 M turns) and only this lookup needs them after embedding
-    turn_friction = daily.load(ctx, day_plan, "turn_friction")
-    slots = fetch_target_slots(ctx.engine, turn_friction, decisions, synonymy_graph.nodes)
+    # the window's texts per day with their earliest successful turn (friction stage), not the window's turns
+    slots = fetch_target_slots(ctx.engine, day_texts, decisions, synonymy_graph.nodes)
     return {"weak_labels": finalize(decisions, synonymy_graph.nodes, slots), "abstained": abstained,
             "operating_point": operating_point, "transfer_report": transfer_report}
 
@@ -667,5 +665,5 @@ def _labels(ctx: Context, synonymy_graph, is_failing: pd.Series, chance_similari
 # operating_point (the confidence cut), transfer_report (what the small locales borrowed from abroad, what
 # was withheld and why, the calibration); also work/label_candidates.parquet for `selflearn eval`
 LABELS = Stage("labels", inputs=("synonymy_graph", "is_failing", "chance_similarity", "reliable_neighbours",
-                                 "reliable_neighbours_abroad", "embedder", "day_plan"),
+                                 "reliable_neighbours_abroad", "embedder", "day_texts"),
                outputs=("weak_labels", "abstained", "operating_point", "transfer_report"), run=_labels)

@@ -126,7 +126,8 @@ def check_grouped_solve_equals_whole(engine) -> None:
     groups = engine.to_arrow(component_labels(engine, node_frame, edge_frame))
     solve_group = dict(zip(groups.column("node_id").to_pylist(), groups.column("component").to_pylist()))
     assert 1 < len(set(solve_group.values())) < len(nodes), "the inputs should split into several components"
-    grouped = graph_stage.absorb_on_engine(engine, nodes, node_intents, rephrase_edges, solve_group)
+    solved = graph_stage.solve_on_engine(engine, node_intents, rephrase_edges, nodes, solve_group)
+    grouped = graph_stage.absorption_of(engine.to_arrow(solved), nodes["node_id"].tolist(), node_intents)
     assert grouped.intents == whole.intents
     assert whole.success_by_intent.nnz > len(nodes) // 2
     difference = abs(grouped.success_by_intent - whole.success_by_intent)

@@ -249,13 +249,6 @@ def absorb_group(rows: pa.Table) -> pa.Table:
                      "probability": found.data.astype(np.float64)}, schema=ABSORPTION_ROWS_SCHEMA)
 
 
-def absorb_on_engine(engine, nodes: pd.DataFrame, node_intents: pd.DataFrame, rephrase_edges: pd.DataFrame,
-                     solve_group: dict[str, str]) -> Absorption:
-    """`absorb` as one solve per group through `engine.map_groups`; the probabilities come back per node."""
-    solved = solve_on_engine(engine, node_intents, rephrase_edges, nodes, solve_group)
-    return absorption_of(engine.to_arrow(solved), nodes["node_id"].tolist(), node_intents)
-
-
 def solve_on_engine(engine, node_intents: pd.DataFrame, rephrase_edges: pd.DataFrame, nodes: pd.DataFrame,
                     solve_group: dict[str, str]):
     """Each solve group's absorbing chain in `engine.map_groups` -> an engine dataset of the nonzero

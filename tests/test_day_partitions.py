@@ -176,6 +176,15 @@ def test_the_window_texts_and_target_slots_from_day_texts_are_those_of_every_tur
     turns = _every_turn(run)
     day_texts = pd.concat(pd.read_parquet(p) for p in sorted((run / "work/daily/day_texts").glob("*.parquet")))
     assert sorted(day_texts["utt_norm"].unique()) == sorted(turns["utt_norm"].unique())
+    # a row per day, text and reading, naming that day's earliest turn read so without friction (none: null)
+    key = ["day", "locale", "utt_norm", "reading"]
+    turns["reading"], day_texts["reading"] = turns["nlu_intent"].fillna("-"), day_texts["nlu_intent"].fillna("-")
+    first_ok = turns[turns["friction"] < 0.5].sort_values(["ts_ms", "event_id"]).drop_duplicates(key)
+    expected_rows = turns[key].drop_duplicates().merge(first_ok[key + ["event_id"]], on=key, how="left")
+    rows = {tuple(r) for r in expected_rows.fillna("-").to_numpy()}
+    assert len(day_texts) == len(rows) and rows == {tuple(r) for r in day_texts[key + ["success_event_id"]]
+                                                    .fillna("-").to_numpy()}
+    assert expected_rows["event_id"].isna().sum() > 10 and expected_rows["event_id"].notna().sum() > 100
     ok = turns[(turns["friction"] < 0.5) & turns["nlu_intent"].notna()]
     earliest = ok.sort_values(["ts_ms", "event_id"]).drop_duplicates(["locale", "utt_norm", "nlu_intent"])
     targets = earliest[["locale", "utt_norm", "nlu_intent"]].rename(columns={"nlu_intent": "intent"})

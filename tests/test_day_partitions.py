@@ -1,7 +1,11 @@
 """Day partitions (selflearn/stages/daily.py) on the real pipeline (DuckDB, hashing embedder, real Parquet): a late
 file for a past day recomputes that day and its neighbours only and ends where a run from scratch over the same
 files ends; a re-run reuses every day and writes the same bytes; without a half-life the window's statistics
-are the plain counts of before, with one the counts stay and only the shares lean to recent days."""
+are the plain counts of before, with one the counts stay and only the shares lean to recent days; an output
+folder whose run still holds the per-turn friction partitions of older runs keeps working and sheds them.
+
+The record of every turn these tests check the per-day results against is computed here, in one pass of
+sql/turn_friction.sql over the window's curated turns, not read from the run (which keeps no per-turn rows)."""
 from __future__ import annotations
 
 import json
@@ -10,12 +14,15 @@ from pathlib import Path
 
 import pandas as pd
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from selflearn import pipeline
+from selflearn import outdir, pipeline
 from selflearn.config import load_config
 from selflearn.engines import get_engine
+from selflearn.layout import RunLayout
+from selflearn.stages import friction
 
 pytestmark = pytest.mark.slow
 TABLES = ("training/parquet/train.parquet", "rephrases/pairs.parquet", "graph/nodes.parquet", "graph/edges.parquet",
@@ -23,10 +30,29 @@ TABLES = ("training/parquet/train.parquet", "rephrases/pairs.parquet", "graph/no
 LATE_DAY = 3   # index of the day a late file lands on
 
 
+def _config(**overrides):
+    return load_config(None, {"embedding.backend": "hashing", "run.progress": False, "privacy.user_salt": "t",
+                              **overrides})
+
+
 def _run(logs: Path, out: Path, **overrides) -> dict:
-    cfg = load_config(None, {"embedding.backend": "hashing", "run.progress": False, "privacy.user_salt": "t",
-                             **overrides})
-    return pipeline.run(str(logs), out, cfg, say=lambda m: None).manifest
+    return pipeline.run(str(logs), out, _config(**overrides), say=lambda m: None).manifest
+
+
+def _every_turn(out: Path) -> pd.DataFrame:
+    """Every turn of the published run's window with its session and friction: sql/turn_friction.sql run once
+    over all the window's curated turns (the run works day by day, with neighbour days as context)."""
+    layout = RunLayout(out, outdir.published_dir(out))
+    window = sorted(json.loads(layout.daily_ledger.read_text())["days"])
+    engine = get_engine("duckdb")
+    try:
+        turns = friction.day_turns(engine, sorted(layout.curated_turns.glob("*.parquet")),
+                                   pa.table({"day": pa.array(window, type=pa.string())}))
+        every_turn = engine.to_arrow(friction.turn_friction(engine, turns, _config())).to_pandas()
+    finally:
+        engine.close()
+    assert sorted(every_turn["day"].unique()) == window
+    return every_turn
 
 
 def _split(day_dir: Path, on_time: Path, late: Path) -> None:
@@ -100,16 +126,16 @@ def _bytes(path: Path) -> dict:
 
 def _old_node_statistics(run: Path) -> pd.DataFrame:
     """Per text, as the window statements computed them before day partitions: plain counts over every turn."""
-    friction = pd.concat(pd.read_parquet(p) for p in sorted((run / "work/daily/turn_friction").glob("*.parquet")))
+    turns = _every_turn(run)
     pairs = pd.read_parquet(run / "work/daily/scored_pairs")
     rephrased = set(pairs.loc[pairs["is_rephrase"], "event_id_a"])
-    friction["defective"] = (friction["friction"] >= 0.5) | friction["event_id"].isin(rephrased)
-    friction["intent"] = friction["nlu_intent"].fillna("")
-    per_intent = friction.groupby(["locale", "utt_norm", "intent"]).size().rename("n").reset_index()
+    turns["defective"] = (turns["friction"] >= 0.5) | turns["event_id"].isin(rephrased)
+    turns["intent"] = turns["nlu_intent"].fillna("")
+    per_intent = turns.groupby(["locale", "utt_norm", "intent"]).size().rename("n").reset_index()
     top = per_intent.sort_values(["locale", "utt_norm", "n", "intent"], ascending=[True, True, False, True])
     top = top.drop_duplicates(["locale", "utt_norm"]).set_index(["locale", "utt_norm"])["n"]
-    stats = friction.groupby(["locale", "utt_norm"]).agg(n_events=("event_id", "size"), n_users=("user_key", "nunique"),
-                                                         n_friction=("defective", "sum"))
+    stats = turns.groupby(["locale", "utt_norm"]).agg(n_events=("event_id", "size"), n_users=("user_key", "nunique"),
+                                                      n_friction=("defective", "sum"))
     stats["defect_rate"] = stats["n_friction"] / stats["n_events"]
     stats["top_intent_share"] = top / stats["n_events"]
     return stats
@@ -147,10 +173,19 @@ def test_the_window_texts_and_target_slots_from_day_texts_are_those_of_every_tur
     """Embed and labels read the window's texts per day (work/daily/day_texts: a row per text, day and reading),
     not its turns: the distinct texts and each text's earliest successful turn per reading are those of the turns."""
     run = late_file["root"] / "out"
-    friction = pd.concat(pd.read_parquet(p) for p in sorted((run / "work/daily/turn_friction").glob("*.parquet")))
+    turns = _every_turn(run)
     day_texts = pd.concat(pd.read_parquet(p) for p in sorted((run / "work/daily/day_texts").glob("*.parquet")))
-    assert sorted(day_texts["utt_norm"].unique()) == sorted(friction["utt_norm"].unique())
-    ok = friction[(friction["friction"] < 0.5) & friction["nlu_intent"].notna()]
+    assert sorted(day_texts["utt_norm"].unique()) == sorted(turns["utt_norm"].unique())
+    # a row per day, text and reading, naming that day's earliest turn read so without friction (none: null)
+    key = ["day", "locale", "utt_norm", "reading"]
+    turns["reading"], day_texts["reading"] = turns["nlu_intent"].fillna("-"), day_texts["nlu_intent"].fillna("-")
+    first_ok = turns[turns["friction"] < 0.5].sort_values(["ts_ms", "event_id"]).drop_duplicates(key)
+    expected_rows = turns[key].drop_duplicates().merge(first_ok[key + ["event_id"]], on=key, how="left")
+    rows = {tuple(r) for r in expected_rows.fillna("-").to_numpy()}
+    assert len(day_texts) == len(rows) and rows == {tuple(r) for r in day_texts[key + ["success_event_id"]]
+                                                    .fillna("-").to_numpy()}
+    assert expected_rows["event_id"].isna().sum() > 10 and expected_rows["event_id"].notna().sum() > 100
+    ok = turns[(turns["friction"] < 0.5) & turns["nlu_intent"].notna()]
     earliest = ok.sort_values(["ts_ms", "event_id"]).drop_duplicates(["locale", "utt_norm", "nlu_intent"])
     targets = earliest[["locale", "utt_norm", "nlu_intent"]].rename(columns={"nlu_intent": "intent"})
     targets = targets.drop_duplicates(["locale", "utt_norm"]).reset_index(drop=True)
@@ -167,3 +202,36 @@ def test_the_window_texts_and_target_slots_from_day_texts_are_those_of_every_tur
     assert found[["locale", "utt_norm"]].equals(expected[["locale", "utt_norm"]])
     assert [list(s) for s in found["nlu_slots"]] == [list(s) for s in expected["nlu_slots"]]
     assert sum(len(s) > 0 for s in found["nlu_slots"]) > 10   # slots, not only empty lists, compared
+
+
+def test_an_output_folder_with_the_old_per_turn_partitions_keeps_working_and_sheds_them(late_file):
+    """Runs before 2026-12-03 also kept work/daily/turn_friction/. A run over such a folder reuses its days (no
+    statement changed), neither reads nor links the old partitions, and leaves the run folder that holds them
+    untouched for its readers; the sweep after the next run removes that folder, and the partitions with it."""
+    root, days = late_file["root"], late_file["days"]
+    out = root / "old_layout"
+    shutil.copytree(root / "scratch", out, symlinks=True)
+    # the run folder named as an exited process leaves it (this process's own run folders are never swept)
+    old_run = outdir.published_dir(out).rename(out / ".runs" / "20261201T000000000000000Z-999999999")
+    (out / ".current").unlink()
+    (out / ".current").symlink_to(f".runs/{old_run.name}")
+    turns = pa.Table.from_pandas(_every_turn(out), preserve_index=False)
+    for day in days:   # the per-turn partitions an older run left beside the others
+        part = old_run / "work" / "daily" / "turn_friction" / f"{day}.parquet"
+        part.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(turns.filter(pc.equal(turns["day"], day)), part)
+    old_files = {p: p.read_bytes() for p in sorted(old_run.rglob("*")) if p.is_file()}
+
+    manifest = _run(late_file["full_logs"], out)
+    assert manifest["days"]["recomputed"] == [] and manifest["days"]["reused"] == len(days)
+    new_run = outdir.published_dir(out)
+    assert new_run != old_run and not (new_run / "work" / "daily" / "turn_friction").exists()
+    assert sorted(p.name for p in (new_run / "work" / "daily").iterdir()) == \
+        ["_days.json", "day_texts", "edge_days", "locale_days", "node_days", "scored_pairs"]
+    for rel in TABLES:
+        assert pq.read_table(out / rel).equals(pq.read_table(root / "scratch" / rel)), rel
+    assert {p: p.read_bytes() for p in sorted(old_run.rglob("*")) if p.is_file()} == old_files   # untouched
+
+    _run(late_file["full_logs"], out)   # old_run is no longer the published run nor the one before it
+    assert not old_run.exists()
+    assert not list(out.glob(".runs/*/work/daily/turn_friction"))

@@ -5,12 +5,17 @@
     store(ctx, plan, dataset, fresh_rows)         writes the fresh days, links the reused ones
     load(ctx, plan, dataset) -> relation          the window's days of a dataset
 
-Per-turn work (friction, turn pairs and their rephrase scores) and the per-day statistics the window's nodes and
-edges are aggregated from (sql/node_days.sql, sql/edge_days.sql) are kept per UTC day in the run folder:
+Per-turn-pair work (turn pairs and their rephrase scores), the window's texts per day (sql/day_texts.sql) and the
+per-day statistics the window's nodes and edges are aggregated from (sql/node_days.sql, sql/edge_days.sql) are
+kept per UTC day in the run folder:
 
-    <run>/work/daily/<dataset>/<day>.parquet   one day of turn_friction, day_texts, scored_pairs, node_days,
-                                                edge_days, locale_days
+    <run>/work/daily/<dataset>/<day>.parquet   one day of day_texts, scored_pairs, node_days, edge_days,
+                                                locale_days
     <run>/work/daily/_days.json                 per day: the fingerprint of its inputs; per curated file: its days
+
+Per-turn friction is not kept: the stages that read it run in the run that computes its days. Runs before
+2026-12-03 also wrote `work/daily/turn_friction/`; a run neither reads nor links it, so it stays only in the run
+folders that wrote it, which outdir's retention removes (the previous run is kept for readers, then swept).
 
 A day's fingerprint covers the curated files holding it and its two neighbour days (sessions and turn pairs cross
 midnight: a turn's friction reads the next turn, a pair's second turn may fall on the next day), the settings
@@ -41,8 +46,8 @@ from selflearn.layout import RunLayout
 from selflearn.stages.base import Context
 
 DAILY_VERSION = 1   # bump when a per-day statement changes: every day is recomputed once
+# (a dataset dropped from here changes no statement: the days of an older run stay reusable)
 DAY_DATASETS: dict[str, pa.Schema] = {
-    "turn_friction": contract.TURN_FRICTION_SCHEMA,
     "day_texts": contract.DAY_TEXTS_SCHEMA,
     "scored_pairs": contract.REPHRASE_PAIRS_SCHEMA,
     "node_days": contract.NODE_DAYS_SCHEMA,

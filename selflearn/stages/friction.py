@@ -4,9 +4,11 @@
                                                                  run computes (stages/daily.py) and their turns,
                                                                  with the neighbour days' turns as context
     friction: turns, day_plan               -> fresh_friction    sessions, friction in [0, 1] per turn (those days
-                                                                 and their neighbours), stored per day
+                                                                 and their neighbours), in memory only: the
+                                                                 later stages of this run read it, no later run
                                                day_texts         the window's texts per day and NLU reading, with
-                                                                 their earliest successful turn (sql/day_texts)
+                                                                 their earliest successful turn (sql/day_texts),
+                                                                 stored per day
     pairs:    fresh_friction, day_plan      -> turn_pairs        consecutive same-session pairs whose first turn
                                                                  falls on a day this run computes
 """
@@ -58,7 +60,9 @@ def _window(ctx: Context, ingest_report) -> dict:
 
 def _friction(ctx: Context, turns, day_plan) -> dict:
     fresh = turn_friction(ctx.engine, turns, ctx.cfg)
-    daily.store(ctx, day_plan, "turn_friction", fresh)
+    # per-turn friction is not stored: this run's pairs, node_days and locale_days read it for the days they
+    # compute, and a later run reuses a day through its per-day results (day_texts, scored_pairs, node_days,
+    # locale_days), never through its turns
     daily.store(ctx, day_plan, "day_texts", ctx.engine.sql("day_texts", {"turn_friction": fresh}))
     # later stages read the window's texts per day (a row per text and day), never the window's turns: a daily
     # run's work then grows with the window's distinct texts, not with its turns

@@ -75,6 +75,16 @@ def spark():
     session.stop()
 
 
+def test_an_embedder_in_a_spark_task_takes_the_tasks_cores_not_the_hosts(spark):
+    """A task runs in its own Python worker, one task per core: an embedder in each worker that took every core of
+    the host would oversubscribe it and hold one model session per core (e5-small-onnx) in every worker."""
+    from selflearn.embedders.base import available_cores
+
+    in_a_task = spark.sparkContext.parallelize([0], 1).map(lambda _: available_cores()).collect()
+    assert in_a_task == [int(spark.conf.get("spark.task.cpus", "1"))]
+    assert available_cores() == len(os.sched_getaffinity(0))   # the driver: its process's cores
+
+
 @pytest.fixture(scope="module")
 def engines(spark):
     from selflearn.engines.spark_engine import SparkEngine

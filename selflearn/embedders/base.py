@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator, Protocol, runtime_checkable
@@ -62,11 +63,28 @@ def encode_in_batches(texts: list[str], dim: int, batch_size: int, encode_batch)
 
 
 def available_cores() -> int:
-    """CPU cores this process may run on (respects taskset/cgroup affinity, unlike os.cpu_count)."""
+    """CPU cores this process may use: inside a Spark task the cores the task was given (spark.task.cpus),
+    else the cores it may run on (taskset/cgroup affinity, unlike os.cpu_count).
+
+    An executor runs one task per core, each in its own Python worker; a worker that took every core of its host
+    would oversubscribe it by the number of tasks, and an embedder would hold a model session per core in each."""
+    task = _spark_task()
+    if task is not None:
+        return max(1, task.cpus())
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:  # not Linux
         return max(1, os.cpu_count() or 1)
+
+
+def _spark_task():
+    """The running Spark task's context, or None outside one (pyspark is never imported here for this: a Spark
+    Python worker has imported it already)."""
+    if "pyspark" not in sys.modules:
+        return None
+    from pyspark import TaskContext
+
+    return TaskContext.get()
 
 
 def check_texts(texts: list[str]) -> list[str]:

@@ -3,8 +3,9 @@
 -- confidences the expected precision of the labels at or above a cut is their mean confidence: rank the eligible
 -- candidates at or above the floor by confidence, most confident first; the cut is the lowest confidence whose
 -- running mean still reaches the target (null: not even the most confident one does, nothing is emitted).
--- The running mean is one window function (sum and count in one frame, added in rank order as numpy's cumsum
--- adds them); tied confidences give the same running sums in any order.
+-- The running mean is one window function (sum and count in one frame), so rank and sum never disagree on ties;
+-- tied confidences give the same running sums in any order. An engine that adds the frame in another order than
+-- numpy's cumsum may differ in the last bit, which moves the cut only if a running mean lies that close to the target.
 -- inputs: label_decided (selflearn.stages.labels DECIDED_SCHEMA: scored rows and abstention tallies)
 -- params: target_precision, min_confidence, allow_variant_only (1: every scored candidate is eligible)
 with scored as (

@@ -222,10 +222,11 @@ def params_for(statement: str) -> dict[str, float]:
 
 # sql/views.sql is the DuckDB catalog written after a run (selflearn/catalog.py), not a stage statement; the
 # connected-component statements run as a loop and are checked against networkx on both engines in
-# tests/test_graph_on_engine.py, as label_rows (the label payload) and the label statements after it (the
-# operating cut, the decisions, the candidates) are, through the decisions they feed and against numpy's cut.
+# tests/test_graph_on_engine.py, as node_success is (p_success against the whole-graph solve), and label_rows (the
+# label payload) and the label statements after it (the operating cut, the decisions, the candidates), through
+# the decisions they feed and against numpy's cut.
 NOT_STAGE_STATEMENTS = {"views", "component_seed", "component_step", "component_changes", "component_numbers",
-                        "label_rows", "label_candidates", "label_operating_point", "label_decisions",
+                        "node_success", "label_rows", "label_candidates", "label_operating_point", "label_decisions",
                         "candidate_rows", "scored_in_locales"}
 
 

@@ -7,7 +7,9 @@ Spark (--master, default local[2]) once per size, each in its own process with a
 the fast hashing embedder (the memory proof is about what the driver holds, not about the model). Records the
 driver Python process's peak RSS (getrusage of that process alone: the JVM and the Python workers are other
 processes) at the end of every stage, so a stage that collects a dataset growing with the input shows as the
-step where the peak grows. Prints a table and writes benchmarks/results/spark_driver_memory-<turns>.json.
+step where the peak grows, and the rows each stage collected into the driver (SparkEngine.collected: its largest
+collect and all its rows), which says what grows where the peak does not show it. Prints both tables and writes
+benchmarks/results/spark_driver_memory-<turns>.json.
 """
 from __future__ import annotations
 

@@ -482,23 +482,15 @@ def test_spark_variants_search_on_the_workers_and_collect_no_vector(spark, tmp_p
     from selflearn.engines.spark_engine import SparkEngine
     from test_knn_on_engine import holds_vectors, run_variants, window
 
-    class CollectsRecorded(SparkEngine):
-        collected: list = []
-
-        def to_arrow(self, data):
-            table = super().to_arrow(data)
-            self.collected.append((table.schema, table.num_rows))
-            return table
-
     nodes, edges, texts, vectors = window()
     cfg = Config()
     expected = run_variants(DuckDBEngine(), tmp_path / "in-process", rephrase.VectorLookup(texts, vectors), nodes,
                             edges, cfg)
-    engine = CollectsRecorded(spark=spark)
+    engine = SparkEngine(spark=spark)  # it records every collect (SparkEngine.collected)
     relation = engine.from_arrow(pa.table({"utt_norm": texts, "vector": pa.array(list(vectors), pa.list_(pa.float32()))}))
     got = run_variants(engine, tmp_path / "spark", relation, nodes, edges, cfg)
     engine.close()
-    assert engine.collected and not any(holds_vectors(schema) for schema, _ in engine.collected)
+    assert engine.collected and not any(holds_vectors(record.schema) for record in engine.collected)
     assert got["chance_similarity"] == expected["chance_similarity"]
     assert got["knn_index"] == expected["knn_index"] == ["flat-cpu"]
     for name, keys in (("variant_edges", ["src", "kind", "dst"]), ("reliable_neighbours", ["src", "dst"]),

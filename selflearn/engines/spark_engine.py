@@ -35,10 +35,10 @@ LOCAL_CONF = {
 
 @dataclass(frozen=True)
 class Collected:
-    """One result brought into the driver's Python process by `to_arrow`: during which stage, how big."""
+    """One result brought into the driver's Python process by `to_arrow`: during which stage, how big, what."""
     stage: str
     rows: int
-    columns: tuple[str, ...]
+    schema: pa.Schema  # its column types tell, e.g., whether a vector (list<float>) reached the driver
 
 
 class SparkEngine:
@@ -69,7 +69,7 @@ class SparkEngine:
         self.materialize = materialize
         self._checkpointed: list[Any] = []
         self._broadcasts: list[Any] = []
-        # every collect of the run (rows, columns, stage): what a driver-memory check reads (issue 17)
+        # every collect of the run (stage, rows, schema): what a driver-memory check reads (issue 17)
         self.collected: list[Collected] = []
 
     # ------------------------------------------------------------------ datasets in
@@ -164,7 +164,7 @@ class SparkEngine:
         """Collect a small (aggregated) result in the frame's row order, with DuckDB's Arrow types; recorded in
         `collected`, so a test can tell which stage brings how many rows into the driver."""
         table = plain_types(data.toArrow())
-        self.collected.append(Collected(self.stage, table.num_rows, tuple(table.column_names)))
+        self.collected.append(Collected(self.stage, table.num_rows, table.schema))
         return table
 
     def count(self, data) -> int:

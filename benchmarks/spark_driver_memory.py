@@ -7,7 +7,9 @@ Spark (--master, default local[2]) once per size, each in its own process with a
 the fast hashing embedder (the memory proof is about what the driver holds, not about the model). Records the
 driver Python process's peak RSS (getrusage of that process alone: the JVM and the Python workers are other
 processes) at the end of every stage, so a stage that collects a dataset growing with the input shows as the
-step where the peak grows. Prints a table and writes benchmarks/results/spark_driver_memory-<turns>.json.
+step where the peak grows, and the rows each stage collected into the driver (SparkEngine.collected: its largest
+collect and all its rows), which says what grows where the peak does not show it. Prints both tables and writes
+benchmarks/results/spark_driver_memory-<turns>.json.
 """
 from __future__ import annotations
 
@@ -67,13 +69,22 @@ def run_worker(logs: Path, out: Path, master: str, driver_memory: str) -> dict:
 
     start = time.perf_counter()
     run = pipeline.PipelineRun(str(logs), out, cfg, say=say, engine_options={"spark": spark})
+    engine = run.engine
     result = run.run_all()
+    # what each stage brought into the driver (SparkEngine.collected): its largest collect and its total rows
+    collected: dict[str, dict[str, int]] = {}
+    for record in engine.collected:
+        seen = collected.setdefault(record.stage, {"largest_rows": 0, "total_rows": 0, "collects": 0})
+        seen["largest_rows"] = max(seen["largest_rows"], record.rows)
+        seen["total_rows"] += record.rows
+        seen["collects"] += 1
     peaks[current[0]] = peak_rss_mb()
     wall = time.perf_counter() - start
     spark.stop()
     return {"wall_s": round(wall, 1), "peak_rss_mb_after_session_start": at_start,
             "peak_rss_mb_after_stage": peaks, "python_peak_rss_mb": peak_rss_mb(),
-            "timings_s": result.manifest["timings_s"], "counts": result.manifest["counts"]}
+            "timings_s": result.manifest["timings_s"], "counts": result.manifest["counts"],
+            "collected_by_stage": collected}
 
 
 # -- parent ------------------------------------------------------------------------------------------
@@ -120,6 +131,11 @@ def main() -> None:
     for turns, run in runs.items():
         print(f"{turns} turns: wall {run['wall_s']} s, nodes {run['counts'].get('nodes')}, "
               f"labels {run['counts'].get('weak_labels')}")
+    print(f"\nrows collected into the driver per stage (largest collect / all), {args.turns} vs "
+          f"{args.turns * args.scale} turns")
+    for stage in stages:
+        a, b = (r["collected_by_stage"].get(stage, {"largest_rows": 0, "total_rows": 0}) for r in (small, large))
+        print(f"{stage:<10} {a['largest_rows']:>8} / {a['total_rows']:<8} {b['largest_rows']:>8} / {b['total_rows']:<8}")
     RESULTS.mkdir(parents=True, exist_ok=True)
     target = RESULTS / f"spark_driver_memory-{args.turns}.json"
     target.write_text(json.dumps({

@@ -112,6 +112,7 @@ class PipelineRun:
         stage = STAGE_LIST[index]
         self.say(f"[{index + 1:>2}/{len(STAGES)}] {name} ...")
         start = time.perf_counter()
+        self.ctx.engine.stage = name
         produced = stage(self.ctx, self.datasets)
         for dataset, data in produced.items():
             contract.check_dataset(dataset, data, name)

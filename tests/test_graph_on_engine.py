@@ -202,10 +202,17 @@ def check_engine_graph_and_labels_equal_whole(engine, d) -> None:
     decisions, abstained, point, candidates = labels.decide(whole, d["is_failing"], **rule)
     got = labels.decide_on_engine(engine, grouped, d["is_failing"], **rule)
     assert len(decisions) > 0, "the sample logs should give labels"
+    assert 0 < point["candidates"] and point["cut"] is not None
     pd.testing.assert_frame_equal(got[0], decisions, check_exact=False, rtol=1e-12)
     assert got[1] == abstained
     assert got[2] == point
-    pd.testing.assert_frame_equal(got[3], candidates, check_exact=False, rtol=1e-12)
+    on_engine = engine.to_arrow(labels.candidate_rows(engine, got[3])).to_pandas()
+    pd.testing.assert_frame_equal(on_engine, candidates, check_exact=False, rtol=1e-12)
+    small = set(candidates["locale"].unique()[:1])
+    expected_small = candidates[candidates["locale"].isin(small)][["locale", "utt_norm", "intent", "confidence"]]
+    got_small = labels.scored_in_locales(engine, got[3], small)
+    pd.testing.assert_frame_equal(got_small.drop(columns="node_id"), expected_small.reset_index(drop=True),
+                                  check_exact=False, rtol=1e-12)
 
 
 def test_grouped_graph_and_labels_equal_whole_graph_path_on_duckdb(duck, graph_inputs):
@@ -262,6 +269,59 @@ def test_grouped_labels_without_candidates_decide_nothing_like_the_whole_path(du
     rule = dict(weights=labels.HAND_LABEL_WEIGHTS, target_precision=0.8, min_confidence=0.1, min_users=2)
     expected = labels.decide(grouped, nobody, **rule)
     got = labels.decide_on_engine(duck, grouped, nobody, **rule)
-    assert len(got[0]) == 0 and len(got[3]) == 0
+    assert len(got[0]) == 0 and duck.count(got[3]) == 0
     assert got[1] == expected[1] and got[2] == expected[2]
-    assert list(got[3].columns) == list(expected[3].columns)
+    assert duck.to_arrow(labels.candidate_rows(duck, got[3])).column_names == list(expected[3].columns)
+
+
+# ---------------------------------------------------------------------- the operating cut in SQL
+def decided_rows(confidence: list[float], confident: list[bool]) -> pa.Table:
+    """DECIDED_SCHEMA rows: one scored row per confidence (the other columns null) and an abstention tally."""
+    n = len(confidence)
+    columns = {name: pa.nulls(n + 1, field.type) for name, field in zip(labels.DECIDED_SCHEMA.names,
+                                                                         labels.DECIDED_SCHEMA)}
+    columns.update({
+        "outcome": pa.array(["scored"] * n + ["tie"]), "count": pa.array([1] * n + [3], pa.int64()),
+        "node_row": pa.array([*range(n), None], pa.int64()),
+        "node_id": pa.array([f"n{i:03d}" for i in range(n)] + [None]),
+        "locale": pa.array(["en-US"] * n + [None]), "target": pa.array([f"t{i % 3}" for i in range(n)] + [None]),
+        "confidence": pa.array([*confidence, None], pa.float64()),
+        "confident_rephrase": pa.array([*confident, None], pa.bool_())})
+    return pa.table(columns, schema=labels.DECIDED_SCHEMA)
+
+
+def check_operating_cut_in_sql_equals_numpy(engine) -> None:
+    rng = random.Random(5)
+    # coarse confidences: many ties, some below the floor, a run whose mean crosses the target more than once
+    confidence = [round(rng.random(), 1) for _ in range(60)] + [0.95, 0.95, 0.05]
+    confident = [rng.random() < 0.7 for _ in confidence]
+    decided = engine.from_arrow(decided_rows(confidence, confident))
+    values, eligible_mask = np.array(confidence), np.array(confident)
+    cases = [(0.8, 0.1, False), (0.6, 0.3, False), (0.5, 0.0, True), (0.99, 0.1, False), (1.01, 0.1, True)]
+    cuts = []
+    for target, floor, variant_only in cases:
+        eligible = np.ones(len(values), dtype=bool) if variant_only else eligible_mask
+        expected = labels.operating_cut(values[eligible], target, floor)
+        frame = engine.sql("label_candidates", {"label_decided": decided},
+                           {"target_precision": target, "min_confidence": floor,
+                            "allow_variant_only": int(variant_only)})
+        rows = engine.to_arrow(frame)
+        got = rows.column("cut")[0].as_py()
+        assert (got is None and np.isinf(expected)) or got == expected, (target, floor, variant_only)
+        emitted = eligible & (values >= expected)
+        assert rows.column("emitted").to_pylist() == emitted.tolist()
+        point = engine.to_arrow(engine.sql("label_operating_point", {"label_candidates": frame,
+                                                                     "label_decided": decided})).to_pylist()[0]
+        assert point["low_confidence"] == int((eligible & ~emitted).sum())
+        assert point["no_confident_rephrase"] == int((~eligible).sum()) and point["tie"] == 3
+        cuts.append(got)
+    assert None in cuts and len({c for c in cuts if c is not None}) > 1, "the cases should cover several cuts"
+
+
+def test_operating_cut_in_sql_equals_numpy_on_duckdb(duck):
+    check_operating_cut_in_sql_equals_numpy(duck)
+
+
+@pytest.mark.parametrize("mark", [pytest.param(None, marks=spark_only)])
+def test_operating_cut_in_sql_equals_numpy_on_spark(spark_engine, mark):
+    check_operating_cut_in_sql_equals_numpy(spark_engine)

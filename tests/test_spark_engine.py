@@ -232,9 +232,12 @@ def params_for(statement: str) -> dict[str, float]:
 
 # sql/views.sql is the DuckDB catalog written after a run (selflearn/catalog.py), not a stage statement; the
 # connected-component statements run as a loop and are checked against networkx on both engines in
-# tests/test_graph_on_engine.py, as label_rows (the label payload) is through the decisions it feeds.
+# tests/test_graph_on_engine.py, as node_success is (p_success against the whole-graph solve), and label_rows (the
+# label payload) and the label statements after it (the operating cut, the decisions, the candidates), through
+# the decisions they feed and against numpy's cut.
 NOT_STAGE_STATEMENTS = {"views", "component_seed", "component_step", "component_changes", "component_numbers",
-                        "label_rows"}
+                        "node_success", "label_rows", "label_candidates", "label_operating_point", "label_decisions",
+                        "candidate_rows", "scored_in_locales"}
 
 
 def test_every_stage_statement_is_covered():
@@ -326,14 +329,22 @@ def e2e_config(cache: Path, **run) -> Config:
 
 
 @pytest.fixture(scope="module")
-def both_runs(spark, sample_logs, embedding_cache, tmp_path_factory):
+def runs_and_collects(spark, sample_logs, embedding_cache, tmp_path_factory):
+    """The sample logs run on DuckDB, then on Spark; with every collect the Spark engine made (SparkEngine.collected)."""
     from selflearn import pipeline
 
     out = tmp_path_factory.mktemp("e2e")
     duck = pipeline.run(str(sample_logs), out / "duck", e2e_config(embedding_cache), say=lambda _: None)
-    spk = pipeline.run(str(sample_logs), out / "spark", e2e_config(embedding_cache, engine="spark"),
-                       say=lambda _: None, engine_options={"spark": spark})
-    return duck, spk
+    run = pipeline.PipelineRun(str(sample_logs), out / "spark", e2e_config(embedding_cache, engine="spark"),
+                               say=lambda _: None, engine_options={"spark": spark})
+    engine = run.engine
+    spk = run.run_all()
+    return duck, spk, list(engine.collected)
+
+
+@pytest.fixture(scope="module")
+def both_runs(runs_and_collects):
+    return runs_and_collects[:2]
 
 
 def _frame_rows(path: Path, keys: list[str]) -> list[dict]:
@@ -366,6 +377,42 @@ def test_pipeline_outputs_equal_between_engines(both_runs):
     assert spk.manifest["embedding"]["embedded"] == 0
     assert spk.manifest["embedding"]["unique_texts"] == duck.manifest["embedding"]["unique_texts"] > 0
     assert_same_outputs(duck.out_dir, spk.out_dir)
+
+
+# Stages that still bring tables into the driver that grow with distinct texts (issue 17 item 3, docs/SPARK.md
+# "Driver memory"): nodes and edges are collected to pandas, variants' neighbour rows (failing texts x k), the
+# graph's component labels and absorption rows, export's texts per day. Every other stage may collect only rows
+# bounded by what is not data: the input files, the locales x days, one row of counts, or the labels it emits.
+NODE_SIZED_STAGES = {"nodes", "edges", "variants", "graph", "export"}
+
+
+def test_spark_stages_collect_no_table_that_grows_with_nodes_or_turns(runs_and_collects):
+    from selflearn import outdir
+    from selflearn.pipeline import STAGES
+
+    _, spk, collected = runs_and_collects
+    manifest, counts = spk.manifest, spk.manifest["counts"]
+    assert {c.stage for c in collected} <= set(STAGES), "every collect happens inside a stage"
+    largest = {stage: max((c.rows for c in collected if c.stage == stage), default=0) for stage in STAGES}
+    assert largest["nodes"] >= counts["nodes"] > 0, "the record should see the nodes collected (still on the driver)"
+    files, locale_days = len(manifest["inputs"]), len(manifest["funnel"]) * manifest["days"]["days"]
+    assert largest["ingest"] <= files, "ingest collects one account row per input file"
+    for stage in ("window", "friction", "pairs", "embed", "rephrase"):
+        assert largest[stage] <= locale_days, stage
+    # labels: one row of counts, the emitted labels (and their targets' slots), the small locales' candidates;
+    # never one row per scored candidate (before, the driver collected every candidate to make the cut)
+    point, abstained = counts["operating_point"], counts["abstained"]
+    emitted = point["candidates"] - abstained["no_confident_rephrase"] - abstained["low_confidence"]
+    assert 0 < emitted < point["candidates"], "the sample should score candidates it does not emit"
+    small = set(counts["transfer"].get("small_locales", []))
+    scored = pq.read_table(outdir.published_dir(spk.out_dir) / "work" / "label_candidates.parquet").to_pandas()
+    assert len(scored) == point["candidates"]
+    borrowed = sum(n for tally in counts["transfer"]["by_locale"].values() for key, n in tally.items()
+                   if key.startswith("labelled_"))
+    bound = max(1, emitted + borrowed, int(scored["locale"].isin(small).sum()))
+    assert largest["labels"] <= bound < point["candidates"], (largest["labels"], bound)
+    stages_over = {stage for stage, rows in largest.items() if rows > max(files, locale_days, bound)}
+    assert stages_over <= NODE_SIZED_STAGES, stages_over
 
 
 def test_scored_pairs_written_by_spark_match(both_runs):
@@ -445,23 +492,15 @@ def test_spark_variants_search_on_the_workers_and_collect_no_vector(spark, tmp_p
     from selflearn.engines.spark_engine import SparkEngine
     from test_knn_on_engine import holds_vectors, run_variants, window
 
-    class CollectsRecorded(SparkEngine):
-        collected: list = []
-
-        def to_arrow(self, data):
-            table = super().to_arrow(data)
-            self.collected.append((table.schema, table.num_rows))
-            return table
-
     nodes, edges, texts, vectors = window()
     cfg = Config()
     expected = run_variants(DuckDBEngine(), tmp_path / "in-process", rephrase.VectorLookup(texts, vectors), nodes,
                             edges, cfg)
-    engine = CollectsRecorded(spark=spark)
+    engine = SparkEngine(spark=spark)  # it records every collect (SparkEngine.collected)
     relation = engine.from_arrow(pa.table({"utt_norm": texts, "vector": pa.array(list(vectors), pa.list_(pa.float32()))}))
     got = run_variants(engine, tmp_path / "spark", relation, nodes, edges, cfg)
     engine.close()
-    assert engine.collected and not any(holds_vectors(schema) for schema, _ in engine.collected)
+    assert engine.collected and not any(holds_vectors(record.schema) for record in engine.collected)
     assert got["chance_similarity"] == expected["chance_similarity"]
     assert got["knn_index"] == expected["knn_index"] == ["flat-cpu"]
     for name, keys in (("variant_edges", ["src", "kind", "dst"]), ("reliable_neighbours", ["src", "dst"]),

@@ -13,6 +13,7 @@ GroupFn = Callable[[pa.Table], pa.Table]  # all rows of one group in, any number
 class Engine(Protocol):
     name: str
     batches_in_process: bool  # whether map_batches calls its function in this process (progress can count it)
+    stage: str  # the pipeline stage running now, set by PipelineRun (an engine may record what each stage collects)
 
     def load_parquet(self, paths: list[Path], schema: pa.Schema) -> Any: ...
     def from_arrow(self, table: pa.Table) -> Any: ...

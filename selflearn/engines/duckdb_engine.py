@@ -17,6 +17,7 @@ from selflearn.io import atomic_write_parquet
 class DuckDBEngine:
     name = "duckdb"
     batches_in_process = True  # map_batches runs the function here, so a progress bar can count its rows
+    stage = ""  # the pipeline stage running now (PipelineRun sets it); results are in process, nothing is collected
 
     def __init__(self, threads: int | None = None, memory_limit: str | None = None):
         self.con = duckdb.connect()

@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import shutil
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -32,9 +33,18 @@ LOCAL_CONF = {
 }
 
 
+@dataclass(frozen=True)
+class Collected:
+    """One result brought into the driver's Python process by `to_arrow`: during which stage, how big, what."""
+    stage: str
+    rows: int
+    schema: pa.Schema  # its column types tell, e.g., whether a vector (list<float>) reached the driver
+
+
 class SparkEngine:
     name = "spark"
     batches_in_process = False  # map_batches runs in executor processes
+    stage = ""  # the pipeline stage running now (PipelineRun sets it), for the record of what was collected
 
     def __init__(self, spark=None, master: str = "local[2]", app_name: str = "selflearn",
                  conf: dict[str, str] | None = None, materialize: bool = True):
@@ -59,6 +69,8 @@ class SparkEngine:
         self.materialize = materialize
         self._checkpointed: list[Any] = []
         self._broadcasts: list[Any] = []
+        # every collect of the run (stage, rows, schema): what a driver-memory check reads (issue 17)
+        self.collected: list[Collected] = []
 
     # ------------------------------------------------------------------ datasets in
     def load_parquet(self, paths: list[Path], schema: pa.Schema):
@@ -149,8 +161,11 @@ class SparkEngine:
             shutil.rmtree(tmp_dir, ignore_errors=True)
 
     def to_arrow(self, data) -> pa.Table:
-        """Collect a small (aggregated) result in the frame's row order, with DuckDB's Arrow types."""
-        return plain_types(data.toArrow())
+        """Collect a small (aggregated) result in the frame's row order, with DuckDB's Arrow types; recorded in
+        `collected`, so a test can tell which stage brings how many rows into the driver."""
+        table = plain_types(data.toArrow())
+        self.collected.append(Collected(self.stage, table.num_rows, table.schema))
+        return table
 
     def count(self, data) -> int:
         return int(data.count())

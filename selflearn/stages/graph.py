@@ -186,7 +186,7 @@ def edge_table(nodes: pd.DataFrame, node_index: dict[tuple[str, str], int], reph
 class SynonymyGraph:
     nodes: pd.DataFrame        # NODES_SCHEMA columns
     edges: pd.DataFrame        # EDGES_SCHEMA columns
-    absorption: Absorption
+    absorption: Absorption | None  # None on the engine path: the rows stay there (absorption_rows)
     row_of: dict[str, int]     # node_id -> row in nodes / absorption
     chains: list[list[str]]
     # engine path only: node_id -> the component of every edge its evidence crosses (rephrase, variant and
@@ -314,12 +314,15 @@ def assemble_on_engine(engine, nodes: pd.DataFrame, node_intents: pd.DataFrame, 
     solve_group = dict(zip(solve["node_id"], solve["component"]))
 
     solved = solve_on_engine(engine, node_intents, rephrase_edges, nodes, solve_group)
-    absorption = absorption_of(engine.to_arrow(solved), node_ids, node_intents)
+    # the solve's rows (node x interpretation: 194k at 400k turns) stay on the engine for the label payload; the
+    # driver takes one probability per node
+    success = engine.to_arrow(engine.sql("node_success", {"absorption_rows": solved}))
+    p_success = dict(zip(success.column("node_id").to_pylist(), success.column("p_success").to_pylist()))
     component = dict(zip(numbers.column("node_id").to_pylist(), numbers.column("component").to_pylist()))
     nodes["component"] = nodes["node_id"].map(component).astype("int64")
-    nodes["p_success"] = absorption.p_success
+    nodes["p_success"] = nodes["node_id"].map(p_success).fillna(0.0).astype("float64")
     # the report's longest chains (top 20) still walk the strong multiturn edges here, on the driver
-    return SynonymyGraph(nodes, edges, absorption, {n: i for i, n in enumerate(node_ids)}, report_chains(joining),
+    return SynonymyGraph(nodes, edges, None, {n: i for i, n in enumerate(node_ids)}, report_chains(joining),
                          solve_group, absorption_rows=solved)
 
 

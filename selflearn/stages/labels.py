@@ -26,6 +26,7 @@ import re
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import lru_cache, partial
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -505,28 +506,50 @@ def decide_group(rows: pa.Table, *, weights: dict[str, float], min_users: int, a
 def decide_on_engine(engine, graph, candidates: pd.Series, *, weights: dict[str, float], target_precision: float,
                      min_confidence: float, min_users: int, allow_variant_only: bool = False,
                      chance_similarity: dict[str, float] | None = None,
-                     neighbours: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict[str, int], dict, pd.DataFrame]:
-    """`decide` with each solve group's scoring and targets in `engine.map_groups` (only groups that hold a
-    candidate travel); the operating cut and the decisions are made here over the scored candidates.
+                     neighbours: pd.DataFrame | None = None) -> tuple[pd.DataFrame, dict[str, int], dict, Any]:
+    """`decide` with every step on the engine: each solve group's scoring and targets in `engine.map_groups` (only
+    groups that hold a candidate travel), the operating cut and the decisions in SQL over the scored candidates
+    (sql/label_candidates.sql). The driver receives one row of counts and the emitted labels, not the scored
+    candidates. Returns (decisions, abstained, operating point, label_candidates): the last is the engine's
+    relation of every scored candidate (sql/label_candidates.sql; `candidate_rows` gives `decide`'s fourth value).
 
     The per-group payload is joined on the engine (sql/label_rows.sql) from column tables of the nodes, edges and
     neighbours and the solve's absorption rows (already there on the engine path), not stacked here."""
     nodes = graph.nodes
-    rows = engine.sql("label_rows", label_inputs(engine, graph, candidates, neighbours))
+    inputs = label_inputs(engine, graph, candidates, neighbours)
+    rows = engine.sql("label_rows", inputs)
     typical = typical_rephrase_similarity(graph.edges, dict(zip(nodes["node_id"], nodes["locale"])))
     decide_one = partial(decide_group, weights=weights, min_users=min_users, allow_variant_only=allow_variant_only,
                          chance=chance_similarity or {}, typical=typical)
-    decided = engine.to_arrow(engine.map_groups(rows, ["solve_group"], decide_one, DECIDED_SCHEMA)).to_pandas()
-    tallies = decided[decided["outcome"] != "scored"].groupby("outcome")["count"].sum()
-    abstained = {reason: int(tallies.get(reason, 0)) for reason in ("no_evidence", "tie")}
-    # the tally rows' nulls made these columns float or object on the way back: scored rows have them all
-    scored = (decided[decided["outcome"] == "scored"]
-              .astype({"n_users": "int64", "n_events": "int64", "confident_rephrase": bool})
-              .sort_values("node_row").reset_index(drop=True))
-    return emit(nodes, scored, scored["confidence"].to_numpy(dtype=np.float64), abstained,
-                target_of=lambda row: row.target if isinstance(row.target, str) else None,
-                evidence_of=lambda row: row.evidence, target_precision=target_precision,
-                min_confidence=min_confidence, allow_variant_only=allow_variant_only)
+    decided = engine.map_groups(rows, ["solve_group"], decide_one, DECIDED_SCHEMA)
+    scored = engine.sql("label_candidates", {"label_decided": decided},
+                        {"target_precision": float(target_precision), "min_confidence": float(min_confidence),
+                         "allow_variant_only": int(bool(allow_variant_only))})
+    point_row = engine.to_arrow(engine.sql("label_operating_point", {"label_candidates": scored,
+                                                                     "label_decided": decided})).to_pylist()[0]
+    abstained = {reason: int(point_row[reason]) for reason in ("no_evidence", "tie", "no_confident_rephrase",
+                                                                "low_confidence", "target_not_releasable")}
+    cut, mean = point_row["cut"], point_row["expected_precision"]
+    point = {"target_precision": target_precision, "min_confidence": min_confidence,
+             "cut": None if cut is None else round(float(cut), 6), "candidates": int(point_row["candidates"]),
+             "expected_precision": None if mean is None else round(float(mean), 6)}
+    decisions = engine.to_arrow(engine.sql("label_decisions", {"label_candidates": scored,
+                                                               "label_nodes": inputs["label_nodes"]})).to_pandas()
+    # Python's round, as `emit` rounds each confidence (numpy's rounds differently in the last bit)
+    decisions["confidence"] = [round(float(value), 12) for value in decisions["confidence"]]
+    return decisions.reindex(columns=DECISION_COLUMNS), abstained, point, scored
+
+
+def candidate_rows(engine, label_candidates) -> Any:
+    """work/label_candidates.parquet's rows (CANDIDATE_COLUMNS, node order) as an engine relation."""
+    return engine.sql("candidate_rows", {"label_candidates": label_candidates})
+
+
+def scored_in_locales(engine, label_candidates, locales: set[str]) -> pd.DataFrame:
+    """The scored candidates of `locales` (node_id, locale, utt_norm, intent, confidence), collected."""
+    wanted = engine.from_arrow(pa.table({"locale": pa.array(sorted(locales), pa.string())}))
+    return engine.to_arrow(engine.sql("scored_in_locales", {"label_candidates": label_candidates,
+                                                            "locales": wanted})).to_pandas()
 
 
 def _part_schema(part: str) -> pa.Schema:
@@ -600,13 +623,16 @@ def fetch_target_slots(engine, day_texts, decisions: pd.DataFrame, nodes: pd.Dat
                                                found.column("nlu_slots").to_pylist())}
 
 
-def borrow_from_abroad(nodes: pd.DataFrame, decisions: pd.DataFrame, scored: pd.DataFrame, *,
+def borrow_from_abroad(nodes: pd.DataFrame, decisions: pd.DataFrame, scored_of, *,
                        is_failing: pd.Series, abroad: pd.DataFrame, lc, min_users: int) -> tuple[pd.DataFrame, dict]:
     """decide()'s labels plus those the small locales borrow from abroad (stages/transfer.py), and its report.
 
+    scored_of(small locales) -> the scored candidates (locale, utt_norm, intent, confidence) of at least those
+    locales: transfer reads the label model's rows of the small locales' texts only.
     The busy locales' own labels calibrate pair_chance; the cut is `labels.transfer_min_confidence`, or the
     precision target when that is 0."""
     small = transfer.small_locales(nodes, lc.transfer_max_locale_share)
+    scored = scored_of(small)
     evidence = transfer.abroad_evidence(abroad, nodes)
     busy_labels = decisions[~decisions["locale"].isin(small)]
     pair_chance = transfer.PairChance.fit(evidence, busy_labels, lc.transfer_min_checks)
@@ -644,15 +670,19 @@ def _labels(ctx: Context, synonymy_graph, is_failing: pd.Series, chance_similari
         # was reported ~3x slower in labels, 5.5 GB peak at 1M turns; not re-measured here)
         decisions, abstained, operating_point, scored = decide(synonymy_graph, is_failing, **rule,
                                                                progress=ctx.cfg.run.progress)
+        # internal, not released (per-utterance texts of any user count): the precision-yield curve of `eval`
+        atomic_write_parquet(pa.Table.from_pandas(scored, preserve_index=False), ctx.layout.label_candidates)
+        scored_of = lambda small: scored  # noqa: E731 - every scored candidate is here already
     else:
-        decisions, abstained, operating_point, scored = decide_on_engine(ctx.engine, synonymy_graph, is_failing,
-                                                                         **rule)
-    # internal, not released (per-utterance texts of any user count): the precision-yield curve of `eval`
-    atomic_write_parquet(pa.Table.from_pandas(scored, preserve_index=False), ctx.layout.label_candidates)
+        # the scored candidates stay on the engine: its writer writes them, transfer collects its locales' rows
+        decisions, abstained, operating_point, on_engine = decide_on_engine(ctx.engine, synonymy_graph, is_failing,
+                                                                            **rule)
+        ctx.engine.write_parquet(candidate_rows(ctx.engine, on_engine), ctx.layout.label_candidates)
+        scored_of = partial(scored_in_locales, ctx.engine, on_engine)
     transfer_report: dict = {"enabled": False}
     if lc.transfer:
         decisions, transfer_report = borrow_from_abroad(
-            synonymy_graph.nodes, decisions, scored, is_failing=is_failing, abroad=reliable_neighbours_abroad,
+            synonymy_graph.nodes, decisions, scored_of, is_failing=is_failing, abroad=reliable_neighbours_abroad,
             lc=lc, min_users=ctx.cfg.privacy.min_users)
         transfer_report = {"enabled": True, **transfer_report}
     # the window's texts per day with their earliest successful turn (friction stage), not the window's turns

